@@ -1,0 +1,89 @@
+"""AgentFlow's core: hooks, records, config, the four modules and the solver.
+
+What is listed in ``__all__`` is the public API; everything else may change. Importing this
+package is cheap: engine SDKs, torch and docker are imported only by the code that uses them.
+"""
+
+from agentflow_core.config import Config, load_config
+from agentflow_core.engine import (
+    Completion,
+    Engine,
+    EngineConfig,
+    GenerationRequest,
+    JsonSchema,
+    Message,
+    TokenTrace,
+    Usage,
+)
+from agentflow_core.errors import (
+    AgentFlowError,
+    ConfigError,
+    EngineError,
+    EngineUnavailable,
+    PluginError,
+    ToolError,
+    UsageError,
+)
+from agentflow_core.hookspecs import hookimpl
+from agentflow_core.records import (
+    Answer,
+    Decision,
+    ModuleCall,
+    PlannerDecision,
+    Query,
+    QueryAnalysis,
+    Step,
+    StopReason,
+    ToolCall,
+    ToolErrorKind,
+    ToolFailure,
+    ToolResult,
+    ToolSuccess,
+    Trajectory,
+    Verdict,
+)
+from agentflow_core.serde import converter
+from agentflow_core.solver import Solver
+from agentflow_core.tool import Tool, ToolContext, ToolExample, ToolSpec
+
+__all__ = [
+    "AgentFlowError",
+    "Answer",
+    "Completion",
+    "Config",
+    "ConfigError",
+    "Decision",
+    "Engine",
+    "EngineConfig",
+    "EngineError",
+    "EngineUnavailable",
+    "GenerationRequest",
+    "JsonSchema",
+    "Message",
+    "ModuleCall",
+    "PlannerDecision",
+    "PluginError",
+    "Query",
+    "QueryAnalysis",
+    "Solver",
+    "Step",
+    "StopReason",
+    "TokenTrace",
+    "Tool",
+    "ToolCall",
+    "ToolContext",
+    "ToolError",
+    "ToolErrorKind",
+    "ToolExample",
+    "ToolFailure",
+    "ToolResult",
+    "ToolSpec",
+    "ToolSuccess",
+    "Trajectory",
+    "Usage",
+    "UsageError",
+    "Verdict",
+    "converter",
+    "hookimpl",
+    "load_config",
+]

@@ -1,0 +1,3 @@
+from agentflow_core.cli import main
+
+main()

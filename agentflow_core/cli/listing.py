@@ -1,0 +1,43 @@
+"""``agentflow tools | engines | plugins``: what is installed, and which package it came from."""
+
+from __future__ import annotations
+
+import click
+
+from agentflow_core.plugins import load_registry, make_plugin_manager, plugin_source
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the tool specs as JSON.")
+def tools(as_json: bool) -> None:
+    """List installed tools."""
+    from agentflow_core.serde import to_json
+
+    registry = load_registry()
+    if as_json:
+        click.echo(to_json([t.spec for t in registry.tools.values()], indent=2))
+        return
+    for name in sorted(registry.tools):
+        item = registry.tools[name]
+        click.echo(f"{name:<20} {item.spec.description}  [{item.source}]")
+
+
+@click.command()
+def engines() -> None:
+    """List engine providers (use them as provider:model)."""
+    registry = load_registry()
+    for provider in sorted(registry.engines):
+        item = registry.engines[provider]
+        click.echo(f"{provider:<10} {item.description}  [{item.source}]")
+
+
+@click.command()
+def plugins() -> None:
+    """List loaded plugins and the hooks each implements."""
+    pm = make_plugin_manager()
+    for plugin in pm.get_plugins():
+        hooks = sorted(c.name for c in pm.get_hookcallers(plugin) or [])
+        click.echo(f"{plugin_source(pm, plugin)}: {', '.join(hooks) or '(no hooks)'}")
+
+
+COMMANDS = (tools, engines, plugins)

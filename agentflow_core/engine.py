@@ -1,0 +1,130 @@
+"""The one interface between the agent and a language model.
+
+An engine takes chat messages and returns text; when a JSON schema is given, it returns text
+that *should* parse as an instance of that schema (the caller still parses tolerantly, because
+not every server honours ``response_format``). Engines are made by factories registered through
+the ``register_engines`` hook and addressed as ``provider:model`` strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import attrs
+
+Role = Literal["system", "user", "assistant"]
+
+
+@attrs.frozen
+class Message:
+    role: Role
+    content: str
+
+
+@attrs.frozen
+class JsonSchema:
+    """A named JSON schema, sent as OpenAI's ``response_format`` of type ``json_schema``."""
+
+    name: str
+    schema: Mapping[str, Any]
+
+
+@attrs.frozen
+class GenerationRequest:
+    messages: tuple[Message, ...]
+    #: Ask for JSON matching this schema; ``None`` asks for free text.
+    json_schema: JsonSchema | None = None
+    #: Per-call caps; ``None`` leaves the engine's configured default.
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+
+@attrs.frozen
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@attrs.frozen
+class TokenTrace:
+    """Token ids and sampling log-probabilities of one call; what Flow-GRPO learns from.
+
+    Only in-process engines that own the tokenizer can fill this in.
+    """
+
+    prompt_ids: tuple[int, ...]
+    completion_ids: tuple[int, ...]
+    completion_logprobs: tuple[float, ...]
+
+
+@attrs.frozen
+class Completion:
+    text: str
+    usage: Usage = attrs.field(factory=Usage)
+    latency_s: float = 0.0
+    #: Why generation ended, as the backend said it ("stop", "length", ...).
+    finish_reason: str | None = None
+    tokens: TokenTrace | None = None
+
+
+@attrs.frozen
+class EngineConfig:
+    """How to reach one model. Built from config (a string or a table) or from CLI flags."""
+
+    #: ``provider:model``, e.g. ``openai:gpt-4o-mini`` or ``llamacpp:/models/x.gguf``.
+    model: str
+    base_url: str | None = None
+    #: Name of the environment variable that holds the API key (never the key itself).
+    api_key_env: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout_s: float = 120.0
+    #: Attempts for transient failures (429, 5xx, timeouts, dropped connections).
+    max_attempts: int = 4
+    #: Provider-specific extras, passed to the engine factory untouched.
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def provider(self) -> str:
+        return split_model(self.model)[0]
+
+    @property
+    def model_name(self) -> str:
+        return split_model(self.model)[1]
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """``"openai:gpt-4o"`` -> ``("openai", "gpt-4o")``; the model part may contain colons."""
+    provider, sep, name = model.partition(":")
+    if not sep or not provider or not name:
+        raise ValueError(f"engine {model!r} is not of the form provider:model (e.g. openai:gpt-4o-mini)")
+    return provider, name
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A live connection to one model. Cheap to call concurrently; closed with ``aclose``."""
+
+    #: ``provider:model``, used in records and error messages.
+    name: str
+
+    async def generate(self, request: GenerationRequest) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+class EngineFactory(Protocol):
+    """Builds an engine from its config. Must be cheap: connect or load lazily."""
+
+    def __call__(self, config: EngineConfig) -> Engine: ...

@@ -1,0 +1,31 @@
+"""One engine per distinct engine config, shared by every module and tool of a solver.
+
+So a solver whose four modules all use the embedded model loads it once; two solvers in one
+process each have their own pool and share nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from agentflow_core.engine import Engine, EngineConfig
+from agentflow_core.registry import Registry
+from agentflow_core.serde import to_json
+
+
+class EnginePool:
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._engines: dict[str, Engine] = {}
+
+    def get(self, config: EngineConfig) -> Engine:
+        key = to_json(config)
+        engine = self._engines.get(key)
+        if engine is None:
+            factory = self._registry.engine(config.provider).factory
+            engine = self._engines[key] = factory(config)
+        return engine
+
+    async def aclose(self) -> None:
+        engines, self._engines = list(self._engines.values()), {}
+        await asyncio.gather(*(engine.aclose() for engine in engines), return_exceptions=True)

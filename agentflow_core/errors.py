@@ -1,0 +1,43 @@
+"""Every exception AgentFlow raises on purpose.
+
+    AgentFlowError
+    ├── ConfigError        bad agentflow.toml or CLI flag; names the key and the file
+    ├── PluginError        a plugin broke the rules (duplicate name, bad hook); names the plugin
+    ├── UsageError         bad input from the person at the CLI (empty query, unknown tool)
+    ├── EngineError        an LLM call failed for good; names the engine and model
+    │   └── EngineUnavailable   the engine's optional dependency or model file is missing
+    └── ToolError          a tool could not do its job; becomes an observation in memory
+
+The CLI turns any of these into one line on stderr and a non-zero exit. Nothing here logs
+or prints by itself: raising is the only side effect.
+"""
+
+from __future__ import annotations
+
+
+class AgentFlowError(Exception):
+    """Base class: a failure we anticipated and can describe in one line."""
+
+
+class ConfigError(AgentFlowError):
+    """The configuration is wrong; the message names the key and the file."""
+
+
+class PluginError(AgentFlowError):
+    """A plugin broke a rule of the plugin contract."""
+
+
+class UsageError(AgentFlowError):
+    """The user asked for something that cannot be done as asked."""
+
+
+class EngineError(AgentFlowError):
+    """An LLM engine failed after retries, or failed in a way retrying cannot fix."""
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot start here: a missing extra, model file or server."""
+
+
+class ToolError(AgentFlowError):
+    """A tool failed; the solver records it as a visible tool error and goes on."""

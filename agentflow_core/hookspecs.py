@@ -1,0 +1,41 @@
+"""The plugin API: every way a package can extend AgentFlow.
+
+A plugin is a module (or object) with functions marked ``@agentflow_core.hookimpl`` whose names
+match the specs below, published under the entry-point group ``agentflow``. Each hook receives
+a ``register`` callback; a plugin may call it any number of times. Hooks hand over factories,
+never live objects, so discovery stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from agentflow_core.registry import EngineRegistrar, ModuleRegistrar, ToolRegistrar
+
+hookspec = pluggy.HookspecMarker("agentflow")
+hookimpl = pluggy.HookimplMarker("agentflow")
+
+
+@hookspec
+def register_tools(register: ToolRegistrar) -> None:
+    """Register tools: ``register(ToolSpec, factory)``."""
+
+
+@hookspec
+def register_engines(register: EngineRegistrar) -> None:
+    """Register LLM engine providers: ``register("provider", factory, description=...)``."""
+
+
+@hookspec
+def register_modules(register: ModuleRegistrar) -> None:
+    """Register module implementations: ``register("planner", "name", factory)``."""
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add subcommands to the ``agentflow`` CLI."""

@@ -1,0 +1,59 @@
+"""The record of every turn of one solve, and how it reads to a model.
+
+A ``Memory`` belongs to exactly one solve; the solver makes a new one per query (the reference
+implementation shared one across queries, so a second query could read the first one's turns).
+"""
+
+from __future__ import annotations
+
+import json
+
+from agentflow_core.records import Step, ToolFailure, ToolSuccess
+
+#: A long tool output is cut for prompts (the full text stays in the trajectory).
+PROMPT_RESULT_CHARS = 2000
+
+
+class Memory:
+    def __init__(self) -> None:
+        self._steps: list[Step] = []
+
+    def add(self, step: Step) -> None:
+        self._steps.append(step)
+
+    def replace_last(self, step: Step) -> None:
+        """Swap in the completed version of the latest turn (once the verifier has spoken)."""
+        self._steps[-1] = step
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(self._steps)
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def render(self) -> str:
+        """Memory as the planner, verifier and generator read it."""
+        if not self._steps:
+            return "(no actions taken yet)"
+        return "\n\n".join(render_step(step) for step in self._steps)
+
+
+def render_step(step: Step) -> str:
+    lines = [
+        f"Action {step.index}:",
+        f"  tool: {step.tool_call.tool}",
+        f"  sub-goal: {step.decision.sub_goal}",
+        f"  arguments: {json.dumps(dict(step.tool_call.arguments), ensure_ascii=False)}",
+        f"  result: {render_result(step.result)}",
+    ]
+    return "\n".join(lines)
+
+
+def render_result(result: ToolSuccess | ToolFailure) -> str:
+    if isinstance(result, ToolSuccess):
+        text = result.output
+        if len(text) > PROMPT_RESULT_CHARS:
+            text = text[:PROMPT_RESULT_CHARS] + f" … [{len(result.output) - PROMPT_RESULT_CHARS} more characters]"
+        return text
+    return f"TOOL ERROR ({result.kind.value}): {result.error}"

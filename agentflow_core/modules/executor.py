@@ -1,0 +1,88 @@
+"""The default Executor: turns the planner's sub-goal into concrete arguments for the chosen tool.
+
+It asks for JSON matching the tool's own input schema. It does not run the tool: the solver
+does, so that timeouts and failures are handled in one place for every executor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from agentflow_core.engine import JsonSchema, Message
+from agentflow_core.module import FlowState, ModuleContext
+from agentflow_core.records import PlannerDecision, ToolCall
+from agentflow_core.structured import ask_structured, object_schema
+from agentflow_core.tool import ToolSpec
+
+SYSTEM = "You are the executor of a tool-using assistant. You write the exact arguments of one tool call."
+
+COMMAND = """Question: {query}
+
+Tool: {tool}: {description}
+Argument schema: {schema}
+{example}
+Sub-goal for this call: {sub_goal}
+Context from earlier steps: {context}
+
+Write the arguments for one call of {tool} that achieves the sub-goal. Copy into the arguments every \
+value the tool needs; it cannot see the question or earlier results.
+Reply with JSON: {{"explanation": "one sentence", "arguments": {{...}}}}"""
+
+
+def command_schema(tool: ToolSpec) -> JsonSchema:
+    return JsonSchema(
+        name=f"{tool.name}_call",
+        schema=object_schema({"explanation": {"type": "string"}, "arguments": dict(tool.input_schema)}),
+    )
+
+
+class DefaultExecutor:
+    def __init__(self, context: ModuleContext) -> None:
+        self.engine = context.engine
+
+    async def command(self, state: FlowState, decision: PlannerDecision) -> ToolCall:
+        tool = state.tool(decision.tool)
+        if tool is None:
+            # Nothing to ask the model: the solver turns an unknown tool into a visible tool error.
+            return ToolCall(
+                tool=decision.tool, arguments={}, explanation="the planner chose a tool that is not enabled"
+            )
+        example = tool.examples[0] if tool.examples else None
+        prompt = COMMAND.format(
+            query=state.query.text,
+            tool=tool.name,
+            description=tool.description,
+            schema=json.dumps(tool.input_schema, ensure_ascii=False),
+            example=f"Example arguments ({example.description}): {json.dumps(dict(example.arguments))}\n"
+            if example
+            else "",
+            sub_goal=decision.sub_goal,
+            context=decision.context or "(none)",
+        )
+        messages = [Message("system", SYSTEM), Message("user", prompt)]
+        parsed, call = await ask_structured(
+            self.engine,
+            role="executor",
+            purpose="command",
+            messages=messages,
+            schema=command_schema(tool),
+            max_tokens=384,
+        )
+        arguments = parsed.values.get("arguments")
+        if not isinstance(arguments, Mapping):
+            arguments = fallback_arguments(tool, decision)
+        return ToolCall(
+            tool=tool.name, arguments=dict(arguments), explanation=parsed.values.get("explanation", ""), call=call
+        )
+
+
+def fallback_arguments(tool: ToolSpec, decision: PlannerDecision) -> dict[str, Any]:
+    """When the model gave no usable arguments: a tool with one required text input gets the sub-goal."""
+    properties = tool.input_schema.get("properties", {})
+    required = list(tool.input_schema.get("required", ()))
+    text_inputs = [name for name in required if properties.get(name, {}).get("type") == "string"]
+    if len(required) == 1 and text_inputs:
+        return {text_inputs[0]: decision.sub_goal}
+    return {}

@@ -1,0 +1,179 @@
+"""The AgentFlow loop: analyse, then plan → execute → verify until STOP or a limit, then answer.
+
+A ``Solver`` owns its engines, tools and modules; every ``solve`` starts from empty memory, so
+one solver can answer many queries concurrently and two solvers never share state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from agentflow_core.config import Config
+from agentflow_core.engine_pool import EnginePool
+from agentflow_core.errors import AgentFlowError, ConfigError, EngineError
+from agentflow_core.memory import Memory
+from agentflow_core.module import Executor, FlowState, Generator, ModuleContext, Planner, Verifier
+from agentflow_core.plugins import load_registry
+from agentflow_core.records import MODULE_ROLES, Answer, Decision, Query, QueryAnalysis, Step, StopReason, Trajectory
+from agentflow_core.registry import Registry
+from agentflow_core.tool import Tool, ToolContext
+from agentflow_core.toolset import Toolset
+
+#: Receives each record as it is made (analysis, each finished step, answers); for live views.
+Observer = Callable[[Any], None]
+
+
+class Solver:
+    def __init__(self, config: Config | None = None, *, registry: Registry | None = None) -> None:
+        self.config = config or Config()
+        self.registry = registry if registry is not None else load_registry()
+        self._pool = EnginePool(self.registry)
+        self._runner: asyncio.Runner | None = None
+        for name in self.config.agent.tools:  # unknown tool names fail before any engine is made
+            self.registry.tool(name)
+        self.planner: Planner = self._module("planner")
+        self.executor: Executor = self._module("executor")
+        self.verifier: Verifier = self._module("verifier")
+        self.generator: Generator = self._module("generator")
+        self.toolset = Toolset(
+            [self._tool(name) for name in self.config.agent.tools], timeout_s=self.config.agent.tool_timeout_s
+        )
+
+    def _module(self, role: Any) -> Any:
+        name = getattr(self.config.modules, role)
+        engine = self._pool.get(self.config.engines.for_module(role))
+        return self.registry.module(role, name).factory(ModuleContext(engine=engine))
+
+    def _tool(self, name: str) -> Tool:
+        registered = self.registry.tool(name)
+        engine = self._pool.get(self.config.tool_engine(name)) if registered.spec.uses_engine else None
+        try:
+            return registered.factory(ToolContext(engine=engine, settings=self.config.tool_settings(name)))
+        except AgentFlowError as exc:
+            raise ConfigError(f"tools.{name}: {exc}") from None
+
+    @property
+    def engines(self) -> dict[str, str]:
+        names = {role: self.config.engines.for_module(role).model for role in MODULE_ROLES}
+        for spec in self.toolset.specs:
+            if spec.uses_engine:
+                names[f"tool:{spec.name}"] = self.config.tool_engine(spec.name).model
+        return names
+
+    async def asolve(self, query: str | Query, *, observe: Observer | None = None) -> Trajectory:
+        flow = _Flow(query if isinstance(query, Query) else Query(query), self, observe or (lambda _: None))
+        started = time.perf_counter()
+        stop, error = StopReason.MAX_STEPS, None
+        try:
+            async with asyncio.timeout(self.config.agent.max_time_s):
+                stop = await self._turns(flow)
+        except TimeoutError:
+            stop = StopReason.MAX_TIME
+        except EngineError as exc:
+            stop, error = StopReason.ENGINE_ERROR, str(exc)
+        final, direct, answer_error = await self._answers(flow)
+        return Trajectory(
+            query=flow.query,
+            analysis=flow.analysis,
+            steps=flow.memory.steps,
+            final_answer=final,
+            direct_answer=direct,
+            stop_reason=stop,
+            elapsed_s=time.perf_counter() - started,
+            engines=self.engines,
+            error=error or answer_error,
+        )
+
+    async def _turns(self, flow: _Flow) -> StopReason:
+        flow.analysis = await self.planner.analyze(flow.state())
+        flow.observe(flow.analysis)
+        for turn in range(1, self.config.agent.max_steps + 1):
+            decision = await self.planner.next_step(flow.state())
+            tool_call = await self.executor.command(flow.state(), decision)
+            result = await self.toolset.run(tool_call)
+            flow.memory.add(Step(turn, decision, tool_call, result))
+            verdict = await self.verifier.check(flow.state())
+            flow.memory.replace_last(attrs.evolve(flow.memory.steps[-1], verdict=verdict))
+            flow.observe(flow.memory.steps[-1])
+            if verdict.decision is Decision.STOP:
+                return StopReason.VERIFIER_STOP
+            if flow.over_token_budget():
+                return StopReason.MAX_TOKENS
+        return StopReason.MAX_STEPS
+
+    async def _answers(self, flow: _Flow) -> tuple[Answer | None, Answer | None, str | None]:
+        """The final answer is written whatever stopped the loop; only an engine failure prevents it."""
+        final = direct = None
+        try:
+            final = await self.generator.final_answer(flow.state())
+            flow.observe(final)
+            if self.config.agent.direct_answer:
+                direct = await self.generator.direct_answer(flow.state())
+        except EngineError as exc:
+            return final, direct, str(exc)
+        return final, direct, None
+
+    def solve(self, query: str | Query, *, observe: Observer | None = None) -> Trajectory:
+        """Blocking ``asolve`` for scripts; reuses one event loop so engine connections survive."""
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner.run(self.asolve(query, observe=observe))
+
+    async def aclose(self) -> None:
+        await self.toolset.aclose()
+        await self._pool.aclose()
+
+    def close(self) -> None:
+        if self._runner is None:
+            asyncio.run(self.aclose())
+            return
+        self._runner.run(self.aclose())
+        self._runner.close()
+        self._runner = None
+
+    async def __aenter__(self) -> Solver:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Solver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Flow:
+    """The mutable state of one solve; modules only ever see a ``FlowState`` snapshot of it."""
+
+    def __init__(self, query: Query, solver: Solver, observe: Observer) -> None:
+        self.query = query
+        self.memory = Memory()
+        self.analysis: QueryAnalysis | None = None
+        self.observe = observe
+        self._tools = solver.toolset.specs
+        self._limits = solver.config.agent
+
+    def state(self) -> FlowState:
+        return FlowState(
+            query=self.query,
+            tools=self._tools,
+            analysis=self.analysis,
+            steps=self.memory.steps,
+            memory_text=self.memory.render(),
+            max_steps=self._limits.max_steps,
+        )
+
+    def over_token_budget(self) -> bool:
+        budget = self._limits.max_tokens
+        if budget is None:
+            return False
+        calls = [self.analysis.call] if self.analysis and self.analysis.call else []
+        calls += [call for step in self.memory.steps for call in step.module_calls()]
+        return sum(c.usage.total_tokens for c in calls) >= budget

@@ -1,0 +1,63 @@
+"""What a tool is: a spec the planner reads, and an object that runs calls.
+
+The spec is plain data so that the planner's tool list can be built without importing a tool's
+heavy dependencies; the factory that makes the runnable tool is only called for enabled tools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from agentflow_core.engine import Engine
+
+
+@attrs.frozen
+class ToolExample:
+    #: What the worked example is meant to show the planner.
+    description: str
+    #: Arguments that satisfy ``ToolSpec.input_schema``.
+    arguments: Mapping[str, Any]
+
+
+@attrs.frozen
+class ToolSpec:
+    """Metadata the Planner and Executor see. Write it for the model: what, when, what it returns."""
+
+    name: str
+    description: str
+    #: JSON schema (type ``object``) of the arguments; the Executor asks for exactly this.
+    input_schema: Mapping[str, Any]
+    output: str
+    limitations: tuple[str, ...] = ()
+    best_practices: tuple[str, ...] = ()
+    examples: tuple[ToolExample, ...] = ()
+    #: Whether the tool calls an LLM itself; then it gets an engine (``[tools.NAME] engine``).
+    uses_engine: bool = False
+
+
+@attrs.frozen
+class ToolContext:
+    """Everything a tool factory may use. One per solver, so two solvers never share a tool."""
+
+    #: The tool's own engine, present when ``spec.uses_engine``.
+    engine: Engine | None
+    #: The ``[tools.NAME]`` table of the config, minus ``engine``; the tool validates it.
+    settings: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@runtime_checkable
+class Tool(Protocol):
+    spec: ToolSpec
+
+    async def run(self, arguments: Mapping[str, Any]) -> str:
+        """Do the work and return the observation text. Raise ``ToolError`` on failure."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class ToolFactory(Protocol):
+    def __call__(self, context: ToolContext) -> Tool: ...

@@ -1,0 +1,70 @@
+"""The enabled tools of one solver, and the one place where tool calls are run.
+
+Whatever goes wrong in a call (unknown tool, arguments that break the schema, a ``ToolError``,
+a timeout, an unexpected exception in plugin code) comes back as a ``ToolFailure`` the planner
+and verifier can read; the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+
+from agentflow_core.errors import EngineError, ToolError
+from agentflow_core.records import ToolCall, ToolErrorKind, ToolFailure, ToolResult, ToolSuccess
+from agentflow_core.tool import Tool, ToolSpec
+
+
+class Toolset:
+    def __init__(self, tools: Sequence[Tool], *, timeout_s: float) -> None:
+        self._tools = {tool.spec.name: tool for tool in tools}
+        self._timeout_s = timeout_s
+
+    @property
+    def specs(self) -> tuple[ToolSpec, ...]:
+        return tuple(tool.spec for tool in self._tools.values())
+
+    async def run(self, call: ToolCall) -> ToolResult:
+        started = time.perf_counter()
+        result = await self._run(call)
+        elapsed = time.perf_counter() - started
+        if isinstance(result, ToolSuccess):
+            return ToolSuccess(result.output, elapsed_s=elapsed)
+        return ToolFailure(result.kind, result.error, elapsed_s=elapsed)
+
+    async def _run(self, call: ToolCall) -> ToolResult:
+        tool = self._tools.get(call.tool)
+        if tool is None:
+            names = ", ".join(self._tools) or "none"
+            return ToolFailure(ToolErrorKind.UNKNOWN_TOOL, f"unknown tool {call.tool!r}; enabled tools: {names}")
+        problem = schema_problem(call.arguments, tool.spec.input_schema)
+        if problem:
+            return ToolFailure(ToolErrorKind.BAD_ARGUMENTS, f"arguments for {call.tool} are invalid: {problem}")
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                output = await tool.run(call.arguments)
+        except TimeoutError:
+            return ToolFailure(ToolErrorKind.TIMEOUT, f"{call.tool} did not finish within {self._timeout_s:g} s")
+        except (ToolError, EngineError) as exc:
+            return ToolFailure(ToolErrorKind.FAILED, str(exc) or type(exc).__name__)
+        except Exception as exc:  # plugin code: report it in memory rather than kill the solve
+            return ToolFailure(ToolErrorKind.CRASHED, f"{call.tool} raised {type(exc).__name__}: {exc}")
+        if not isinstance(output, str):
+            return ToolFailure(ToolErrorKind.CRASHED, f"{call.tool} returned {type(output).__name__}, not text")
+        return ToolSuccess(output)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(tool.aclose() for tool in self._tools.values()), return_exceptions=True)
+
+
+def schema_problem(arguments: Mapping[str, object], schema: Mapping[str, object]) -> str | None:
+    """First violation of ``schema`` by ``arguments``, in one line; ``None`` if valid."""
+    import jsonschema  # imported here: only needed once a tool is actually called
+
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(dict(arguments)))
+    if error is None:
+        return None
+    where = ".".join(str(p) for p in error.absolute_path)
+    return f"{where}: {error.message}" if where else error.message

@@ -1,0 +1,1 @@
+"""Measuring and improving the agent: benchmarks, evaluation and Flow-GRPO (not yet built)."""

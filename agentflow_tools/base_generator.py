@@ -1,0 +1,69 @@
+"""base_generator: answers a self-contained sub-question with the tool's own LLM.
+
+It is the paper's general-purpose fallback tool: no retrieval, no execution, only the model's
+own knowledge and reasoning, so it is as reliable as the engine behind it and no more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agentflow_core import Engine, GenerationRequest, Message, ToolContext, ToolError, ToolExample, ToolSpec
+
+SPEC = ToolSpec(
+    name="base_generator",
+    description="Answers a self-contained question or instruction with a general language model.",
+    input_schema={
+        "type": "object",
+        "properties": {
+            "query": {
+                "type": "string",
+                "minLength": 1,
+                "description": "the full question or instruction, with every fact it needs",
+            },
+        },
+        "required": ["query"],
+        "additionalProperties": False,
+    },
+    output="the model's answer as text",
+    limitations=(
+        "It knows only what the model learned in training: no current events, no lookups.",
+        "It may get exact arithmetic and rare facts wrong.",
+    ),
+    best_practices=(
+        "Use it for reasoning, summarising earlier results, or general knowledge.",
+        "Put everything the answer depends on into the query; it cannot see the rest of the conversation.",
+    ),
+    examples=(ToolExample("summarise a finding", {"query": "In one sentence, what does photosynthesis produce?"}),),
+    uses_engine=True,
+)
+
+SYSTEM = "You are a careful, concise assistant. Answer the request directly."
+
+
+class BaseGenerator:
+    spec = SPEC
+
+    def __init__(self, context: ToolContext) -> None:
+        if context.engine is None:
+            raise ToolError("base_generator needs an engine")
+        unknown = set(context.settings) - {"max_tokens"}
+        if unknown:
+            raise ToolError(f"unknown setting(s) {', '.join(sorted(unknown))}; base_generator accepts max_tokens")
+        self._engine: Engine = context.engine
+        self._max_tokens = int(context.settings.get("max_tokens", 384))
+
+    async def run(self, arguments: Mapping[str, Any]) -> str:
+        request = GenerationRequest(
+            messages=(Message("system", SYSTEM), Message("user", str(arguments["query"]))),
+            max_tokens=self._max_tokens,
+        )
+        completion = await self._engine.generate(request)
+        text = completion.text.strip()
+        if not text:
+            raise ToolError("the model returned an empty answer")
+        return text
+
+    async def aclose(self) -> None:
+        """The engine belongs to the solver's pool, which closes it."""
