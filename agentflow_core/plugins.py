@@ -92,6 +92,8 @@ def plugin_source(pm: pluggy.PluginManager, plugin: object) -> str:
     name = pm.get_name(plugin) or repr(plugin)
     if isinstance(pm, AgentFlowPluginManager) and name in pm.distributions:
         return f"{pm.distributions[name]} ({name})"
+    if not isinstance(plugin, ModuleType):  # an object registered in code: pluggy names it by id()
+        name = f"{type(plugin).__module__}.{type(plugin).__qualname__}"
     return f"agentflow (built-in {name})" if name in BUILTIN_PLUGINS else name
 
 
@@ -106,8 +108,8 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
         (pm.hook.register_modules, lambda src: ModuleRegistrar(modules, src)),
     )
     for caller, make in registrars:
-        # pluggy calls implementations last-registered first; keep registration order instead.
-        for impl in reversed(caller.get_hookimpls()):
+        # get_hookimpls() is in registration order (pluggy *calls* them in reverse): built-ins first.
+        for impl in caller.get_hookimpls():
             impl.function(register=make(plugin_source(pm, impl.plugin)))
     return Registry(tools=tools, engines=engines, modules=modules)
 
