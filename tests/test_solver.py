@@ -1,0 +1,236 @@
+"""The loop end to end over real HTTP: each module on its own model of a scripted server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+import agentflow_tools.plugin
+from agentflow_core import Solver, StopReason, ToolFailure, ToolSuccess, Trajectory
+from agentflow_core.config import config_from_dict
+from agentflow_core.plugins import load_registry
+from agentflow_core.records import ToolErrorKind
+from agentflow_core.registry import Registry
+from agentflow_core.serde import from_json, to_json
+from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, scripted_json
+from tests.helpers import TestTools, config_for, engine_table
+
+MODELS = {"planner": "m-plan", "executor": "m-exec", "verifier": "m-verify", "generator": "m-gen", "tool": "m-tool"}
+
+
+@pytest.fixture
+def server():
+    with ScriptedOpenAIServer() as server:
+        yield server
+
+
+def step(tool: str = "base_generator", sub_goal: str = "What is 6 times 7?") -> Reply:
+    return scripted_json({"context": "nothing yet", "sub_goal": sub_goal, "tool": tool})
+
+
+def args(**arguments: object) -> Reply:
+    return scripted_json({"explanation": "ask the model", "arguments": arguments})
+
+
+def verdict(decision: str) -> Reply:
+    return scripted_json({"analysis": "looks fine", "decision": decision})
+
+
+async def test_one_turn_each_module_on_its_own_model(server: ScriptedOpenAIServer, registry: Registry) -> None:
+    server.enqueue("m-plan", Reply("Needs arithmetic; base_generator can do it."), step())
+    server.enqueue("m-exec", args(query="What is 6 times 7?"))
+    server.enqueue("m-tool", Reply("The product is 42."))
+    server.enqueue("m-verify", verdict("STOP"))
+    server.enqueue("m-gen", Reply("42"))
+    async with Solver(config_for(server, **MODELS), registry=registry) as solver:
+        trajectory = await solver.asolve("What is 6 times 7?")
+
+    assert trajectory.error is None
+    assert trajectory.stop_reason is StopReason.VERIFIER_STOP
+    assert trajectory.answer == "42"
+    [only] = trajectory.steps
+    assert only.decision.tool == "base_generator"
+    assert only.tool_call.arguments == {"query": "What is 6 times 7?"}
+    assert only.result == ToolSuccess("The product is 42.", only.result.elapsed_s)
+    assert [(c.role, c.purpose, c.engine) for c in trajectory.module_calls()] == [
+        ("planner", "analyze", "openai:m-plan"),
+        ("planner", "next_step", "openai:m-plan"),
+        ("executor", "command", "openai:m-exec"),
+        ("verifier", "check", "openai:m-verify"),
+        ("generator", "final_answer", "openai:m-gen"),
+    ]
+    assert all(c.parse_error is None for c in trajectory.module_calls())
+    assert trajectory.engines["tool:base_generator"] == "openai:m-tool"
+    # What the tool returned reaches the verifier and the generator.
+    assert "The product is 42." in server.requests_for("m-verify")[0].messages[-1]["content"]
+    assert "The product is 42." in server.requests_for("m-gen")[0].messages[-1]["content"]
+    # Every module call went to its own model; the tool's call to the tool's model.
+    assert [len(server.requests_for(m)) for m in MODELS.values()] == [2, 1, 1, 1, 1]
+    assert from_json(to_json(trajectory), Trajectory) == trajectory
+
+
+async def test_structured_calls_send_json_schemas(server: ScriptedOpenAIServer, registry: Registry) -> None:
+    server.enqueue("m-plan", Reply("analysis"), step())
+    server.enqueue("m-exec", args(query="q"))
+    server.enqueue("m-tool", Reply("tool answer"))
+    server.enqueue("m-verify", verdict("STOP"))
+    server.enqueue("m-gen", Reply("done"))
+    async with Solver(config_for(server, **MODELS), registry=registry) as solver:
+        await solver.asolve("q")
+
+    analyze, next_step = server.requests_for("m-plan")
+    assert analyze.response_format is None
+    schema = next_step.response_format["json_schema"]["schema"]
+    assert next_step.response_format["type"] == "json_schema"
+    assert schema["properties"]["tool"]["enum"] == ["base_generator"]
+    command = server.requests_for("m-exec")[0].response_format["json_schema"]["schema"]
+    assert command["properties"]["arguments"]["required"] == ["query"]
+    check = server.requests_for("m-verify")[0].response_format["json_schema"]["schema"]
+    assert check["properties"]["decision"]["enum"] == ["STOP", "CONTINUE"]
+
+
+async def test_tool_error_is_visible_and_the_loop_goes_on(server: ScriptedOpenAIServer) -> None:
+    registry = load_registry(entry_points=False, extra=[agentflow_tools.plugin, TestTools()])
+    server.enqueue(
+        "m",
+        Reply("analysis"),
+        step("failing"),
+        args(text="x"),
+        verdict("CONTINUE"),
+        step("upper", "shout hello"),
+        args(text="hello"),
+        verdict("STOP"),
+        Reply("HELLO"),
+    )
+    config = config_for(server, tools=("failing", "upper"), default="m")
+    async with Solver(config, registry=registry) as solver:
+        trajectory = await solver.asolve("shout hello")
+
+    first, second = trajectory.steps
+    assert first.result == ToolFailure(ToolErrorKind.FAILED, "the backend said no (HTTP 503)", first.result.elapsed_s)
+    assert second.result.output == "HELLO"  # type: ignore[union-attr]
+    planner_turn_2 = server.requests_for("m")[4].messages[-1]["content"]
+    assert "TOOL ERROR (failed): the backend said no (HTTP 503)" in planner_turn_2
+    assert trajectory.answer == "HELLO"
+
+
+async def test_garbage_from_the_model_is_survived(server: ScriptedOpenAIServer, registry: Registry) -> None:
+    server.set_default_responder(lambda request: Reply("I am a tiny model and I like turtles."))
+    config = config_for(server, agent={"max_steps": 2}, default="m")
+    async with Solver(config, registry=registry) as solver:
+        trajectory = await solver.asolve("What is the capital of France?")
+
+    assert trajectory.stop_reason is StopReason.MAX_STEPS
+    assert len(trajectory.steps) == 2
+    for turn in trajectory.steps:
+        assert turn.decision.tool == "base_generator"  # the only enabled tool, chosen as fallback
+        assert turn.decision.call is not None and turn.decision.call.parse_error
+        assert turn.tool_call.arguments == {"query": turn.decision.sub_goal}
+        assert isinstance(turn.result, ToolSuccess)
+        assert turn.verdict is not None and turn.verdict.call is not None and turn.verdict.call.parse_error
+    assert trajectory.answer == "I am a tiny model and I like turtles."
+
+
+async def test_unknown_tool_and_bad_arguments_become_tool_errors(
+    server: ScriptedOpenAIServer, registry: Registry
+) -> None:
+    server.enqueue(
+        "m",
+        Reply("analysis"),
+        step(),
+        scripted_json({"explanation": "", "arguments": {"q": 1}}),
+        verdict("STOP"),
+        Reply("no idea"),
+    )
+    async with Solver(config_for(server, default="m"), registry=registry) as solver:
+        trajectory = await solver.asolve("q")
+    [only] = trajectory.steps
+    assert isinstance(only.result, ToolFailure) and only.result.kind is ToolErrorKind.BAD_ARGUMENTS
+
+
+async def test_time_limit_still_writes_an_answer(server: ScriptedOpenAIServer) -> None:
+    registry = load_registry(entry_points=False, extra=[TestTools()])
+    server.enqueue("m", Reply("analysis"), step("sleepy"), args(text="zzz"))
+    server.enqueue("m-gen", Reply("ran out of time"))
+    config = config_for(server, tools=("sleepy",), agent={"max_time_s": 1.0}, default="m", generator="m-gen")
+    async with Solver(config, registry=registry) as solver:
+        trajectory = await solver.asolve("q")
+    assert trajectory.stop_reason is StopReason.MAX_TIME
+    assert trajectory.answer == "ran out of time"
+    assert trajectory.elapsed_s < 5
+
+
+async def test_token_budget_stops_the_loop(server: ScriptedOpenAIServer, registry: Registry) -> None:
+    big = {"prompt_tokens": 600, "completion_tokens": 10}
+    server.enqueue(
+        "m",
+        Reply("analysis", **big),
+        Reply(json.dumps({"context": "", "sub_goal": "s", "tool": "base_generator"}), **big),
+        args(query="s"),
+        Reply("tool says hi", **big),
+        verdict("CONTINUE"),
+        Reply("answer"),
+    )
+    config = config_for(server, agent={"max_tokens": 1000, "max_steps": 5}, default="m")
+    async with Solver(config, registry=registry) as solver:
+        trajectory = await solver.asolve("q")
+    assert trajectory.stop_reason is StopReason.MAX_TOKENS
+    assert len(trajectory.steps) == 1
+
+
+async def test_engine_failure_ends_with_a_one_line_error(server: ScriptedOpenAIServer, registry: Registry) -> None:
+    server.enqueue("m-plan", Reply(status=401, error_message="Incorrect API key provided"))
+    server.enqueue("m-gen", Reply("fallback answer"))
+    async with Solver(config_for(server, default="m-plan", generator="m-gen"), registry=registry) as solver:
+        trajectory = await solver.asolve("q")
+    assert trajectory.stop_reason is StopReason.ENGINE_ERROR
+    assert trajectory.error is not None and "401" in trajectory.error and "m-plan" in trajectory.error
+    assert "\n" not in trajectory.error
+    assert trajectory.answer == "fallback answer"
+
+
+def _echo_flow(request: RecordedRequest) -> Reply:
+    """Answers every call of a one-turn flow, repeating the query so leaks between solves show."""
+    prompt = request.messages[-1]["content"]
+    query = prompt.split("Question: ", 1)[1].split("\n", 1)[0] if "Question: " in prompt else prompt
+    name = (request.response_format or {}).get("json_schema", {}).get("name")
+    if name == "next_step":
+        return step(sub_goal=query)
+    if name == "base_generator_call":
+        return args(query=query)
+    if name == "verification":
+        return verdict("STOP")
+    return Reply(f"about {query}")
+
+
+async def test_concurrent_solves_have_separate_memory(server: ScriptedOpenAIServer, registry: Registry) -> None:
+    server.set_default_responder(_echo_flow)
+    async with Solver(config_for(server, default="m"), registry=registry) as solver:
+        queries = [f"query number {i}" for i in range(8)]
+        trajectories = await asyncio.gather(*(solver.asolve(q) for q in queries))
+    for query, trajectory in zip(queries, trajectories, strict=True):
+        assert len(trajectory.steps) == 1
+        assert trajectory.steps[0].result.output == f"about {query}"  # type: ignore[union-attr]
+        for call in trajectory.module_calls():
+            others = [q for q in queries if q != query]
+            text = json.dumps([m.content for m in call.messages])
+            assert not any(f"{other}\\n" in text or f'{other}"' in text for other in others)
+
+
+def test_two_solvers_in_one_process_share_nothing(server: ScriptedOpenAIServer, registry: Registry) -> None:
+    server.set_default_responder(_echo_flow)
+    one = Solver(config_for(server, default="m"), registry=registry)
+    two = Solver(config_from_dict({"engines": {"default": engine_table(server, "other")}}), registry=registry)
+    try:
+        first = one.solve("alpha")
+        second = two.solve("beta")
+        again = one.solve("gamma")  # the sync wrapper reuses its loop, so connections survive
+    finally:
+        one.close()
+        two.close()
+    assert [len(t.steps) for t in (first, second, again)] == [1, 1, 1]
+    assert {c.engine for c in second.module_calls()} == {"openai:other"}
+    assert one.toolset is not two.toolset
+    assert again.steps[0].result.output == "about gamma"  # type: ignore[union-attr]
