@@ -212,7 +212,9 @@ def with_overrides(
     for role, model in (engines or {}).items():
         if role not in ("default", *MODULE_ROLES):
             raise ConfigError(f"unknown module {role!r} for an engine override")
-        new_engines = attrs.evolve(new_engines, **{role: _engine(model, base_url, f"--{role}-engine")})
+        new_engines = attrs.evolve(
+            new_engines, **{role: _engine(model, base_url, "--engine" if role == "default" else f"--{role}-engine")}
+        )
     if base_url:
         new_engines = _with_base_url(new_engines, base_url)
     new_tools = dict(config.tools)

@@ -80,7 +80,7 @@ def solve(
         click.echo(to_json(trajectory, indent=2))
     elif trajectory.final_answer:
         click.echo(trajectory.final_answer.text)
-    if not as_json and not quiet:
-        click.echo(render.summary(trajectory), err=True)
     if trajectory.error:
         raise click.ClickException(trajectory.error)
+    if not as_json and not quiet:
+        click.echo(render.summary(trajectory), err=True)

@@ -1,0 +1,143 @@
+"""``agentflow`` as a user runs it: a subprocess, a config file, a server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentflow_core import Trajectory
+from agentflow_core.serde import from_json
+from agentflow_core.testing import Reply, ScriptedOpenAIServer, scripted_json
+
+
+def agentflow(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AGENTFLOW_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "agentflow_core", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def server():
+    with ScriptedOpenAIServer() as server:
+        yield server
+
+
+def write_config(path: Path, server: ScriptedOpenAIServer) -> Path:
+    tables = "\n".join(
+        f'{role} = {{ model = "openai:{model}", base_url = "{server.base_url}" }}'
+        for role, model in [("planner", "p"), ("executor", "e"), ("verifier", "v"), ("generator", "g")]
+    )
+    path.write_text(
+        f'[engines]\n{tables}\n\n[tools.base_generator]\nengine = {{ model = "openai:t", '
+        f'base_url = "{server.base_url}" }}\n'
+    )
+    return path
+
+
+def script_one_turn(server: ScriptedOpenAIServer) -> None:
+    server.enqueue(
+        "p",
+        Reply("Look it up with the model."),
+        scripted_json({"context": "", "sub_goal": "Name the largest planet.", "tool": "base_generator"}),
+    )
+    server.enqueue("e", scripted_json({"explanation": "ask", "arguments": {"query": "Name the largest planet."}}))
+    server.enqueue("t", Reply("Jupiter is the largest planet (tool observation #4711)."))
+    server.enqueue("v", scripted_json({"analysis": "answered", "decision": "STOP"}))
+    server.enqueue("g", Reply("Jupiter (per tool observation #4711)"))
+
+
+def test_solve_routes_each_module_to_its_own_model(tmp_path: Path, server: ScriptedOpenAIServer) -> None:
+    script_one_turn(server)
+    config = write_config(tmp_path / "agentflow.toml", server)
+    result = agentflow("solve", "Which planet is largest?", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "#4711" in result.stdout  # the answer carries what the tool returned
+    assert "step 1: base_generator" in result.stderr  # the live view
+    assert [r.model for r in server.requests] == ["p", "p", "e", "t", "v", "g"]
+
+
+def test_solve_json_prints_the_whole_trajectory(tmp_path: Path, server: ScriptedOpenAIServer) -> None:
+    script_one_turn(server)
+    write_config(tmp_path / "agentflow.toml", server)  # found in the working directory
+    result = agentflow("solve", "Which planet is largest?", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trajectory = from_json(result.stdout, Trajectory)
+    assert {c.role for c in trajectory.module_calls()} == {"planner", "executor", "verifier", "generator"}
+    assert trajectory.steps[0].result.output.startswith("Jupiter")  # type: ignore[union-attr]
+
+
+def test_flags_override_the_config(tmp_path: Path, server: ScriptedOpenAIServer) -> None:
+    server.set_default_responder(lambda r: Reply("plain"))
+    server.enqueue("flagged", Reply("analysis"))
+    config = write_config(tmp_path / "agentflow.toml", server)
+    result = agentflow(
+        "solve",
+        "q",
+        "--config",
+        str(config),
+        "--planner-engine",
+        "openai:flagged",
+        "--base-url",
+        server.base_url,
+        "--max-steps",
+        "1",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    planner_models = {c.engine for c in from_json(result.stdout, Trajectory).module_calls() if c.role == "planner"}
+    assert planner_models == {"openai:flagged"}
+
+
+@pytest.mark.parametrize(
+    ("args", "config_text", "expected"),
+    [
+        (["solve", ""], None, "the query is empty"),
+        (["solve", "   "], None, "the query is empty"),
+        (["solve", "q", "--tools", "nope"], None, "unknown tool 'nope'; installed tools: base_generator"),
+        (["solve", "q", "--engine", "bogus:x"], None, "unknown engine provider 'bogus'"),
+        (["solve", "q", "--engine", "no-colon"], None, "--engine: engine 'no-colon' is not of the form"),
+        (["solve", "q", "--tool-engine", "base_generator"], None, "--tool-engine expects TOOL=provider:model"),
+        (["solve", "q", "--config", "missing.toml"], None, "missing.toml does not exist"),
+        (["solve", "q"], "[agent\nmax_steps=", "agentflow.toml: not valid TOML"),
+        (["solve", "q"], "[agent]\nmax_steps = 'many'\n", "agentflow.toml: agent.max_steps: expected an integer"),
+        (["solve", "q"], "[engines]\nplanner = 'gpt-4'\n", "agentflow.toml: engines.planner: engine 'gpt-4'"),
+        (
+            ["solve", "q", "--engine", "openai:m", "--base-url", "http://127.0.0.1:9/v1"],
+            None,
+            "cannot reach http://127.0.0.1:9/v1",
+        ),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], config_text: str | None, expected: str) -> None:
+    if config_text is not None:
+        (tmp_path / "agentflow.toml").write_text(config_text)
+    result = agentflow(*args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ") and expected in lines[0], lines[0]
+
+
+def test_listing_commands_name_their_source(tmp_path: Path) -> None:
+    tools = agentflow("tools", cwd=tmp_path)
+    assert tools.returncode == 0 and "base_generator" in tools.stdout and "agentflow" in tools.stdout
+    specs = json.loads(agentflow("tools", "--json", cwd=tmp_path).stdout)
+    assert any(s["name"] == "base_generator" and s["input_schema"]["required"] == ["query"] for s in specs)
+    engines = agentflow("engines", cwd=tmp_path).stdout
+    assert all(p in engines for p in ("openai", "litellm", "vllm", "hf", "llamacpp"))
+    plugins = agentflow("plugins", cwd=tmp_path).stdout
+    assert "register_tools" in plugins and "register_engines" in plugins
