@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 
@@ -194,7 +195,8 @@ async def test_engine_failure_ends_with_a_one_line_error(server: ScriptedOpenAIS
 def _echo_flow(request: RecordedRequest) -> Reply:
     """Answers every call of a one-turn flow, repeating the query so leaks between solves show."""
     prompt = request.messages[-1]["content"]
-    query = prompt.split("Question: ", 1)[1].split("\n", 1)[0] if "Question: " in prompt else prompt
+    found = re.search(r"^Question(?: being worked on)?: (.*)$", prompt, re.M)
+    query = found.group(1) if found else prompt
     name = (request.response_format or {}).get("json_schema", {}).get("name")
     if name == "next_step":
         return step(sub_goal=query)

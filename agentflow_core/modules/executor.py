@@ -18,17 +18,16 @@ from agentflow_core.tool import ToolSpec
 
 SYSTEM = "You are the executor of a tool-using assistant. You write the exact arguments of one tool call."
 
-COMMAND = """Question: {query}
-
-Tool: {tool}: {description}
+COMMAND = """Tool: {tool}: {description}
 Argument schema: {schema}
-{example}
-Sub-goal for this call: {sub_goal}
-Context from earlier steps: {context}
 
-Write the arguments for one call of {tool} that achieves the sub-goal. Copy into the arguments every \
-value the tool needs; it cannot see the question or earlier results.
-Reply with JSON: {{"explanation": "one sentence", "arguments": {{...}}}}"""
+Question being worked on: {query}
+Context from earlier steps: {context}
+Sub-goal: {sub_goal}
+
+Write the arguments of one call of {tool} that achieves the sub-goal. The tool sees nothing but these \
+arguments, so copy every value it needs into them. Reply with a JSON object with two keys: \
+"explanation" (one sentence) and "arguments" (an object that matches the argument schema)."""
 
 
 def command_schema(tool: ToolSpec) -> JsonSchema:
@@ -49,15 +48,11 @@ class DefaultExecutor:
             return ToolCall(
                 tool=decision.tool, arguments={}, explanation="the planner chose a tool that is not enabled"
             )
-        example = tool.examples[0] if tool.examples else None
         prompt = COMMAND.format(
             query=state.query.text,
             tool=tool.name,
             description=tool.description,
             schema=json.dumps(tool.input_schema, ensure_ascii=False),
-            example=f"Example arguments ({example.description}): {json.dumps(dict(example.arguments))}\n"
-            if example
-            else "",
             sub_goal=decision.sub_goal,
             context=decision.context or "(none)",
         )

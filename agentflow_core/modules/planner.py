@@ -24,20 +24,20 @@ Tools you can use:
 Before acting, study the question. In a few sentences say: what exactly is asked and in what form \
 the answer should be; which skills or facts are needed; which tools fit and why; what could go wrong."""
 
-NEXT_STEP = """Question: {query}
-
-Your analysis: {analysis}
-
-Tools:
+NEXT_STEP = """Tools:
 {menu}
+
+Your analysis of the question: {analysis}
 
 Actions taken so far:
 {memory}
 
-This is turn {turn} of at most {max_steps}. Choose the single most useful next action. Pick exactly one \
-tool. Write a sub-goal the tool can achieve on its own: include every number, name or fact it needs from \
-the question or from earlier results. In "context", note which earlier results the sub-goal builds on.
-Reply with JSON: {{"context": "...", "sub_goal": "...", "tool": "one of: {names}"}}"""
+Question: {query}
+
+This is turn {turn} of at most {max_steps}. Choose the one next action that brings the answer closest. \
+Reply with a JSON object with three keys: "context" (the earlier results this action builds on), \
+"sub_goal" (what the tool must achieve; self-contained, with every number, name or fact it needs), \
+"tool" (the name of exactly one tool from the list: {names})."""
 
 
 def decision_schema(tool_names: list[str]) -> JsonSchema:
