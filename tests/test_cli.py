@@ -141,3 +141,41 @@ def test_listing_commands_name_their_source(tmp_path: Path) -> None:
     assert all(p in engines for p in ("openai", "litellm", "vllm", "hf", "llamacpp"))
     plugins = agentflow("plugins", cwd=tmp_path).stdout
     assert "register_tools" in plugins and "register_engines" in plugins
+
+
+COMMAND_PLUGIN = """
+import click
+from agentflow_core import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    @cli.command()
+    def hello():
+        '''Say hello from a plugin.'''
+        click.echo("hello from a plugin command")
+"""
+
+
+def test_plugins_add_commands_and_a_broken_one_is_a_warning(tmp_path: Path) -> None:
+    from tests.test_plugins import fake_distribution
+
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, "af-cmd", "af_test_cmd", COMMAND_PLUGIN)
+    fake_distribution(site, "af-broken", "af_test_broken", "raise ImportError('needs libfoo')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTFLOW_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, "-m", "agentflow_core", "hello"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "hello from a plugin command"
+    assert result.stderr.strip().splitlines() == [
+        'warning: Error loading plugin "af_test_broken" from af-broken: ImportError: needs libfoo'
+    ]
