@@ -1,0 +1,305 @@
+"""The ``openai:`` engine: any server that speaks OpenAI's chat-completions API.
+
+That covers OpenAI itself and the many servers that imitate it (``vllm serve``, DashScope,
+Together, Ollama, llama.cpp's server). Imitations differ in the details, so this engine is
+tolerant where it can afford to be: it reads the response body itself rather than trusting the
+SDK's models, drops ``response_format`` for servers that reject it, and retries only what
+:mod:`agentflow_core.engines.retry` says is transient.
+
+The helpers at the bottom (request arguments, response parsing, error translation) are shared
+with the LiteLLM engine, which drives the same SDK underneath.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import openai
+
+from agentflow_core.engine import Completion, EngineConfig, GenerationRequest, Usage
+from agentflow_core.engines.retry import CallFailure, RetryPolicy, parse_retry_after
+from agentflow_core.errors import EngineUnavailable
+
+__all__ = [
+    "OpenAIEngine",
+    "chat_arguments",
+    "failure_from_openai",
+    "find_cause",
+    "parse_chat_completion",
+    "rejects_response_format",
+    "resolve_env_key",
+]
+
+#: Sent as the API key to servers that need none; the SDK refuses to start without one.
+PLACEHOLDER_KEY = "EMPTY"
+
+#: Phrases with which servers turn down structured output (vLLM, Ollama, DashScope, proxies).
+_RESPONSE_FORMAT_REJECTIONS = (
+    "response_format",
+    "response format",
+    "json_schema",
+    "json schema",
+    "not supported",
+    "unsupported",
+    "structured output",
+)
+
+
+class OpenAIEngine:
+    """An :class:`~agentflow_core.engine.Engine` over ``openai.AsyncOpenAI``.
+
+    Construction touches neither the network nor the API key, so listing or configuring
+    engines never fails for want of credentials; the first ``generate`` does both.
+    """
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.name = config.model
+        self._policy = RetryPolicy.from_config(config)
+        self._client: openai.AsyncOpenAI | None = None
+        #: Turned off for good once this server rejects ``response_format``.
+        self._send_response_format = True
+
+    async def generate(self, request: GenerationRequest) -> Completion:
+        client = self._ensure_client()
+        started = time.perf_counter()
+        completion = await self._policy.run(
+            lambda: self._attempt(client, request),
+            engine=self.name,
+            where=self._where(client),
+            auth_hint=self._auth_hint(),
+        )
+        # Latency is what the caller waited, retries included: that is what a trajectory costs.
+        return attrs.evolve(completion, latency_s=time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    # -- one attempt -----------------------------------------------------------------------
+
+    async def _attempt(self, client: openai.AsyncOpenAI, request: GenerationRequest) -> Completion:
+        """One request; if the server refuses structured output, the same request once more without it."""
+        with_schema = request.json_schema is not None and self._send_response_format
+        try:
+            return await self._send(client, request, with_schema)
+        except CallFailure as failure:
+            if not (with_schema and rejects_response_format(failure)):
+                raise
+        self._send_response_format = False
+        return await self._send(client, request, with_schema=False)
+
+    async def _send(self, client: openai.AsyncOpenAI, request: GenerationRequest, with_schema: bool) -> Completion:
+        arguments = chat_arguments(self.config, request, with_schema=with_schema)
+        try:
+            raw = await client.chat.completions.with_raw_response.create(**arguments)
+        except openai.OpenAIError as exc:
+            raise failure_from_openai(exc, self.config.timeout_s) from exc
+        return parse_chat_completion(raw.http_response.text)
+
+    # -- client ----------------------------------------------------------------------------
+
+    def _ensure_client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            kwargs: dict[str, Any] = {
+                "api_key": self._api_key(),
+                "timeout": self.config.timeout_s,
+                "max_retries": 0,  # the shared retry policy decides, not the SDK
+            }
+            if self.config.base_url:
+                kwargs["base_url"] = self.config.base_url
+            self._client = openai.AsyncOpenAI(**kwargs)
+        return self._client
+
+    def _api_key(self) -> str:
+        """The key from ``api_key_env``, else ``OPENAI_API_KEY``, else a placeholder for local servers."""
+        if self.config.api_key_env:
+            return resolve_env_key(self.config)
+        key = os.environ.get("OPENAI_API_KEY")
+        if key:
+            return key
+        if self.config.base_url or os.environ.get("OPENAI_BASE_URL"):
+            return PLACEHOLDER_KEY
+        raise EngineUnavailable(
+            f"engine {self.name}: no API key: set OPENAI_API_KEY, name another variable with [engines] api_key_env, "
+            "or set base_url to a local OpenAI-compatible server"
+        )
+
+    def _auth_hint(self) -> str:
+        if self.config.api_key_env:
+            return f"(check the key in {self.config.api_key_env})"
+        return "(set OPENAI_API_KEY or [engines] api_key_env)"
+
+    @staticmethod
+    def _where(client: openai.AsyncOpenAI) -> str:
+        return str(client.base_url).rstrip("/")
+
+
+# -- shared with the LiteLLM engine -----------------------------------------------------------
+
+
+def resolve_env_key(config: EngineConfig) -> str:
+    """The API key in the variable that ``api_key_env`` names; missing is a setup error, said plainly."""
+    variable = config.api_key_env or ""
+    key = os.environ.get(variable)
+    if not key:
+        raise EngineUnavailable(
+            f"engine {config.model}: environment variable {variable} is not set "
+            f"(api_key_env names it as holding the API key); export {variable}=<your key>"
+        )
+    return key
+
+
+def chat_arguments(config: EngineConfig, request: GenerationRequest, *, with_schema: bool) -> dict[str, Any]:
+    """Chat-completion arguments; unset sampling knobs are left out so the server's defaults apply."""
+    arguments: dict[str, Any] = {
+        "model": config.model_name,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+    }
+    temperature = request.temperature if request.temperature is not None else config.temperature
+    if temperature is not None:
+        arguments["temperature"] = temperature
+    max_tokens = request.max_tokens if request.max_tokens is not None else config.max_tokens
+    if max_tokens is not None:
+        arguments["max_tokens"] = max_tokens
+    if with_schema and request.json_schema is not None:
+        arguments["response_format"] = {
+            "type": "json_schema",
+            # Not strict: strict mode rejects common schemas (optional fields, open objects),
+            # and the caller validates the parsed JSON itself anyway.
+            "json_schema": {"name": request.json_schema.name, "schema": dict(request.json_schema.schema),
+                            "strict": False},
+        }
+    return arguments
+
+
+def rejects_response_format(failure: CallFailure) -> bool:
+    """Whether a failure reads like the server turning down structured output (not a generic bad request)."""
+    if failure.kind != "http" or failure.status not in (400, 422):
+        return False
+    detail = failure.detail.lower()
+    return any(phrase in detail for phrase in _RESPONSE_FORMAT_REJECTIONS)
+
+
+def parse_chat_completion(body: str | Mapping[str, Any]) -> Completion:
+    """Read a chat.completion body by hand: imitation servers omit or mistype fields the SDK would trust."""
+    payload = _json_object(body) if isinstance(body, str) else body
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        raise CallFailure("malformed", f"no choices in the body: {_excerpt(payload)}")
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, Mapping):
+        raise CallFailure("malformed", f"choice without a message: {_excerpt(choice)}")
+    finish_reason = choice.get("finish_reason")
+    return Completion(
+        text=_content_text(message.get("content")),
+        usage=_usage(payload.get("usage")),
+        finish_reason=str(finish_reason) if finish_reason is not None else None,
+    )
+
+
+def _json_object(text: str) -> Mapping[str, Any]:
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        raise CallFailure("malformed", f"body is not JSON: {text[:120]!r}") from None
+    if not isinstance(payload, Mapping):
+        raise CallFailure("malformed", f"body is not a JSON object: {text[:120]!r}")
+    return payload
+
+
+def _content_text(content: Any) -> str:
+    """Text of a message; ``None`` (tool calls, refusals) is empty, and content parts are joined."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
+    raise CallFailure("malformed", f"message content is a {type(content).__name__}, not text")
+
+
+def _usage(raw: Any) -> Usage:
+    if not isinstance(raw, Mapping):
+        return Usage()
+    return Usage(prompt_tokens=_count(raw.get("prompt_tokens")), completion_tokens=_count(raw.get("completion_tokens")))
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _excerpt(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
+def failure_from_openai(exc: openai.OpenAIError, timeout_s: float) -> CallFailure:
+    """Translate an openai SDK exception into the shared retry policy's terms."""
+    if isinstance(exc, openai.APITimeoutError):
+        return CallFailure("timeout", f"no answer within {timeout_s:g} s")
+    if isinstance(exc, openai.APIConnectionError):
+        return CallFailure("connection", _connection_detail(exc))
+    if isinstance(exc, openai.APIStatusError):
+        return CallFailure(
+            "http",
+            _server_message(exc),
+            status=exc.status_code,
+            retry_after_s=parse_retry_after(exc.response.headers),
+        )
+    if isinstance(exc, openai.APIResponseValidationError):
+        return CallFailure("malformed", exc.message)
+    return CallFailure("error", f"{type(exc).__name__}: {exc}")
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    """The server's own words: ``error.message`` when the body has one, else the raw body."""
+    body = exc.body
+    if isinstance(body, Mapping):
+        error = body.get("error", body)
+        # OpenAI nests {"error": {"message"}}; vLLM puts "message" at the top; FastAPI apps use "detail".
+        message = (error.get("message") or error.get("detail")) if isinstance(error, Mapping) else error
+        if message:
+            return str(message)
+    if isinstance(body, str) and body.strip():
+        return body
+    text = exc.response.text if exc.response is not None else ""
+    return text.strip() or exc.response.reason_phrase or "no message"
+
+
+def _connection_detail(exc: BaseException) -> str:
+    """'connection refused' and friends, from the lowest-level cause the SDK chained."""
+    if find_cause(exc, ConnectionRefusedError) is not None:
+        return "connection refused"
+    os_error = find_cause(exc, OSError)
+    if os_error is not None and os_error.strerror:
+        return os_error.strerror.lower()
+    root = _root_cause(exc)
+    return str(root) or type(root).__name__
+
+
+def find_cause(exc: BaseException, kind: type[BaseException]) -> Any:
+    """The first exception of type ``kind`` in ``exc``'s cause/context chain, or ``None``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen: set[int] = set()
+    while id(exc) not in seen and (exc.__cause__ or exc.__context__) is not None:
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return exc

@@ -1,0 +1,14 @@
+"""Helpers for testing AgentFlow code and plugins without a real LLM.
+
+Public and stable: third-party plugins may use these in their own test suites.
+"""
+
+from agentflow_core.testing.openai_server import (
+    RecordedRequest,
+    Reply,
+    Responder,
+    ScriptedOpenAIServer,
+    scripted_json,
+)
+
+__all__ = ["RecordedRequest", "Reply", "Responder", "ScriptedOpenAIServer", "scripted_json"]
