@@ -4,7 +4,7 @@ What is listed in ``__all__`` is the public API; everything else may change. Imp
 package is cheap: engine SDKs, torch and docker are imported only by the code that uses them.
 """
 
-from agentflow_core.config import Config, load_config
+from agentflow_core.config import Config, load_config, structure_settings
 from agentflow_core.engine import (
     Completion,
     Engine,
@@ -86,4 +86,5 @@ __all__ = [
     "converter",
     "hookimpl",
     "load_config",
+    "structure_settings",
 ]

@@ -10,7 +10,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import cattrs
@@ -20,6 +20,8 @@ from cattrs.v import format_exception
 from agentflow_core.engine import EngineConfig, split_model
 from agentflow_core.errors import ConfigError
 from agentflow_core.records import MODULE_ROLES, ModuleRole
+
+T = TypeVar("T")
 
 #: What every module runs on when nothing is configured: SmolLM2-135M-Instruct, shipped in a wheel.
 EMBEDDED_ENGINE = "llamacpp:smollm2"
@@ -80,6 +82,8 @@ class Config:
     engines: EnginesConfig = EnginesConfig()
     modules: ModulesConfig = ModulesConfig()
     tools: Mapping[str, ToolConfig] = attrs.field(factory=dict)
+    #: Where this config was read from, for error messages; not part of the file.
+    source: str = attrs.field(default="config", eq=False)
 
     def tool_engine(self, name: str) -> EngineConfig:
         own = self.tools.get(name)
@@ -145,20 +149,31 @@ _converter = _config_converter()
 
 def config_from_dict(data: Mapping[str, Any], *, source: str = "config") -> Config:
     """Structure a parsed TOML document; errors name the key and ``source``."""
+    if "source" in data:
+        raise ConfigError(f"{source}: extra fields found (source)")
+    return attrs.evolve(structure_settings(Config, data, where=source), source=source)
+
+
+def structure_settings(cls: type[T], data: Mapping[str, Any], *, where: str) -> T:
+    """Structure a config table into an attrs class with the config's strict rules.
+
+    Tools use it for their ``[tools.NAME]`` table, so their errors read like the core's:
+    ``<where>: timeout_s: expected a number``.
+    """
     try:
-        return _converter.structure(data, Config)
+        return _converter.structure(data, cls)
     except cattrs.BaseValidationError as exc:
-        raise ConfigError(f"{source}: {'; '.join(_describe(exc))}") from None
+        raise ConfigError(f"{where}: {'; '.join(_describe(exc))}") from None
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _describe(exc: cattrs.BaseValidationError) -> list[str]:
     lines = []
     for line in cattrs.transform_error(exc, path="$", format_exception=_format_exception):
         message, _, where = line.rpartition(" @ ")
-        key = where.removeprefix("$").removeprefix(".") or "(top level)"
-        lines.append(f"{key}: {message}")
+        key = where.removeprefix("$").removeprefix(".")
+        lines.append(f"{key}: {message}" if key else message)
     return lines
 
 

@@ -55,7 +55,7 @@ class Solver:
         try:
             return registered.factory(ToolContext(engine=engine, settings=self.config.tool_settings(name)))
         except AgentFlowError as exc:
-            raise ConfigError(f"tools.{name}: {exc}") from None
+            raise ConfigError(f"{self.config.source}: tools.{name}: {exc}") from None
 
     @property
     def engines(self) -> dict[str, str]:

@@ -9,7 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agentflow_core import Engine, GenerationRequest, Message, ToolContext, ToolError, ToolExample, ToolSpec
+import attrs
+
+from agentflow_core import (
+    Engine,
+    GenerationRequest,
+    Message,
+    ToolContext,
+    ToolError,
+    ToolExample,
+    ToolSpec,
+    structure_settings,
+)
 
 SPEC = ToolSpec(
     name="base_generator",
@@ -42,22 +53,25 @@ SPEC = ToolSpec(
 SYSTEM = "You are a careful, concise assistant. Answer the request directly."
 
 
+@attrs.frozen
+class Settings:
+    #: Longest answer, in tokens.
+    max_tokens: int = attrs.field(default=384, validator=attrs.validators.ge(1))
+
+
 class BaseGenerator:
     spec = SPEC
 
     def __init__(self, context: ToolContext) -> None:
         if context.engine is None:
             raise ToolError("base_generator needs an engine")
-        unknown = set(context.settings) - {"max_tokens"}
-        if unknown:
-            raise ToolError(f"unknown setting(s) {', '.join(sorted(unknown))}; base_generator accepts max_tokens")
         self._engine: Engine = context.engine
-        self._max_tokens = int(context.settings.get("max_tokens", 384))
+        self._settings = structure_settings(Settings, context.settings, where="settings")
 
     async def run(self, arguments: Mapping[str, Any]) -> str:
         request = GenerationRequest(
             messages=(Message("system", SYSTEM), Message("user", str(arguments["query"]))),
-            max_tokens=self._max_tokens,
+            max_tokens=self._settings.max_tokens,
         )
         completion = await self._engine.generate(request)
         text = completion.text.strip()

@@ -9,7 +9,7 @@ import re
 import pytest
 
 import agentflow_tools.plugin
-from agentflow_core import Solver, StopReason, ToolFailure, ToolSuccess, Trajectory
+from agentflow_core import ConfigError, Solver, StopReason, ToolFailure, ToolSuccess, Trajectory
 from agentflow_core.config import config_from_dict
 from agentflow_core.plugins import load_registry
 from agentflow_core.records import ToolErrorKind
@@ -236,3 +236,11 @@ def test_two_solvers_in_one_process_share_nothing(server: ScriptedOpenAIServer, 
     assert {c.engine for c in second.module_calls()} == {"openai:other"}
     assert one.toolset is not two.toolset
     assert again.steps[0].result.output == "about gamma"  # type: ignore[union-attr]
+
+
+def test_bad_tool_settings_name_file_tool_and_key(registry: Registry) -> None:
+    config = config_from_dict({"tools": {"base_generator": {"max_tokens": "lots", "colour": 1}}}, source="a.toml")
+    with pytest.raises(ConfigError) as info:
+        Solver(config, registry=registry)
+    assert str(info.value).startswith("a.toml: tools.base_generator: settings: ")
+    assert "max_tokens: expected an integer" in str(info.value) and "colour" in str(info.value)
