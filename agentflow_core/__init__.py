@@ -4,6 +4,7 @@ What is listed in ``__all__`` is the public API; everything else may change. Imp
 package is cheap: engine SDKs, torch and docker are imported only by the code that uses them.
 """
 
+from agentflow_core.benchmark import Benchmark, BenchmarkItem, Score
 from agentflow_core.config import Config, load_config, structure_settings
 from agentflow_core.engine import (
     Completion,
@@ -49,6 +50,8 @@ from agentflow_core.tool import Tool, ToolContext, ToolExample, ToolSpec
 __all__ = [
     "AgentFlowError",
     "Answer",
+    "Benchmark",
+    "BenchmarkItem",
     "Completion",
     "Config",
     "ConfigError",
@@ -65,6 +68,7 @@ __all__ = [
     "PluginError",
     "Query",
     "QueryAnalysis",
+    "Score",
     "Solver",
     "Step",
     "StopReason",

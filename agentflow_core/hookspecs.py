@@ -15,7 +15,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from agentflow_core.registry import EngineRegistrar, ModuleRegistrar, ToolRegistrar
+    from agentflow_core.registry import BenchmarkRegistrar, EngineRegistrar, ModuleRegistrar, ToolRegistrar
 
 hookspec = pluggy.HookspecMarker("agentflow")
 hookimpl = pluggy.HookimplMarker("agentflow")
@@ -34,6 +34,11 @@ def register_engines(register: EngineRegistrar) -> None:
 @hookspec
 def register_modules(register: ModuleRegistrar) -> None:
     """Register module implementations: ``register("planner", "name", factory)``."""
+
+
+@hookspec
+def register_benchmarks(register: BenchmarkRegistrar) -> None:
+    """Register evaluation benchmarks: ``register("name", factory)``."""
 
 
 @hookspec

@@ -21,8 +21,10 @@ import pluggy
 from agentflow_core import hookspecs
 from agentflow_core.errors import PluginError
 from agentflow_core.registry import (
+    BenchmarkRegistrar,
     EngineRegistrar,
     ModuleRegistrar,
+    RegisteredBenchmark,
     RegisteredEngine,
     RegisteredModule,
     RegisteredTool,
@@ -102,16 +104,18 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
     tools: dict[str, RegisteredTool] = {}
     engines: dict[str, RegisteredEngine] = {}
     modules: dict[str, RegisteredModule] = {}
+    benchmarks: dict[str, RegisteredBenchmark] = {}
     registrars = (
         (pm.hook.register_tools, lambda src: ToolRegistrar(tools, src)),
         (pm.hook.register_engines, lambda src: EngineRegistrar(engines, src)),
         (pm.hook.register_modules, lambda src: ModuleRegistrar(modules, src)),
+        (pm.hook.register_benchmarks, lambda src: BenchmarkRegistrar(benchmarks, src)),
     )
     for caller, make in registrars:
         # get_hookimpls() is in registration order (pluggy *calls* them in reverse): built-ins first.
         for impl in caller.get_hookimpls():
             impl.function(register=make(plugin_source(pm, impl.plugin)))
-    return Registry(tools=tools, engines=engines, modules=modules)
+    return Registry(tools=tools, engines=engines, modules=modules, benchmarks=benchmarks)
 
 
 def load_registry(*, entry_points: bool = True, extra: Iterable[ModuleType | object] = ()) -> Registry:

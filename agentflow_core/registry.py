@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from agentflow_core.benchmark import BenchmarkFactory
 from agentflow_core.engine import EngineFactory
 from agentflow_core.errors import PluginError
 from agentflow_core.records import MODULE_ROLES, ModuleRole
@@ -40,6 +41,13 @@ class RegisteredModule:
     role: ModuleRole
     name: str
     factory: ModuleFactory
+    source: str
+
+
+@attrs.frozen
+class RegisteredBenchmark:
+    name: str
+    factory: BenchmarkFactory
     source: str
 
 
@@ -88,6 +96,18 @@ class ModuleRegistrar:
         _add(self._into, f"{role}:{name}", RegisteredModule(role, name, factory, self._source), f"{role} module")
 
 
+class BenchmarkRegistrar:
+    """The ``register`` passed to ``register_benchmarks``: ``register(name, factory)``."""
+
+    def __init__(self, into: dict[str, RegisteredBenchmark], source: str) -> None:
+        self._into, self._source = into, source
+
+    def __call__(self, name: str, factory: BenchmarkFactory) -> None:
+        if not name or not callable(factory):
+            raise PluginError(f"plugin {self._source} registered a benchmark without a name or a callable factory")
+        _add(self._into, name, RegisteredBenchmark(name, factory, self._source), "benchmark")
+
+
 def _add(into: dict[str, Any], key: str, item: Any, what: str) -> None:
     if key in into:
         raise PluginError(f"{what} {key!r} is registered twice: by {into[key].source} and by {item.source}")
@@ -105,6 +125,7 @@ class Registry:
     tools: Mapping[str, RegisteredTool]
     engines: Mapping[str, RegisteredEngine]
     modules: Mapping[str, RegisteredModule]
+    benchmarks: Mapping[str, RegisteredBenchmark] = attrs.field(factory=dict)
 
     def tool(self, name: str) -> RegisteredTool:
         try:
@@ -124,6 +145,12 @@ class Registry:
         except KeyError:
             known = sorted(m.name for m in self.modules.values() if m.role == role)
             raise PluginError(f"unknown {role} module {name!r}; installed: {', '.join(known) or 'none'}") from None
+
+    def benchmark(self, name: str) -> RegisteredBenchmark:
+        try:
+            return self.benchmarks[name]
+        except KeyError:
+            raise PluginError(f"unknown benchmark {name!r}; installed: {_names(self.benchmarks)}") from None
 
 
 def _names(items: Iterable[str]) -> str:
