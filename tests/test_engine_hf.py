@@ -1,0 +1,183 @@
+"""HFEngine on a tiny random Llama (fast, exact checks) and once on the real embedded SmolLM2."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+from agentflow_core.engine import EngineConfig, GenerationRequest, JsonSchema, Message  # noqa: E402
+from agentflow_core.engines.hf_engine import HFEngine  # noqa: E402
+from agentflow_core.errors import EngineUnavailable  # noqa: E402
+
+SENTENCES = [
+    "The planner picks a tool and the executor runs it.",
+    '{"answer": "yes", "reason": "because the verifier agreed"}',
+    "A small model can still write valid JSON when a grammar guides it.",
+    "Paris is the capital of France; Berlin is the capital of Germany.",
+]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "verdict": {"type": "string", "enum": ["yes", "no", "unsure"]},
+        "reason": {"type": "string"},
+    },
+    "required": ["verdict", "reason"],
+    "additionalProperties": False,
+}
+QUESTION = (Message("system", "Answer briefly."), Message("user", "Is Paris the capital of France?"))
+
+
+def _build_tokenizer() -> transformers.PreTrainedTokenizerFast:
+    """A byte-level BPE, so every string (JSON included) has a spelling in its vocabulary."""
+    special = ["<|end|>", "<|pad|>"]
+    backend = tokenizers.ByteLevelBPETokenizer()
+    backend.train_from_iterator(SENTENCES, vocab_size=320, min_frequency=1, special_tokens=special)
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend._tokenizer,
+        eos_token="<|end|>",
+        pad_token="<|pad|>",
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = _build_tokenizer()
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+    )
+    transformers.LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def tiny_engine(tiny_model_dir: Path) -> HFEngine:
+    return HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", options={"device": "cpu"}))
+
+
+def _forward_logprobs(engine: HFEngine, prompt_ids: tuple[int, ...], completion_ids: tuple[int, ...]) -> list[float]:
+    """The completion's log-probabilities from one fresh forward pass over prompt + completion."""
+    model = engine._model
+    ids = torch.tensor([list(prompt_ids) + list(completion_ids)])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+    start = len(prompt_ids)
+    return [float(logprobs[start + i - 1, token]) for i, token in enumerate(completion_ids)]
+
+
+async def test_generation_fills_a_trace_that_matches_a_forward_pass(tiny_engine: HFEngine) -> None:
+    completion = await tiny_engine.generate(GenerationRequest(QUESTION, max_tokens=24))
+    trace = completion.tokens
+    assert trace is not None and trace.completion_ids
+    assert len(trace.completion_logprobs) == len(trace.completion_ids)
+    assert completion.usage.prompt_tokens == len(trace.prompt_ids)
+    assert completion.usage.completion_tokens == len(trace.completion_ids)
+    assert completion.finish_reason in {"stop", "length"}
+    expected = _forward_logprobs(tiny_engine, trace.prompt_ids, trace.completion_ids)
+    assert trace.completion_logprobs == pytest.approx(expected, abs=1e-4)
+
+
+async def test_sampled_logprobs_are_the_tempered_policy(tiny_engine: HFEngine) -> None:
+    request = GenerationRequest(QUESTION, max_tokens=16, temperature=0.7)
+    trace = (await tiny_engine.generate(request)).tokens
+    assert trace is not None
+    model = tiny_engine._model
+    ids = torch.tensor([list(trace.prompt_ids) + list(trace.completion_ids)])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(input_ids=ids).logits[0].float() / 0.7, dim=-1)
+    start = len(trace.prompt_ids)
+    expected = [float(logprobs[start + i - 1, t]) for i, t in enumerate(trace.completion_ids)]
+    assert trace.completion_logprobs == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["xgrammar", "llguidance"])
+async def test_json_schema_is_honoured_by_a_random_model(tiny_model_dir: Path, backend: str) -> None:
+    engine = HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", options={"grammar_backend": backend}))
+    for temperature in (0.0, 1.0):
+        request = GenerationRequest(
+            QUESTION, json_schema=JsonSchema("verdict", VERDICT_SCHEMA), max_tokens=48, temperature=temperature
+        )
+        completion = await engine.generate(request)
+        jsonschema.validate(json.loads(completion.text), VERDICT_SCHEMA)
+        assert completion.finish_reason == "stop"
+        assert completion.usage.completion_tokens <= 48
+
+
+async def test_seeded_sampling_is_reproducible(tiny_model_dir: Path) -> None:
+    def engine() -> HFEngine:
+        return HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", temperature=1.0, options={"seed": 7}))
+
+    request = GenerationRequest(QUESTION, max_tokens=16)
+    first, second = engine(), engine()
+    runs_a = [(await first.generate(request)).tokens for _ in range(2)]
+    runs_b = [(await second.generate(request)).tokens for _ in range(2)]
+    assert runs_a == runs_b
+    assert runs_a[0] != runs_a[1], "one seeded engine should still vary between calls"
+
+
+async def test_concurrent_calls_share_one_model(tiny_engine: HFEngine) -> None:
+    results = await asyncio.gather(*(tiny_engine.generate(GenerationRequest(QUESTION, max_tokens=8)) for _ in range(3)))
+    assert len({r.tokens for r in results}) == 1
+
+
+async def test_wraps_objects_already_in_memory(tiny_model_dir: Path) -> None:
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
+    engine = HFEngine.from_pretrained_objects(model, tokenizer, name="hf:policy")
+    completion = await engine.generate(GenerationRequest(QUESTION, max_tokens=8))
+    assert engine.name == "hf:policy"
+    assert completion.tokens is not None and completion.tokens.completion_ids
+
+
+async def test_missing_gguf_is_unavailable(tmp_path: Path) -> None:
+    engine = HFEngine(EngineConfig(model=f"hf:{tmp_path / 'absent.gguf'}"))
+    with pytest.raises(EngineUnavailable) as info:
+        await engine.generate(GenerationRequest(QUESTION))
+    assert "\n" not in str(info.value)
+
+
+async def test_missing_torch_names_the_extra(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes ``import torch`` fail
+    engine = HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}"))
+    with pytest.raises(EngineUnavailable, match=r"agentflow\[hf\]"):
+        await engine.generate(GenerationRequest(QUESTION))
+
+
+@pytest.mark.slow
+async def test_embedded_smollm2_through_transformers() -> None:
+    pytest.importorskip("gguf")
+    engine = HFEngine(EngineConfig(model="hf:smollm2"))
+    try:
+        answer = await engine.generate(
+            GenerationRequest((Message("user", "What is the capital of France?"),), max_tokens=24)
+        )
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    assert answer.text.strip() and answer.tokens is not None
+    request = GenerationRequest(
+        (Message("system", "Reply in JSON."), Message("user", "Is Paris the capital of France?")),
+        json_schema=JsonSchema("verdict", VERDICT_SCHEMA),
+        max_tokens=64,
+    )
+    verdict = await engine.generate(request)
+    jsonschema.validate(json.loads(verdict.text), VERDICT_SCHEMA)
+    await engine.aclose()
