@@ -8,7 +8,7 @@ plugin an item came from, so a duplicate is an error naming both.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -19,6 +19,7 @@ from agentflow_core.records import MODULE_ROLES, ModuleRole
 from agentflow_core.tool import ToolFactory, ToolSpec
 
 ModuleFactory = Callable[..., Any]
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -128,29 +129,24 @@ class Registry:
     benchmarks: Mapping[str, RegisteredBenchmark] = attrs.field(factory=dict)
 
     def tool(self, name: str) -> RegisteredTool:
-        try:
-            return self.tools[name]
-        except KeyError:
-            raise PluginError(f"unknown tool {name!r}; installed tools: {_names(self.tools)}") from None
+        return _lookup(self.tools, name, f"unknown tool {name!r}; installed tools")
 
     def engine(self, provider: str) -> RegisteredEngine:
-        try:
-            return self.engines[provider]
-        except KeyError:
-            raise PluginError(f"unknown engine provider {provider!r}; installed: {_names(self.engines)}") from None
+        return _lookup(self.engines, provider, f"unknown engine provider {provider!r}; installed")
 
     def module(self, role: ModuleRole, name: str) -> RegisteredModule:
-        try:
-            return self.modules[f"{role}:{name}"]
-        except KeyError:
-            known = sorted(m.name for m in self.modules.values() if m.role == role)
-            raise PluginError(f"unknown {role} module {name!r}; installed: {', '.join(known) or 'none'}") from None
+        same_role = {m.name: m for m in self.modules.values() if m.role == role}
+        return _lookup(same_role, name, f"unknown {role} module {name!r}; installed")
 
     def benchmark(self, name: str) -> RegisteredBenchmark:
-        try:
-            return self.benchmarks[name]
-        except KeyError:
-            raise PluginError(f"unknown benchmark {name!r}; installed: {_names(self.benchmarks)}") from None
+        return _lookup(self.benchmarks, name, f"unknown benchmark {name!r}; installed")
+
+
+def _lookup(items: Mapping[str, T], key: str, unknown: str) -> T:
+    try:
+        return items[key]
+    except KeyError:
+        raise PluginError(f"{unknown}: {_names(items)}") from None
 
 
 def _names(items: Iterable[str]) -> str:
