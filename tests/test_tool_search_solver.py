@@ -1,0 +1,119 @@
+"""Each search tool inside the real loop: a scripted planner picks it and its observation reaches memory.
+
+Modules run on one scripted model ("m"); web_search's own LLM is a second one ("m-tool"); the
+search APIs and the web page are loopback servers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentflow_core import ConfigError, Solver, StopReason, ToolSuccess, Trajectory
+from agentflow_core.config import config_from_dict
+from agentflow_core.registry import Registry
+from agentflow_core.testing import Reply, ScriptedOpenAIServer, scripted_json
+from tests.helpers import engine_table
+from tests.search_payloads import GOOGLE_OK, wikipedia_handler
+from tests.search_servers import LoopbackServer, html_answer, json_answer
+
+
+@pytest.fixture
+def llm() -> Iterator[ScriptedOpenAIServer]:
+    with ScriptedOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def site() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as server:
+        yield server
+
+
+def script_one_turn(llm: ScriptedOpenAIServer, tool: str, arguments: dict[str, Any], answer: str) -> None:
+    llm.enqueue(
+        "m",
+        Reply("The question needs a lookup."),
+        scripted_json({"context": "nothing yet", "sub_goal": "look it up", "tool": tool}),
+        scripted_json({"explanation": "search for it", "arguments": arguments}),
+        scripted_json({"analysis": "the observation answers it", "decision": "STOP"}),
+        Reply(answer),
+    )
+
+
+async def solve(llm: ScriptedOpenAIServer, registry: Registry, tool: str, settings: dict[str, Any]) -> Trajectory:
+    config = config_from_dict(
+        {"agent": {"tools": [tool]}, "engines": {"default": engine_table(llm, "m")}, "tools": {tool: settings}}
+    )
+    async with Solver(config, registry=registry) as solver:
+        return await solver.asolve("a question")
+
+
+def observation(trajectory: Trajectory, llm: ScriptedOpenAIServer) -> str:
+    """The tool's output, after checking that it reached the generator's prompt."""
+    assert trajectory.error is None and trajectory.stop_reason is StopReason.VERIFIER_STOP
+    [step] = trajectory.steps
+    assert isinstance(step.result, ToolSuccess)
+    first_line = step.result.output.splitlines()[0]
+    assert first_line in llm.requests_for("m")[-1].messages[-1]["content"]
+    return step.result.output
+
+
+async def test_google_search(
+    llm: ScriptedOpenAIServer, site: LoopbackServer, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_API_KEY", "k")
+    monkeypatch.setenv("GOOGLE_CX", "cx")
+    site.handler = lambda request: json_answer(GOOGLE_OK)
+    script_one_turn(llm, "google_search", {"query": "barn owl"}, "Tyto alba")
+    trajectory = await solve(llm, registry, "google_search", {"google_url": site.url("/customsearch/v1")})
+    assert "1. Barn owl - Wikipedia" in observation(trajectory, llm)
+    assert trajectory.answer == "Tyto alba"
+
+
+async def test_wikipedia_search(llm: ScriptedOpenAIServer, site: LoopbackServer, registry: Registry) -> None:
+    site.handler = wikipedia_handler
+    script_one_turn(llm, "wikipedia_search", {"query": "barn owl diet"}, "voles")
+    trajectory = await solve(llm, registry, "wikipedia_search", {"api_url": site.url("/w/api.php")})
+    assert "voles, shrews and mice" in observation(trajectory, llm)
+
+
+async def test_web_search(llm: ScriptedOpenAIServer, site: LoopbackServer, registry: Registry) -> None:
+    site.handler = lambda request: html_answer("<html><body><p>The barn owl eats mostly voles.</p></body></html>")
+    llm.set_responder("m-tool", lambda request: Reply("Mostly voles."))
+    script_one_turn(llm, "web_search", {"url": site.url("/owl"), "question": "What does it eat?"}, "voles")
+    settings = {"engine": engine_table(llm, "m-tool"), "allow_private_addresses": True}
+    trajectory = await solve(llm, registry, "web_search", settings)
+    assert observation(trajectory, llm).startswith("Answer: Mostly voles.\n")
+    assert "The barn owl eats mostly voles." in llm.requests_for("m-tool")[0].messages[-1]["content"]
+    assert trajectory.engines["tool:web_search"] == "openai:m-tool"
+
+
+async def test_local_search(llm: ScriptedOpenAIServer, registry: Registry, tmp_path: Path) -> None:
+    corpus = tmp_path / "c.jsonl"
+    lines = [
+        {"id": "1", "contents": '"Barn owl"\nThe barn owl hunts voles.'},
+        {"id": "2", "contents": '"Heron"\nFish.'},
+    ]
+    corpus.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    script_one_turn(llm, "local_search", {"query": "barn owl"}, "voles")
+    trajectory = await solve(llm, registry, "local_search", {"corpus": str(corpus)})
+    assert "[1] Barn owl\nThe barn owl hunts voles." in observation(trajectory, llm)
+
+
+async def test_a_failing_search_is_a_visible_tool_error(llm: ScriptedOpenAIServer, registry: Registry) -> None:
+    script_one_turn(llm, "google_search", {"query": "barn owl"}, "unknown")
+    trajectory = await solve(llm, registry, "google_search", {"api_key_env": "NO_SUCH_KEY_VARIABLE_SET"})
+    [step] = trajectory.steps
+    assert "set the environment variable NO_SUCH_KEY_VARIABLE_SET" in step.result.error  # type: ignore[union-attr]
+    assert trajectory.answer == "unknown"
+
+
+def test_bad_settings_name_the_tool_and_key(registry: Registry) -> None:
+    config = config_from_dict({"agent": {"tools": ["web_search"]}, "tools": {"web_search": {"ranker": "magic"}}})
+    with pytest.raises(ConfigError, match=r"tools\.web_search: settings: ranker: "):
+        Solver(config, registry=registry)
