@@ -26,6 +26,7 @@ from agentflow_core.errors import (
     UsageError,
 )
 from agentflow_core.hookspecs import hookimpl
+from agentflow_core.module import Executor, FlowState, Generator, ModuleContext, Planner, Verifier
 from agentflow_core.records import (
     Answer,
     Decision,
@@ -43,6 +44,7 @@ from agentflow_core.records import (
     Trajectory,
     Verdict,
 )
+from agentflow_core.registry import BenchmarkRegistrar, EngineRegistrar, ModuleRegistrar, ToolRegistrar
 from agentflow_core.serde import converter
 from agentflow_core.solver import Solver
 from agentflow_core.tool import Tool, ToolContext, ToolExample, ToolSpec
@@ -52,6 +54,7 @@ __all__ = [
     "Answer",
     "Benchmark",
     "BenchmarkItem",
+    "BenchmarkRegistrar",
     "Completion",
     "Config",
     "ConfigError",
@@ -59,11 +62,18 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "EngineError",
+    "EngineRegistrar",
     "EngineUnavailable",
+    "Executor",
+    "FlowState",
     "GenerationRequest",
+    "Generator",
     "JsonSchema",
     "Message",
     "ModuleCall",
+    "ModuleContext",
+    "ModuleRegistrar",
+    "Planner",
     "PlannerDecision",
     "PluginError",
     "Query",
@@ -80,6 +90,7 @@ __all__ = [
     "ToolErrorKind",
     "ToolExample",
     "ToolFailure",
+    "ToolRegistrar",
     "ToolResult",
     "ToolSpec",
     "ToolSuccess",
@@ -87,6 +98,7 @@ __all__ = [
     "Usage",
     "UsageError",
     "Verdict",
+    "Verifier",
     "converter",
     "hookimpl",
     "load_config",

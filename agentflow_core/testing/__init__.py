@@ -10,5 +10,6 @@ from agentflow_core.testing.openai_server import (
     ScriptedOpenAIServer,
     scripted_json,
 )
+from agentflow_core.testing.registry import registry_with
 
-__all__ = ["RecordedRequest", "Reply", "Responder", "ScriptedOpenAIServer", "scripted_json"]
+__all__ = ["RecordedRequest", "Reply", "Responder", "ScriptedOpenAIServer", "registry_with", "scripted_json"]
