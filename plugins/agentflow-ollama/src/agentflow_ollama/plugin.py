@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
-
-from agentflow_core import Engine, EngineConfig, hookimpl
-
-
-class RegisterEngine(Protocol):
-    """The shape of the ``register`` callback, written with public types only."""
-
-    def __call__(self, provider: str, factory: Callable[[EngineConfig], Engine], *, description: str = "") -> None: ...
+from agentflow_core import Engine, EngineConfig, EngineRegistrar, hookimpl
 
 
 def make_engine(config: EngineConfig) -> Engine:
@@ -22,7 +13,7 @@ def make_engine(config: EngineConfig) -> Engine:
 
 
 @hookimpl
-def register_engines(register: RegisterEngine) -> None:
+def register_engines(register: EngineRegistrar) -> None:
     register(
         "ollama",
         make_engine,

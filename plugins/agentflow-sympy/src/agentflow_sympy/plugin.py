@@ -6,13 +6,8 @@ tools or starting a solve that does not use ``symbolic_math`` never pays for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from agentflow_core import Tool, ToolContext, ToolSpec, hookimpl
+from agentflow_core import Tool, ToolContext, ToolRegistrar, hookimpl
 from agentflow_sympy.spec import SPEC
-
-#: The shape of the ``register`` callback, written with public types only.
-RegisterTool = Callable[[ToolSpec, Callable[[ToolContext], Tool]], None]
 
 
 def make_tool(context: ToolContext) -> Tool:
@@ -22,5 +17,5 @@ def make_tool(context: ToolContext) -> Tool:
 
 
 @hookimpl
-def register_tools(register: RegisterTool) -> None:
+def register_tools(register: ToolRegistrar) -> None:
     register(SPEC, make_tool)
