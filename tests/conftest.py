@@ -2,12 +2,56 @@ from __future__ import annotations
 
 import pytest
 
-import agentflow_tools.plugin
-from agentflow_core.plugins import load_registry
 from agentflow_core.registry import Registry
+from agentflow_core.testing import registry_with
 
 
 @pytest.fixture
 def registry() -> Registry:
     """Built-ins only: tests never load whatever plugins happen to be installed."""
-    return load_registry(entry_points=False, extra=[agentflow_tools.plugin])
+    return registry_with()
+
+
+# -- Docker sandbox (python_coder) -------------------------------------------------------------
+
+#: The image the sandbox tests run in, made by ``agentflow sandbox build`` when missing.
+SANDBOX_IMAGE = "agentflow-sandbox:local"
+
+
+@pytest.fixture(scope="session")
+def docker_daemon() -> None:
+    """Skip without a Docker daemon, except under CI (``CI`` set), where that is a failure:
+    CI must not go green by skipping every sandbox test."""
+    import os
+
+    from agentflow_tools.sandbox import SandboxError
+    from agentflow_tools.sandbox.docker_sandbox import connect
+
+    try:
+        connect().close()
+    except SandboxError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a Docker daemon for the sandbox tests: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_daemon: None) -> str:
+    """The local sandbox image, built once through the real CLI; an existing one is reused."""
+    import subprocess
+    import sys
+
+    import docker.errors
+
+    from agentflow_tools.sandbox.docker_sandbox import connect
+
+    client = connect()
+    try:
+        client.images.get(SANDBOX_IMAGE)
+    except docker.errors.ImageNotFound:
+        command = [sys.executable, "-m", "agentflow_core", "sandbox", "build", "--tag", SANDBOX_IMAGE]
+        built = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        assert built.returncode == 0, built.stderr
+    finally:
+        client.close()
+    return SANDBOX_IMAGE

@@ -1,0 +1,189 @@
+"""python_coder: the tool's LLM writes a short Python program for a sub-goal; a Docker sandbox runs it.
+
+The code never runs in our process. It runs in a throwaway-state container with no network,
+a read-only root, no capabilities, an empty environment and memory / CPU / process / time /
+output limits (see ``agentflow_tools.sandbox.docker_sandbox`` for exactly what is and is not
+isolated). Only the standard library is there unless ``image`` names a richer one.
+
+The argument is the sub-goal in words, not code: the tool's engine gets instructions a planner
+prompt has no room for (print the result, stdlib only, finish in time), and a small executor
+fills one string field reliably. A run that fails (exception, non-zero exit, timeout, out of
+memory) is raised as a ``ToolError`` whose text shows the code, its output and the traceback's
+end, so the planner sees a failed step and can rephrase, and the trajectory records the failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from agentflow_core import (
+    Engine,
+    GenerationRequest,
+    Message,
+    ToolContext,
+    ToolError,
+    ToolExample,
+    ToolSpec,
+    structure_settings,
+)
+from agentflow_tools.sandbox.base import ExecutionResult
+from agentflow_tools.sandbox.docker_sandbox import DockerSandbox, DockerSettings
+
+SPEC = ToolSpec(
+    name="python_coder",
+    description=(
+        "Writes and runs a short Python program for a precise computational sub-goal (exact arithmetic, "
+        "counting, dates, string processing, small simulations) and returns what the program printed."
+    ),
+    input_schema={
+        "type": "object",
+        "properties": {
+            "query": {
+                "type": "string",
+                "minLength": 1,
+                "description": "the computation in words, with every number and string it needs",
+            },
+        },
+        "required": ["query"],
+        "additionalProperties": False,
+    },
+    output="the code that ran and its printed output; on failure, the exit code and the end of the traceback",
+    limitations=(
+        "No network and no files from earlier calls: each call starts from nothing.",
+        "Standard library only (no numpy, pandas or sympy) unless the configured image has more.",
+        "Each run has a time limit (10 seconds by default) and a small memory limit.",
+        "It cannot look facts up; every input must be in the query.",
+    ),
+    best_practices=(
+        "Use it whenever an answer needs exact calculation instead of estimating it.",
+        "State the computation completely, e.g. 'Compute 123456789 * 987654321'.",
+        "Ask for one result per call and say what to print.",
+    ),
+    examples=(ToolExample("exact arithmetic", {"query": "Compute 2**100 and print the exact integer."}),),
+    uses_engine=True,
+)
+
+SYSTEM = (
+    "You write one short, complete Python 3 program that solves the task and PRINTS the result with print(). "
+    "Use only the standard library. There is no network, no input() and no files from earlier runs. "
+    "It must finish within {timeout:g} seconds. Reply with a single ```python code block and nothing else."
+)
+
+#: Longest stretch of the code repeated in an observation; the trajectory keeps the arguments anyway.
+CODE_IN_OBSERVATION = 800
+#: Lines of stderr shown on failure: the end of a traceback says what went wrong.
+TRACEBACK_LINES = 12
+
+_FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+
+
+@attrs.frozen
+class Settings(DockerSettings):
+    """``[tools.python_coder]``: the sandbox's settings, plus the run's limit and the code's length."""
+
+    #: Wall-clock limit of one run, enforced in the container and again by a host watchdog.
+    timeout_s: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    #: Longest code the engine may write, in tokens.
+    max_tokens: int = attrs.field(default=1024, validator=attrs.validators.ge(16))
+
+
+class PythonCoder:
+    spec = SPEC
+
+    def __init__(self, context: ToolContext) -> None:
+        if context.engine is None:
+            raise ToolError("python_coder needs an engine")
+        self._engine: Engine = context.engine
+        self._settings = structure_settings(Settings, context.settings, where="settings")
+        self._sandbox = DockerSandbox(self._settings)
+        self._starting = asyncio.Lock()
+
+    async def run(self, arguments: Mapping[str, Any]) -> str:
+        await self._start()  # first: a missing image or daemon fails before any tokens are spent
+        code = await self._write_code(str(arguments["query"]))
+        result = await self._sandbox.run(code, timeout_s=self._settings.timeout_s)
+        if not result.ok:
+            raise ToolError(failure_text(code, result, self._settings.timeout_s))
+        return success_text(code, result)
+
+    async def aclose(self) -> None:
+        """The engine belongs to the solver's pool; the containers are ours."""
+        await self._sandbox.aclose()
+
+    async def _start(self) -> None:
+        # Started on first use: the factory runs when the solver is built, maybe outside any event loop.
+        async with self._starting:
+            await self._sandbox.start()
+
+    async def _write_code(self, query: str) -> str:
+        request = GenerationRequest(
+            messages=(
+                Message("system", SYSTEM.format(timeout=self._settings.timeout_s)),
+                Message("user", f"Task: {query}"),
+            ),
+            max_tokens=self._settings.max_tokens,
+        )
+        completion = await self._engine.generate(request)
+        code = extract_code(completion.text)
+        if code is None:
+            raise ToolError(f"the model wrote no Python code for this query; it said: {_clip(completion.text, 200)}")
+        return code
+
+
+def extract_code(text: str) -> str | None:
+    """The program in a model's reply: a ```python block, else any fenced block, else bare code.
+
+    Tolerant of what small models do: a missing closing fence, a ``py`` or no language tag,
+    prose around the block. Bare text counts only if it compiles as Python.
+    """
+    blocks = [(lang.lower(), body.strip()) for lang, body in _FENCE.findall(text)]
+    for wanted in ({"python", "python3", "py"}, {""}):
+        for lang, body in blocks:
+            if lang in wanted and body:
+                return body
+    bare = text.strip()
+    if bare and not blocks and _compiles(bare):
+        return bare
+    return None
+
+
+def _compiles(text: str) -> bool:
+    try:
+        compile(text, "<reply>", "exec")
+    except (SyntaxError, ValueError):
+        return False
+    return any(ch in text for ch in "(=\n")  # a lone word compiles too, but is no program
+
+
+def success_text(code: str, result: ExecutionResult) -> str:
+    # The output comes first: prompts cut long observations, and the code matters less than its result.
+    output = result.stdout.rstrip() or "(nothing printed: the program must print its result)"
+    lines = ["Output:", output]
+    if result.truncated:
+        lines.append("[output truncated]")
+    return "\n".join([*lines, _code_block(code)])
+
+
+def failure_text(code: str, result: ExecutionResult, timeout_s: float) -> str:
+    lines = [f"The program failed ({result.describe()})."]
+    tail = "\n".join(result.stderr.rstrip().splitlines()[-TRACEBACK_LINES:])
+    if tail:
+        lines += ["Error:", tail]
+    if result.timed_out:
+        lines.append(f"It did not finish within the {timeout_s:g} s limit; make the computation cheaper.")
+    if result.stdout.strip():
+        lines += ["Output before the failure:", _clip(result.stdout.rstrip(), 1000)]
+    return "\n".join([*lines, _code_block(code)])
+
+
+def _code_block(code: str) -> str:
+    return f"Code:\n```python\n{_clip(code, CODE_IN_OBSERVATION)}\n```"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,149 @@
+"""How long python_coder's sandbox takes: cold start, a warm ``print(1)``, and throughput under load.
+
+    python benchmarks/sandbox_latency.py [--image agentflow-sandbox:local] [--runs 50] [--json]
+
+Cold start is ``start()`` of a one-container pool plus its first run (what the first python_coder
+call of a solver pays); warm is one run on a started pool (what every later call pays); throughput
+is many concurrent runs on a pool of ``--pool`` containers. Builds the local image when missing.
+Needs a Docker daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+
+from agentflow_tools.sandbox.docker_sandbox import (
+    RUN_USER,
+    DockerSandbox,
+    DockerSettings,
+    connect,
+    container_options,
+)
+from agentflow_tools.sandbox.image import DEFAULT_TAG, build_image
+
+PROGRAM = "print(1)"
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"median_ms": 1000 * statistics.median(ordered), "p95_ms": 1000 * p95, "n": len(ordered)}
+
+
+async def timed(step: Callable[[], Awaitable[object]]) -> float:
+    started = time.perf_counter()
+    await step()
+    return time.perf_counter() - started
+
+
+async def cold_starts(settings: DockerSettings, times: int) -> list[float]:
+    results = []
+    for _ in range(times):
+        sandbox = DockerSandbox(settings)
+
+        async def start_and_run(box: DockerSandbox = sandbox) -> None:
+            await box.start()
+            await box.run(PROGRAM, timeout_s=10)
+
+        results.append(await timed(start_and_run))
+        await sandbox.aclose()
+    return results
+
+
+async def warm_runs(settings: DockerSettings, times: int) -> list[float]:
+    async with DockerSandbox(settings) as sandbox:
+        await sandbox.run(PROGRAM, timeout_s=10)  # not counted: the first run warms the page cache
+        return [await timed(lambda: sandbox.run(PROGRAM, timeout_s=10)) for _ in range(times)]
+
+
+def exec_floor(settings: DockerSettings, times: int) -> list[float]:
+    """A bare ``docker exec sleep 0`` in the same kind of container: what any exec-based design pays."""
+    client = connect()
+    container = client.containers.create(**container_options(settings))
+    try:
+        container.start()
+        results = []
+        for _ in range(times):
+            started = time.perf_counter()
+            exec_id = client.api.exec_create(container.id, ["sleep", "0"], user=RUN_USER)["Id"]
+            client.api.exec_start(exec_id)
+            results.append(time.perf_counter() - started)
+        return results
+    finally:
+        container.remove(force=True)
+        client.close()
+
+
+async def throughput(settings: DockerSettings, runs: int) -> dict[str, float]:
+    async with DockerSandbox(settings) as sandbox:
+        latencies: list[float] = []
+
+        async def one() -> None:
+            latencies.append(await timed(lambda: sandbox.run(PROGRAM, timeout_s=30)))
+
+        wall = await timed(lambda: asyncio.gather(*(one() for _ in range(runs))))
+    return {"runs": runs, "pool_size": settings.pool_size, "runs_per_s": runs / wall, **summary(latencies)}
+
+
+async def measure(args: argparse.Namespace) -> dict[str, object]:
+    single = DockerSettings(image=args.image, pool_size=1)
+    return {
+        "image": args.image,
+        "cold_start": summary(await cold_starts(single, args.cold)),
+        "warm_run": summary(await warm_runs(single, args.runs)),
+        "exec_floor": summary(exec_floor(single, args.runs)),
+        "concurrent": await throughput(DockerSettings(image=args.image, pool_size=args.pool), args.concurrent),
+    }
+
+
+def ensure_image(tag: str) -> None:
+    import docker.errors
+
+    client = connect()
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        print(f"building {tag} ...")
+        build_image(client, tag)
+    finally:
+        client.close()
+
+
+def report(found: dict[str, object]) -> None:
+    cold, warm, floor, load = (found[k] for k in ("cold_start", "warm_run", "exec_floor", "concurrent"))
+    assert isinstance(cold, dict) and isinstance(warm, dict) and isinstance(floor, dict) and isinstance(load, dict)
+    print(f"sandbox latency of print(1) in {found['image']}")
+    print(f"  cold start (start + first run): median {cold['median_ms']:.0f} ms, p95 {cold['p95_ms']:.0f} ms")
+    print(f"  warm run:                        median {warm['median_ms']:.0f} ms, p95 {warm['p95_ms']:.0f} ms")
+    print(f"  bare `docker exec sleep 0`:      median {floor['median_ms']:.0f} ms, p95 {floor['p95_ms']:.0f} ms")
+    print(
+        f"  {load['runs']} concurrent runs on a pool of {load['pool_size']}: {load['runs_per_s']:.1f} runs/s, "
+        f"latency (queueing included) median {load['median_ms']:.0f} ms, p95 {load['p95_ms']:.0f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default=DEFAULT_TAG)
+    parser.add_argument("--runs", type=int, default=50, help="warm runs")
+    parser.add_argument("--cold", type=int, default=5, help="cold starts")
+    parser.add_argument("--pool", type=int, default=4, help="pool size for the concurrent runs")
+    parser.add_argument("--concurrent", type=int, default=40, help="runs started at once")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    if args.image == DEFAULT_TAG:
+        ensure_image(args.image)
+    found = asyncio.run(measure(args))
+    if args.json:
+        print(json.dumps(found, indent=2))
+    else:
+        report(found)
+
+
+if __name__ == "__main__":
+    main()

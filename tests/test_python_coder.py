@@ -1,0 +1,220 @@
+"""python_coder end to end: its engine on a scripted server writes the code, the Docker sandbox runs it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from agentflow_core import EngineConfig, Solver, ToolContext, ToolError, ToolFailure, ToolSuccess
+from agentflow_core.config import config_from_dict
+from agentflow_core.engine import Engine
+from agentflow_core.records import ToolErrorKind
+from agentflow_core.registry import Registry
+from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, scripted_json
+from agentflow_tools.python_coder import PythonCoder, extract_code
+from tests.helpers import engine_table
+
+PRODUCT = 123456789 * 987654321  # 121932631112635269
+TASK = "Compute 123456789 * 987654321 exactly."
+
+
+def code_reply(body: str) -> Reply:
+    """What a chatty model sends: prose around one fenced block."""
+    return Reply(f"Sure, here is a program:\n\n```python\n{body}\n```\n\nIt prints the result.")
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedOpenAIServer]:
+    with ScriptedOpenAIServer() as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def engine(server: ScriptedOpenAIServer, registry: Registry) -> AsyncIterator[Engine]:
+    config = EngineConfig(model="openai:m-tool", base_url=server.base_url, max_attempts=1)
+    engine = registry.engine("openai").factory(config)
+    yield engine
+    await engine.aclose()
+
+
+def coder(engine: Engine, **settings: Any) -> PythonCoder:
+    return PythonCoder(ToolContext(engine=engine, settings={"pool_size": 1, **settings}))
+
+
+async def test_the_engine_writes_code_and_the_sandbox_runs_it(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
+) -> None:
+    server.enqueue("m-tool", code_reply("a, b = 123456789, 987654321\nprint(a * b)"))
+    tool = coder(engine, image=sandbox_image)
+    try:
+        observation = await tool.run({"query": TASK})
+    finally:
+        await tool.aclose()
+    assert f"Output:\n{PRODUCT}" in observation
+    assert "print(a * b)" in observation  # the code that ran is part of the observation
+    [request] = server.requests_for("m-tool")
+    assert "PRINTS the result" in request.messages[0]["content"]
+    assert request.messages[-1]["content"] == f"Task: {TASK}"
+
+
+async def test_a_crash_is_a_tool_error_with_the_traceback_tail(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
+) -> None:
+    server.enqueue("m-tool", code_reply("print('partial')\nnumbers = [1, 2]\nprint(numbers[5])"))
+    tool = coder(engine, image=sandbox_image)
+    try:
+        with pytest.raises(ToolError) as info:
+            await tool.run({"query": "print the sixth number"})
+    finally:
+        await tool.aclose()
+    message = str(info.value)
+    assert message.startswith("The program failed (exit code 1).")
+    assert "Error:\nTraceback (most recent call last):" in message
+    assert "IndexError: list index out of range\nOutput before the failure:\npartial" in message
+
+
+async def test_a_timeout_is_a_tool_error_that_says_so(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
+) -> None:
+    server.enqueue("m-tool", code_reply("while True:\n    pass"))
+    tool = coder(engine, image=sandbox_image, timeout_s=1)
+    try:
+        with pytest.raises(ToolError, match=r"timed out") as info:
+            await tool.run({"query": "loop"})
+    finally:
+        await tool.aclose()
+    assert "did not finish within the 1 s limit" in str(info.value)
+
+
+async def test_a_reply_without_code_is_a_tool_error(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
+) -> None:
+    server.enqueue("m-tool", Reply("I believe the answer is roughly 1.2e17."))
+    tool = coder(engine, image=sandbox_image)
+    try:
+        with pytest.raises(ToolError, match="the model wrote no Python code"):
+            await tool.run({"query": TASK})
+    finally:
+        await tool.aclose()
+
+
+async def test_a_missing_image_is_one_line_and_costs_no_tokens(
+    server: ScriptedOpenAIServer, engine: Engine, docker_daemon: None
+) -> None:
+    tool = coder(engine, image="agentflow-no-such-image:1")
+    try:
+        with pytest.raises(ToolError) as info:
+            await tool.run({"query": TASK})
+    finally:
+        await tool.aclose()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "agentflow sandbox build" in message and '[tools.python_coder] image = "agentflow-sandbox:local"' in message
+    assert server.requests == []
+
+
+# -- through the solver -------------------------------------------------------------------------
+
+
+def step(sub_goal: str = TASK) -> Reply:
+    return scripted_json({"context": "needs exact arithmetic", "sub_goal": sub_goal, "tool": "python_coder"})
+
+
+def args(query: str = TASK) -> Reply:
+    return scripted_json({"explanation": "let the tool compute it", "arguments": {"query": query}})
+
+
+def verdict(decision: str) -> Reply:
+    return scripted_json({"analysis": "checked", "decision": decision})
+
+
+def answer_from_memory(request: RecordedRequest) -> Reply:
+    """A generator that can only answer with a number it finds in its prompt."""
+    found = re.findall(r"\b\d{15,}\b", request.messages[-1]["content"])
+    return Reply(f"The product is {found[-1]}." if found else "I do not know.")
+
+
+def solver_config(server: ScriptedOpenAIServer, image: str) -> Any:
+    return config_from_dict(
+        {
+            "agent": {"tools": ["python_coder"], "max_steps": 3},
+            "engines": {"default": engine_table(server, "m"), "generator": engine_table(server, "m-gen")},
+            "tools": {"python_coder": {"engine": engine_table(server, "m-tool"), "image": image, "pool_size": 1}},
+        }
+    )
+
+
+async def test_solve_answers_with_the_computed_product(
+    server: ScriptedOpenAIServer, registry: Registry, sandbox_image: str
+) -> None:
+    server.enqueue("m", Reply("Exact multiplication: use python_coder."), step(), args(), verdict("STOP"))
+    server.enqueue("m-tool", code_reply("print(123456789 * 987654321)"))
+    server.set_responder("m-gen", answer_from_memory)
+    async with Solver(solver_config(server, sandbox_image), registry=registry) as solver:
+        trajectory = await solver.asolve("What is 123456789 times 987654321?")
+
+    assert trajectory.error is None
+    assert str(PRODUCT) in (trajectory.answer or "")
+    [only] = trajectory.steps
+    assert isinstance(only.result, ToolSuccess) and str(PRODUCT) in only.result.output
+    assert trajectory.engines["tool:python_coder"] == "openai:m-tool"
+
+
+async def test_failing_code_shows_in_memory_and_the_loop_goes_on(
+    server: ScriptedOpenAIServer, registry: Registry, sandbox_image: str
+) -> None:
+    server.enqueue(
+        "m",
+        Reply("Exact multiplication: use python_coder."),
+        step(),
+        args(),
+        verdict("CONTINUE"),
+        step("Compute 123456789 * 987654321 again, without helper functions."),
+        args(),
+        verdict("STOP"),
+    )
+    server.enqueue("m-tool", code_reply("print(multiply(123456789, 987654321))"), code_reply(f"print({PRODUCT})"))
+    server.set_responder("m-gen", answer_from_memory)
+    async with Solver(solver_config(server, sandbox_image), registry=registry) as solver:
+        trajectory = await solver.asolve("What is 123456789 times 987654321?")
+
+    first, second = trajectory.steps
+    assert isinstance(first.result, ToolFailure) and first.result.kind is ToolErrorKind.FAILED
+    assert "exit code 1" in first.result.error
+    assert "NameError: name 'multiply' is not defined" in first.result.error
+    assert isinstance(second.result, ToolSuccess) and str(PRODUCT) in second.result.output
+    second_plan = server.requests_for("m")[4].messages[-1]["content"]
+    assert "TOOL ERROR (failed)" in second_plan and "NameError" in second_plan
+    assert str(PRODUCT) in (trajectory.answer or "")
+
+
+# -- pieces that need no Docker -----------------------------------------------------------------
+
+
+def test_the_tool_is_registered_with_an_engine(registry: Registry) -> None:
+    spec = registry.tool("python_coder").spec
+    assert spec.uses_engine and spec.input_schema["required"] == ["query"]
+    assert any("network" in line for line in spec.limitations)
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("```python\nprint(1)\n```", "print(1)"),
+        ("Here:\n```py\nx = 2\nprint(x)\n```\nDone.", "x = 2\nprint(x)"),
+        ("```\nprint(3)\n```", "print(3)"),
+        ("```text\nnot code\n```\n```python\nprint(4)\n```", "print(4)"),
+        ("```python\nprint(5)\n", "print(5)"),  # the reply was cut off before the closing fence
+        ("print(6)", "print(6)"),  # bare code
+        ("print(7)\n```", None),
+        ("The answer is 42.", None),
+        ("42", None),
+        ("", None),
+    ],
+)
+def test_extract_code_is_tolerant(reply: str, expected: str | None) -> None:
+    assert extract_code(reply) == expected
