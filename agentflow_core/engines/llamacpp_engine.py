@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from llama_cpp import Llama, LlamaGrammar
 
 DEFAULT_N_CTX = 4096
+DEFAULT_REPEAT_PENALTY = 1.1
 DEFAULT_MAX_TOKENS = 512
 #: Greedy decoding by default: reproducible runs matter more than variety for an agent's steps.
 DEFAULT_TEMPERATURE = 0.0
@@ -65,6 +66,9 @@ class LlamaCppEngine:
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "temperature": _first_set(request.temperature, self.config.temperature, DEFAULT_TEMPERATURE),
             "max_tokens": max_tokens,
+            # Greedy decoding of a 135M model loops on a phrase within a few sentences; a mild
+            # penalty on recent tokens stops that without changing short answers.
+            "repeat_penalty": float(self.config.options.get("repeat_penalty", DEFAULT_REPEAT_PENALTY)),
         }
         if request.json_schema is not None:
             schema = fit_schema_to_budget(request.json_schema.schema, max_tokens)
