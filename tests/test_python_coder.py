@@ -218,3 +218,26 @@ def test_the_tool_is_registered_with_an_engine(registry: Registry) -> None:
 )
 def test_extract_code_is_tolerant(reply: str, expected: str | None) -> None:
     assert extract_code(reply) == expected
+
+
+def test_agentflow_solve_with_python_coder_prints_the_computed_product(
+    server: ScriptedOpenAIServer, sandbox_image: str, tmp_path: Any
+) -> None:
+    """The issue's bar: `agentflow solve --tools python_coder` answers what only execution knows."""
+    from tests.test_cli import agentflow
+
+    server.enqueue("m", Reply("Exact multiplication: use python_coder."), step(), args(), verdict("STOP"))
+    server.enqueue("m-tool", code_reply("a, b = 123456789, 987654321\nprint(a * b)"))
+    server.set_responder("m-gen", answer_from_memory)
+    config = tmp_path / "agentflow.toml"
+    config.write_text(
+        f'[engines]\ndefault = {{ model = "openai:m", base_url = "{server.base_url}" }}\n'
+        f'generator = {{ model = "openai:m-gen", base_url = "{server.base_url}" }}\n'
+        f'[tools.python_coder]\nengine = {{ model = "openai:m-tool", base_url = "{server.base_url}" }}\n'
+        f'image = "{sandbox_image}"\npool_size = 1\n'
+    )
+    result = agentflow(
+        "solve", "What is 123456789 times 987654321?", "--tools", "python_coder", "--config", str(config), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(PRODUCT) in result.stdout
