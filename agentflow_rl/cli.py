@@ -1,0 +1,221 @@
+"""``agentflow eval ...`` and ``agentflow data download``, added through ``register_commands``.
+
+The engine flags are those of ``agentflow solve`` so that a configuration tried on one question
+is evaluated with the same command line. Library errors become one ``Error:`` line in the core's
+CLI group; nothing here prints a traceback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agentflow_core import EngineConfig, UsageError
+from agentflow_core.records import MODULE_ROLES
+
+PAPER_SETS = "bamboogle,2wiki,hotpotqa,musique,gameof24,aime24,amc23,medqa"
+
+
+def _engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The engine and agent flags of ``agentflow solve``."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), help="agentflow.toml to read."),
+        click.option("--engine", help="Engine for every module without its own, as provider:model."),
+        *(click.option(f"--{role}-engine", help=f"Engine of the {role}.") for role in MODULE_ROLES),
+        click.option("--tool-engine", multiple=True, metavar="TOOL=ENGINE", help="Engine of one tool (repeatable)."),
+        click.option("--base-url", help="Base URL for OpenAI-compatible engines that have none configured."),
+        click.option("--tools", "tool_names", metavar="A,B", help="Comma-separated tools to enable."),
+        click.option("--max-steps", type=int, help="Most plan/execute/verify turns."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _split(value: str | None, flag: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names:
+        raise UsageError(f"{flag} needs at least one name")
+    return names
+
+
+def build_config(flags: dict[str, Any]) -> Any:
+    """The config file with the command-line flags on top, exactly as ``agentflow solve`` does."""
+    from agentflow_core.config import load_config, with_overrides
+
+    engines = {"default": flags["engine"], **{r: flags[f"{r}_engine"] for r in MODULE_ROLES}}
+    tool_engines = {}
+    for value in flags["tool_engine"]:
+        tool, sep, engine = value.partition("=")
+        if not sep or not tool or not engine:
+            raise UsageError(f"--tool-engine expects TOOL=provider:model, got {value!r}")
+        tool_engines[tool] = engine
+    return with_overrides(
+        load_config(flags["config_path"]),
+        engines={role: model for role, model in engines.items() if model},
+        tools=_split(flags["tool_names"], "--tools"),
+        tool_engines=tool_engines,
+        max_steps=flags["max_steps"],
+        base_url=flags["base_url"],
+    )
+
+
+def _judge(model: str | None, base_url: str | None) -> EngineConfig | None:
+    if model is None:
+        return None
+    from agentflow_core.engine import split_model
+
+    try:
+        provider, _ = split_model(model)
+    except ValueError as exc:
+        raise UsageError(f"--judge-engine: {exc}") from None
+    return EngineConfig(model=model, base_url=base_url if provider in ("openai", "litellm") else None)
+
+
+@click.group("eval", invoke_without_command=True)
+@click.option(
+    "--benchmarks",
+    default=PAPER_SETS,
+    show_default=True,
+    metavar="A,B",
+    help="Sets to run; 'all' for every registered one.",
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where <name>.json files are [env AGENTFLOW_DATA].")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Results go here; the same dir resumes a run.")
+@click.option(
+    "--mode",
+    type=click.Choice(["agent", "base"]),
+    default="agent",
+    show_default=True,
+    help="agent: the full loop; base: the generator's engine alone, no tools.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="A fixed seeded sample of N items per set.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Queries in flight.")
+@click.option("--judge-engine", metavar="PROVIDER:MODEL", help="Also score with an LLM judge on this engine.")
+@click.option("--judge-base-url", help="Base URL of the judge's OpenAI-compatible server (default: --base-url).")
+@_engine_options
+@click.pass_context
+def eval_command(ctx: click.Context, **flags: Any) -> None:
+    """Run benchmarks and score them; `agentflow eval compare A B` compares two runs.
+
+    Each finished query is appended to RUN_DIR/results.jsonl at once; running the same command
+    again resumes where a killed run stopped.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from agentflow_core.plugins import load_registry
+    from agentflow_rl.benchmarks.loaders import default_data_dir
+    from agentflow_rl.eval.pipeline import EvalRequest, evaluate
+    from agentflow_rl.eval.records import Mode
+    from agentflow_rl.eval.report import markdown
+
+    registry = load_registry()
+    names = _split(flags["benchmarks"], "--benchmarks") or ()
+    if names == ("all",):
+        names = tuple(registry.benchmarks)
+    mode = Mode(flags["mode"])
+    run_dir = Path(flags["run_dir"] or f"runs/{mode.value}-{time.strftime('%Y%m%d-%H%M%S')}")
+    request = EvalRequest(
+        benchmarks=names,
+        data_dir=Path(flags["data_dir"]) if flags["data_dir"] else default_data_dir(),
+        run_dir=run_dir,
+        mode=mode,
+        limit=flags["limit"],
+        seed=flags["seed"],
+        concurrency=flags["concurrency"],
+        judge=_judge(flags["judge_engine"], flags["judge_base_url"] or flags["base_url"]),
+    )
+
+    def announce(line: str) -> None:
+        click.echo(line + ("" if flags["run_dir"] else f"; pass --run-dir {run_dir} to resume"), err=True)
+
+    summary = evaluate(build_config(flags), request, registry, announce=announce)
+    click.echo(markdown(summary))
+    click.echo(f"wrote {run_dir}/summary.md, summary.json, accuracy.png", err=True)
+
+
+@eval_command.command("summary")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--rescore", is_flag=True, help="Score the recorded replies again with the current scorers.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data for --rescore [env AGENTFLOW_DATA].")
+def summary_command(run_dir: str, rescore: bool, data_dir: str | None) -> None:
+    """Rebuild summary.md, summary.json and accuracy.png of RUN_DIR (also while it runs)."""
+    from agentflow_core.plugins import load_registry
+    from agentflow_rl.benchmarks.loaders import default_data_dir
+    from agentflow_rl.eval.pipeline import finish
+    from agentflow_rl.eval.report import markdown
+    from agentflow_rl.eval.rundir import RunDir
+
+    rescore_with = (load_registry(), Path(data_dir) if data_dir else default_data_dir()) if rescore else None
+    click.echo(markdown(finish(RunDir(run_dir), rescore_with=rescore_with)))
+
+
+@eval_command.command("compare")
+@click.argument("run_a", type=click.Path(file_okay=False, exists=True))
+@click.argument("run_b", type=click.Path(file_okay=False, exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), help="PNG of the difference [default: RUN_B/compare.png].")
+@click.option("--rescore", is_flag=True, help="Score the recorded replies of both runs with the current scorers.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data for --rescore [env AGENTFLOW_DATA].")
+def compare_command(run_a: str, run_b: str, out: str | None, rescore: bool, data_dir: str | None) -> None:
+    """Accuracy of RUN_A and RUN_B per benchmark, with B - A, as a table and a PNG."""
+    from agentflow_core.plugins import load_registry
+    from agentflow_rl.benchmarks.loaders import default_data_dir
+    from agentflow_rl.eval.plot import plot_compare
+    from agentflow_rl.eval.report import compare_markdown
+    from agentflow_rl.eval.rescore import rescore as score_again
+    from agentflow_rl.eval.rundir import RunDir
+    from agentflow_rl.eval.summary import summarize
+
+    summaries = []
+    for path in (run_a, run_b):
+        run = RunDir(path)
+        records = list(run.read().values())
+        if not records:
+            raise UsageError(f"{path} has no results.jsonl records")
+        if rescore:
+            records = score_again(records, load_registry(), Path(data_dir) if data_dir else default_data_dir())
+        summaries.append(summarize(records, run.read_info()))
+    labels = (Path(run_a).name, Path(run_b).name)
+    click.echo(compare_markdown(summaries[0], summaries[1], labels))
+    png = Path(out) if out else Path(run_b) / "compare.png"
+    plot_compare(summaries[0], summaries[1], png, labels=labels)
+    click.echo(f"wrote {png}", err=True)
+
+
+@click.group("data")
+def data_command() -> None:
+    """Benchmark data files."""
+
+
+@data_command.command("download")
+@click.option(
+    "--benchmarks",
+    default=PAPER_SETS,
+    show_default=True,
+    metavar="A,B",
+    help="Sets to fetch; gaia and gpqa need HF_TOKEN.",
+)
+@click.option("--dest", type=click.Path(file_okay=False), help="Target directory [default: the data dir].")
+@click.option("--source-url", help="Base URL of the reference repository's raw files [env AGENTFLOW_DATA_SOURCE].")
+@click.option("--hub-url", help="Base URL of the Hugging Face hub [env HF_ENDPOINT].")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
+def download_command(
+    benchmarks: str, dest: str | None, source_url: str | None, hub_url: str | None, timeout: float
+) -> None:
+    """Fetch test sets from their public sources into the data directory."""
+    from agentflow_rl.benchmarks.download import Hosts, download
+    from agentflow_rl.benchmarks.loaders import default_data_dir
+
+    hosts = Hosts.from_env(raw=source_url, hub=hub_url, timeout_s=timeout)
+    target = Path(dest) if dest else default_data_dir()
+    download(_split(benchmarks, "--benchmarks") or (), target, hosts, report=lambda line: click.echo(line, err=True))
+
+
+COMMANDS = (eval_command, data_command)

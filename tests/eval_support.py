@@ -1,0 +1,54 @@
+"""Shared by the benchmark and eval tests: where the test sets are, and the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+#: ``AGENTFLOW_DATA``, else ``shared/benchmarks`` beside the checkout; the files are never copied into the repo.
+DATA_DIR = Path(os.environ.get("AGENTFLOW_DATA") or Path(__file__).resolve().parents[2] / "shared" / "benchmarks")
+
+#: The shipped files and their record counts.
+COUNTS = {
+    "bamboogle": 125,
+    "2wiki": 200,
+    "hotpotqa": 100,
+    "musique": 200,
+    "gameof24": 300,
+    "aime24": 30,
+    "amc23": 40,
+    "medqa": 300,
+}
+
+needs_data = pytest.mark.skipif(
+    not (DATA_DIR / "bamboogle.json").is_file(), reason=f"benchmark files not found in {DATA_DIR}"
+)
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The test process's environment without keys or AgentFlow settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AGENTFLOW_", "HF_"))}
+    return {**env, **(extra or {})}
+
+
+def agentflow_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "agentflow_core", *args]
+
+
+def run_agentflow(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        agentflow_command(*args),
+        cwd=cwd,
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
