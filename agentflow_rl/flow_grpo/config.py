@@ -1,0 +1,194 @@
+"""``[flow_grpo]`` training settings, read from TOML with the core's strict rules.
+
+Every field is documented once, here. Unknown keys, wrong types and bad enum values are rejected
+at load time with the key and the file named (``train.toml: loss.type: 'ppo' is not a valid
+LossType``); cross-field mistakes say what is wrong, why, and what to set instead.
+The defaults are the paper's hyper-parameters (lr 1e-6, 8 rollouts per question, 32 questions
+per step, 3 turns, temperature 0.7 for training and 0.0 for evaluation).
+"""
+
+from __future__ import annotations
+
+import enum
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from agentflow_core import ConfigError, structure_settings
+from agentflow_rl.flow_grpo.advantages import AdvantageMode
+from agentflow_rl.flow_grpo.loss import ClipSettings, LossType
+from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig
+
+_ge0, _ge1, _gt0 = attrs.validators.ge(0), attrs.validators.ge(1), attrs.validators.gt(0)
+
+
+@attrs.frozen
+class PolicyConfig:
+    #: ``"tiny"`` (random Llama over the synthetic vocabulary), ``"hf:smollm2"``, a folder or a hub id.
+    source: str = "tiny"
+    #: Shape of the tiny policy; used only when ``source = "tiny"``.
+    tiny: TinyPolicyConfig = attrs.field(factory=TinyPolicyConfig)
+
+
+class TaskKind(enum.Enum):
+    #: The built-in synthetic tool-use environment (``agentflow_rl.flow_grpo.synthetic``).
+    SYNTHETIC = "synthetic"
+    #: Questions and gold answers from files, solved with an ``agentflow.toml`` agent.
+    RECORDS = "records"
+
+
+@attrs.frozen
+class SyntheticConfig:
+    #: Keys whose numbers must be looked up.
+    keys: int = attrs.field(default=12, validator=_ge1)
+    #: Share of each question shape held out for evaluation...
+    held_out: float = attrs.field(default=0.25, validator=[attrs.validators.gt(0), attrs.validators.lt(1)])
+    #: ...but at most this many questions of one shape (5 shapes).
+    max_held_out: int = attrs.field(default=20, validator=_ge1)
+    seed: int = 0
+
+
+@attrs.frozen
+class TaskConfig:
+    kind: TaskKind = TaskKind.SYNTHETIC
+    synthetic: SyntheticConfig = SyntheticConfig()
+    #: JSONL or parquet of training questions (``kind = "records"``); relative to this file.
+    train_file: str | None = None
+    #: Held-out questions; default: none (no evaluation).
+    eval_file: str | None = None
+    #: An ``agentflow.toml`` for the fixed modules and the tools (``kind = "records"``).
+    agent_config: str | None = None
+    #: The planner module to train, by registered name (``synthetic`` or ``synthetic_chat`` for the
+    #: synthetic task; ``default`` for an agentflow.toml agent).
+    planner: str = "synthetic"
+    #: How answers are scored into the outcome reward (``records``): ``exact_match``.
+    scorer: str = "exact_match"
+
+
+@attrs.frozen
+class RolloutConfig:
+    #: Trajectories sampled per question (G).
+    group_size: int = attrs.field(default=8, validator=attrs.validators.ge(2))
+    #: Questions per training step, over all processes.
+    questions_per_step: int = attrs.field(default=32, validator=_ge1)
+    #: Planner turns per trajectory (the solver's ``max_steps``).
+    max_turns: int = attrs.field(default=3, validator=_ge1)
+    temperature: float = attrs.field(default=0.7, validator=_gt0)
+    eval_temperature: float = attrs.field(default=0.0, validator=_ge0)
+    #: Cap on tokens of one planner reply.
+    max_new_tokens: int = attrs.field(default=256, validator=_ge1)
+
+
+@attrs.frozen
+class LossConfig:
+    type: LossType = LossType.FLOW_GRPO
+    clip_low: float = attrs.field(default=0.2, validator=[_ge0, attrs.validators.lt(1)])
+    clip_high: float = attrs.field(default=0.3, validator=_ge0)
+    #: Weight of the k3 KL to the frozen reference; 0 skips the reference model entirely.
+    kl_coef: float = attrs.field(default=0.001, validator=_ge0)
+
+    def clip(self) -> ClipSettings:
+        return ClipSettings(self.clip_low, self.clip_high, self.kl_coef)
+
+
+@attrs.frozen
+class AdvantageConfig:
+    mode: AdvantageMode = AdvantageMode.TRAJECTORY
+    #: Divide by the group's standard deviation (false: only centre, as in Dr. GRPO).
+    scale: bool = True
+
+
+@attrs.frozen
+class OptimConfig:
+    lr: float = attrs.field(default=1e-6, validator=_gt0)
+    weight_decay: float = attrs.field(default=0.0, validator=_ge0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    #: Gradient-norm clip; 0 turns it off.
+    max_grad_norm: float = attrs.field(default=1.0, validator=_ge0)
+    #: Optimizer steps on each rollout batch (the ratio leaves 1 from the second on).
+    updates_per_batch: int = attrs.field(default=1, validator=_ge1)
+    #: Turns per forward/backward pass; a batch is accumulated over as many as it needs.
+    micro_batch_turns: int = attrs.field(default=64, validator=_ge1)
+
+
+@attrs.frozen
+class RunConfig:
+    output_dir: str = "runs/flow-grpo"
+    max_steps: int = attrs.field(default=100, validator=_ge1)
+    #: Stop (after checkpointing) once this much wall time has passed; 0 for no limit.
+    max_minutes: float = attrs.field(default=0.0, validator=_ge0)
+    #: Evaluate on held-out questions every N steps (and before the first); 0 never.
+    eval_every: int = attrs.field(default=10, validator=_ge0)
+    #: Evaluate on at most this many held-out questions; 0 for all.
+    eval_questions: int = attrs.field(default=0, validator=_ge0)
+    #: Stop early once held-out success reaches this (0 never).
+    target_success: float = attrs.field(default=0.0, validator=[_ge0, attrs.validators.le(1)])
+    checkpoint_every: int = attrs.field(default=10, validator=_ge0)
+    keep_checkpoints: int = attrs.field(default=2, validator=_ge1)
+    #: Continue from the newest complete checkpoint in ``output_dir`` when there is one.
+    resume: bool = True
+    seed: int = 0
+    #: Mixed precision for the update (accelerate's ``bf16``); rollouts stay in the model's dtype.
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    #: accelerate trackers; ``tensorboard`` needs the ``tensorboard`` package. metrics.jsonl is always written.
+    trackers: tuple[str, ...] = ("tensorboard",)
+
+
+@attrs.frozen
+class TrainConfig:
+    policy: PolicyConfig = PolicyConfig()
+    task: TaskConfig = TaskConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    loss: LossConfig = LossConfig()
+    advantage: AdvantageConfig = AdvantageConfig()
+    optim: OptimConfig = OptimConfig()
+    run: RunConfig = RunConfig()
+
+    def __attrs_post_init__(self) -> None:
+        if self.policy.source == "tiny" and self.task.kind is not TaskKind.SYNTHETIC:
+            raise ValueError(
+                "policy.source = 'tiny' only knows the synthetic task's words; set task.kind = 'synthetic' "
+                "or give a real model as policy.source (e.g. 'hf:smollm2')"
+            )
+        if self.task.kind is TaskKind.RECORDS and not self.task.train_file:
+            raise ValueError("task.kind = 'records' needs task.train_file (a JSONL or parquet of questions)")
+
+
+def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a training TOML; input files are relative to its folder, ``run.output_dir`` to the working one."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"training config {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for dotted, value in (overrides or {}).items():
+        _set(data, dotted, value)
+    config = structure_settings(TrainConfig, data, where=str(path))
+    return _relative_to(config, path.parent)
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        data = data.setdefault(key, {})
+    data[leaf] = value
+
+
+def _relative_to(config: TrainConfig, base: Path) -> TrainConfig:
+    def resolve(value: str | None) -> str | None:
+        if value is None or Path(value).is_absolute():
+            return value
+        return str(base / value)
+
+    task = attrs.evolve(
+        config.task,
+        train_file=resolve(config.task.train_file),
+        eval_file=resolve(config.task.eval_file),
+        agent_config=resolve(config.task.agent_config),
+    )
+    return attrs.evolve(config, task=task)

@@ -1,0 +1,140 @@
+"""Planners whose one decision per turn is the tool: what Flow-GRPO trains in the synthetic runs.
+
+Both keep the core's ``Planner`` protocol and record the engine's ``TokenTrace`` in each
+``ModuleCall``. They ask for ``{"tool": NAME}`` with the enabled tool names as a JSON-schema enum,
+so with constrained decoding even a random model answers with a valid tool, and the reward
+depends on *which* tool. ``CompactPlanner`` writes a terse prompt in the tiny policy's word list;
+``ChatPlanner`` writes the same facts in English for a real instruction-tuned model.
+Neither analyses the query with the model: ``analyze`` returns an empty analysis, no LLM call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+
+from agentflow_core import (
+    FlowState,
+    GenerationRequest,
+    JsonSchema,
+    Message,
+    ModuleCall,
+    ModuleContext,
+    PlannerDecision,
+    QueryAnalysis,
+    Step,
+    ToolSuccess,
+)
+
+#: Words of the compact prompt besides the question itself and the tool names.
+_COMPACT_WORDS = (";", "done", ":", "none", "ok", "err")
+
+CHAT_SYSTEM = (
+    "You plan tool calls. Names like k3 stand for stored numbers: look each one up with the lookup tool "
+    "(one key per call) before doing arithmetic on it. Plain numbers need no lookup."
+)
+CHAT_PROMPT = """Question: {query}
+
+Tools:
+{tools}
+
+Done so far:
+{history}
+
+Which one tool should be called next? Reply with JSON like {{"tool": "NAME"}}."""
+
+
+def compact_vocabulary(tool_names: Iterable[str]) -> list[str]:
+    return [*_COMPACT_WORDS, *tool_names]
+
+
+def tool_schema(names: Sequence[str]) -> JsonSchema:
+    return JsonSchema(
+        name="next_tool",
+        schema={
+            "type": "object",
+            "properties": {"tool": {"type": "string", "enum": list(names)}},
+            "required": ["tool"],
+            "additionalProperties": False,
+        },
+    )
+
+
+class _ToolChoicePlanner:
+    max_tokens = 16
+
+    def __init__(self, context: ModuleContext) -> None:
+        self.engine = context.engine
+
+    async def analyze(self, state: FlowState) -> QueryAnalysis:
+        return QueryAnalysis("")
+
+    async def next_step(self, state: FlowState) -> PlannerDecision:
+        names = [t.name for t in state.tools]
+        messages = self.messages(state)
+        tool, call = await self._ask(messages, names)
+        return PlannerDecision(context="", sub_goal=state.query.text, tool=tool, call=call)
+
+    def messages(self, state: FlowState) -> tuple[Message, ...]:
+        raise NotImplementedError
+
+    async def _ask(self, messages: tuple[Message, ...], names: list[str]) -> tuple[str, ModuleCall]:
+        request = GenerationRequest(messages, json_schema=tool_schema(names), max_tokens=self.max_tokens)
+        started = time.perf_counter()
+        completion = await self.engine.generate(request)
+        tool, error = _read_tool(completion.text, names)
+        call = ModuleCall(
+            role="planner",
+            purpose="next_step",
+            engine=self.engine.name,
+            messages=messages,
+            response=completion.text,
+            usage=completion.usage,
+            latency_s=completion.latency_s or time.perf_counter() - started,
+            parse_error=error,
+            tokens=completion.tokens,
+        )
+        return tool, call
+
+
+def _read_tool(text: str, names: list[str]) -> tuple[str, str | None]:
+    """The chosen tool; the first enabled one (and a parse error) when the reply names none."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    tool = value.get("tool") if isinstance(value, dict) else None
+    if tool in names:
+        return tool, None
+    return (names[0] if names else ""), f"no enabled tool in {text[:80]!r}"
+
+
+class CompactPlanner(_ToolChoicePlanner):
+    """``<question> ; done : lookup ok add err`` — every word is in the tiny tokenizer."""
+
+    def messages(self, state: FlowState) -> tuple[Message, ...]:
+        history = " ".join(f"{s.tool_call.tool} {_status(s)}" for s in state.steps)
+        return (Message("user", f"{state.query.text} ; done : {history or 'none'}"),)
+
+
+class ChatPlanner(_ToolChoicePlanner):
+    """The same facts in English, for an instruction-tuned model such as SmolLM2."""
+
+    max_tokens = 24
+
+    def messages(self, state: FlowState) -> tuple[Message, ...]:
+        tools = "\n".join(f"- {t.name}: {t.description}" for t in state.tools)
+        history = "\n".join(f"{s.index}. {s.tool_call.tool} -> {_outcome(s)}" for s in state.steps) or "nothing yet"
+        prompt = CHAT_PROMPT.format(query=state.query.text, tools=tools, history=history)
+        return (Message("system", CHAT_SYSTEM), Message("user", prompt))
+
+
+def _outcome(step: Step) -> str:
+    if isinstance(step.result, ToolSuccess):
+        return step.result.output
+    return f"error: {step.result.error}"
+
+
+def _status(step: Step) -> str:
+    return "ok" if isinstance(step.result, ToolSuccess) else "err"

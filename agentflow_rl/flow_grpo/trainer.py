@@ -1,0 +1,265 @@
+"""The Flow-GRPO loop on accelerate: rollout → reward → advantage → update, with evals and checkpoints.
+
+One process on a CPU, or one per GPU under ``accelerate launch`` (DDP; see ``configs/accelerate``).
+Each step hands every process its share of the questions; a process samples G trajectories per
+question through the real solver with the policy as Planner, scores them, normalises rewards
+within each group, and accumulates the loss of every planner turn; DDP averages the gradients.
+A step is one rollout batch and its ``updates_per_batch`` optimizer steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from agentflow_core import Solver
+from agentflow_rl.flow_grpo import metrics
+from agentflow_rl.flow_grpo.advantages import advantages
+from agentflow_rl.flow_grpo.batching import build_samples
+from agentflow_rl.flow_grpo.checkpoint import Progress, latest_checkpoint, save_checkpoint
+from agentflow_rl.flow_grpo.config import TrainConfig
+from agentflow_rl.flow_grpo.data import RecordStream, TrainRecord
+from agentflow_rl.flow_grpo.policy import frozen_copy, load_policy
+from agentflow_rl.flow_grpo.rewards import context_for, outcome_reward
+from agentflow_rl.flow_grpo.rollout import PolicyEngines, Rollout, rollout_batch
+from agentflow_rl.flow_grpo.tasks import TaskSetup, build_task, registry_for, solver_config
+from agentflow_rl.flow_grpo.tracking import JsonlTracker
+from agentflow_rl.flow_grpo.update import UpdateContext, learnable, policy_update
+
+
+@attrs.frozen
+class TrainResult:
+    output_dir: Path
+    steps: int
+    #: Held-out success before the first step of this run (None when not evaluated).
+    first_success: float | None
+    last_success: float | None
+    minutes: float
+    #: Why the loop ended: ``max_steps``, ``max_minutes`` or ``target_success``.
+    stopped: str
+
+
+@attrs.define
+class _Session:
+    config: TrainConfig
+    accelerator: Any
+    model: Any
+    tokenizer: Any
+    optimizer: Any
+    update: UpdateContext
+    task: TaskSetup
+    stream: RecordStream
+    progress: Progress
+    train_solver: Solver
+    eval_solver: Solver
+    runner: asyncio.Runner
+    started: float = attrs.field(factory=time.perf_counter)
+
+    def minutes(self) -> float:
+        return (self.progress.elapsed_s + time.perf_counter() - self.started) / 60
+
+
+class FlowGRPOTrainer:
+    """Cheap to make; ``train()`` loads the policy, resumes if it can, and runs to a stop."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    def train(self) -> TrainResult:
+        session = start_session(self.config)
+        try:
+            return _loop(session)
+        finally:
+            close_session(session)
+
+
+def start_session(config: TrainConfig) -> _Session:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    run = config.run
+    trackers: list[Any] = [*run.trackers, JsonlTracker("flow_grpo", run.output_dir)]
+    precision = "bf16" if run.bf16 else "no"
+    accelerator = Accelerator(mixed_precision=precision, log_with=trackers, project_dir=run.output_dir)
+    set_seed(run.seed + accelerator.process_index)
+    accelerator.print(f"Flow-GRPO on {accelerator.num_processes} process(es), {accelerator.distributed_type.value}")
+    _check_divisible(config, accelerator.num_processes)
+    task = build_task(config)
+    model, tokenizer = load_policy(config.policy, task.vocabulary)
+    reference = frozen_copy(model).to(accelerator.device) if config.loss.kl_coef > 0 else None
+    if run.gradient_checkpointing:
+        _checkpoint_activations(model)
+    optimizer = _optimizer(config, model)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    progress, stream = Progress(), RecordStream(task.train, seed=run.seed)
+    accelerator.register_for_checkpointing(progress, stream)
+    _resume(accelerator, config, progress)
+    accelerator.init_trackers("flow_grpo", config=metrics.flat_config(config))
+    registry = registry_for(task, PolicyEngines(accelerator.unwrap_model(model), tokenizer))
+    update = UpdateContext(
+        accelerator=accelerator,
+        model=model,
+        reference=reference,
+        optimizer=optimizer,
+        settings=config.loss.clip(),
+        temperature=config.rollout.temperature,
+        pad_id=int(tokenizer.pad_token_id),
+        micro_batch_turns=config.optim.micro_batch_turns,
+        max_grad_norm=config.optim.max_grad_norm,
+    )
+    return _Session(
+        config,
+        accelerator,
+        model,
+        tokenizer,
+        optimizer,
+        update,
+        task,
+        stream,
+        progress,
+        train_solver=Solver(solver_config(task, config, temperature=config.rollout.temperature), registry=registry),
+        eval_solver=Solver(solver_config(task, config, temperature=config.rollout.eval_temperature), registry=registry),
+        runner=asyncio.Runner(),
+    )
+
+
+def _checkpoint_activations(model: Any) -> None:
+    """Recompute activations in the backward pass; transformers 5 renamed the switch."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _check_divisible(config: TrainConfig, processes: int) -> None:
+    from agentflow_core import ConfigError
+
+    if config.rollout.questions_per_step % processes:
+        raise ConfigError(
+            f"rollout.questions_per_step ({config.rollout.questions_per_step}) must be a multiple of the "
+            f"{processes} processes, so every process averages the same number of groups"
+        )
+
+
+def _optimizer(config: TrainConfig, model: Any) -> Any:
+    import torch
+
+    optim = config.optim
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(parameters, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+
+
+def _resume(accelerator: Any, config: TrainConfig, progress: Progress) -> None:
+    found = latest_checkpoint(config.run.output_dir) if config.run.resume else None
+    if found is not None:
+        accelerator.load_state(str(found))
+        accelerator.print(f"resumed from {found} at step {progress.step}")
+
+
+def close_session(session: _Session) -> None:
+    session.runner.run(session.train_solver.aclose())
+    session.runner.run(session.eval_solver.aclose())
+    session.runner.close()
+    session.accelerator.end_training()
+    # accelerate keeps one process-wide state and refuses a second Accelerator with other settings
+    # (bf16 after fp32, say); forget it so that another run in this process starts clean.
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+
+
+def _loop(session: _Session) -> TrainResult:
+    run = session.config.run
+    first = last = None
+    if run.eval_every and session.progress.step == 0:
+        first = last = _log_eval(session)
+    stopped = "max_steps"
+    while session.progress.step < run.max_steps:
+        if run.max_minutes and session.minutes() >= run.max_minutes:
+            stopped = "max_minutes"
+            break
+        train_step(session)
+        step = session.progress.step
+        if run.eval_every and (step % run.eval_every == 0 or step == run.max_steps):
+            last = _log_eval(session)
+        if run.checkpoint_every and step % run.checkpoint_every == 0:
+            _checkpoint(session)
+        if run.target_success and last is not None and last >= run.target_success:
+            stopped = "target_success"
+            break
+    if run.checkpoint_every and not _checkpointed(session):
+        _checkpoint(session)
+    return TrainResult(Path(run.output_dir), session.progress.step, first, last, session.minutes(), stopped)
+
+
+def train_step(session: _Session) -> dict[str, float]:
+    """One rollout batch and its updates; returns (and logs) the step's metrics."""
+    config, accelerator = session.config, session.accelerator
+    started = time.perf_counter()
+    records = _shard(session.stream.next_batch(config.rollout.questions_per_step), accelerator)
+    rollouts = _rollouts(session, session.train_solver, records, config.rollout.group_size)
+    rolled = time.perf_counter()
+    reward_fn = outcome_reward(session.task.scorer)
+    rewards = [reward_fn(context_for(r.record, r.trajectory)) for r in rollouts]
+    per_turn = advantages(
+        config.advantage.mode,
+        rewards,
+        [r.group for r in rollouts],
+        [len(r.turns) for r in rollouts],
+        scale=config.advantage.scale,
+        seed=config.run.seed * 7919 + session.progress.step,
+    )
+    samples = learnable(build_samples(rollouts, per_turn, config.loss.type), config.loss.kl_coef)
+    updates = [policy_update(session.update, samples, first_pass=i == 0) for i in range(config.optim.updates_per_batch)]
+    session.progress.step += 1
+    values = metrics.step_metrics(rollouts, rewards, per_turn, updates, rolled - started, time.perf_counter() - rolled)
+    values = metrics.mean_across(accelerator, values)
+    values["train/minutes"] = session.minutes()
+    accelerator.log(values, step=session.progress.step)
+    return values
+
+
+def _rollouts(session: _Session, solver: Solver, records: Sequence[TrainRecord], size: int) -> list[Rollout]:
+    session.model.eval()
+    return session.runner.run(rollout_batch(solver, records, size))
+
+
+def evaluate(session: _Session) -> float:
+    """Held-out success at the evaluation temperature (greedy by default), over all processes."""
+    run = session.config.run
+    records = list(session.task.held_out)[: run.eval_questions or None]
+    if not records:
+        return float("nan")
+    rollouts = _rollouts(session, session.eval_solver, _shard(records, session.accelerator), 1)
+    correct = sum(session.task.scorer(r.record, r.trajectory.answer or "").correct for r in rollouts)
+    return metrics.sum_across(session.accelerator, correct) / len(records)
+
+
+def _log_eval(session: _Session) -> float:
+    success = evaluate(session)
+    session.progress.best_success = max(session.progress.best_success, success)
+    session.accelerator.log({"eval/success": success, "train/minutes": session.minutes()}, step=session.progress.step)
+    where = f"step {session.progress.step}, {session.minutes():.1f} min"
+    session.accelerator.print(f"{where}: held-out success {success:.3f}")
+    return success
+
+
+def _checkpoint(session: _Session) -> None:
+    session.progress.elapsed_s += time.perf_counter() - session.started
+    session.started = time.perf_counter()
+    run = session.config.run
+    save_checkpoint(session.accelerator, run.output_dir, session.progress.step, run.keep_checkpoints)
+
+
+def _checkpointed(session: _Session) -> bool:
+    found = latest_checkpoint(session.config.run.output_dir)
+    return found is not None and found.name == f"step-{session.progress.step:07d}"
+
+
+def _shard(records: Sequence[TrainRecord], accelerator: Any) -> list[TrainRecord]:
+    return list(records[accelerator.process_index :: accelerator.num_processes])

@@ -1,0 +1,70 @@
+"""The synthetic environment through the real solver, with a scripted planner engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentflow_core import EngineConfig, Solver, StopReason, ToolErrorKind, ToolFailure
+from agentflow_core.plugins import load_registry
+from agentflow_rl.flow_grpo.data import TrainRecord
+from agentflow_rl.flow_grpo.synthetic import SyntheticTask, parse_question
+from agentflow_rl.flow_grpo.testing import ScriptedPlanner, synthetic_config
+
+TASK = SyntheticTask({"k1": 4, "k2": 7})
+
+
+async def _solve(question: str, *tools: str, max_turns: int = 3) -> tuple[str | None, list[str], list[object]]:
+    scripted = ScriptedPlanner(tools)
+    registry = load_registry(entry_points=False, extra=[TASK.plugin(), scripted])
+    async with Solver(synthetic_config(EngineConfig("scripted:x"), max_turns), registry=registry) as solver:
+        trajectory = await solver.asolve(question)
+    return trajectory.answer, [s.decision.tool for s in trajectory.steps], [s.result for s in trajectory.steps]
+
+
+@pytest.mark.parametrize(
+    ("question", "plan", "answer"),
+    [("twice of 5", ["double"], "10"), ("squared of k2", ["lookup", "square"], "49"),
+     ("k1 plus k2", ["lookup", "lookup", "add"], "11"), ("k1 plus 3", ["lookup", "add"], "7")],
+)
+async def test_the_right_plan_answers_correctly(question: str, plan: list[str], answer: str) -> None:
+    got, tools, _ = await _solve(question, *plan)
+    assert (got, tools) == (answer, plan)
+    assert TASK.solve(question) == answer
+
+
+async def test_arithmetic_before_the_lookup_is_a_tool_error_and_costs_a_turn() -> None:
+    answer, tools, results = await _solve("k1 plus k2", "add", "lookup", "lookup")
+    assert tools == ["add", "lookup", "lookup"]
+    assert isinstance(results[0], ToolFailure) and results[0].kind is ToolErrorKind.BAD_ARGUMENTS
+    assert answer == "unknown"  # three turns spent, no arithmetic result
+
+
+async def test_the_wrong_operation_gives_a_wrong_answer() -> None:
+    answer, _, _ = await _solve("twice of k1", "lookup", "square")
+    assert answer == "16" != TASK.solve("twice of k1")
+
+
+async def test_the_verifier_stops_after_the_first_result() -> None:
+    scripted = ScriptedPlanner(["double", "double"])
+    registry = load_registry(entry_points=False, extra=[TASK.plugin(), scripted])
+    async with Solver(synthetic_config(EngineConfig("scripted:x")), registry=registry) as solver:
+        trajectory = await solver.asolve("twice of 5")
+    assert trajectory.stop_reason is StopReason.VERIFIER_STOP
+    assert len(trajectory.steps) == 1 and scripted.queue  # the second choice was never asked for
+
+
+def test_split_has_every_shape_on_both_sides_and_no_overlap() -> None:
+    task = SyntheticTask.make()
+    train, held_out = task.split()
+    assert not {r.question for r in train} & {r.question for r in held_out}
+    shapes = {q: shape for shape, qs in task.shapes().items() for q in qs}
+    assert {shapes[r.question] for r in held_out} == {shapes[r.question] for r in train} == set(task.shapes())
+    assert all(r.answers == (task.solve(r.question),) for r in held_out)
+
+
+def test_scoring_and_parsing() -> None:
+    record = TrainRecord("1", "k1 plus 3", ("7",))
+    assert TASK.score(record, " 7").correct and not TASK.score(record, "8").correct
+    assert parse_question("squared of k3") == ("square", ["k3"])
+    with pytest.raises(ValueError, match="not a synthetic question"):
+        parse_question("what is love")
