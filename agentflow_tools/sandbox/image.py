@@ -90,7 +90,7 @@ class RootfsWriter:
             self._symlink(f"/usr/local/bin/{alias}", version)
         stdlib = Path(sysconfig.get_path("stdlib"))
         self._tree(stdlib, f"/usr/local/lib/{version}")
-        dynload = Path(sysconfig.get_path("platstdlib")) / "lib-dynload"
+        dynload = _dynload_dir(stdlib)
         if dynload.parent != stdlib:
             self._tree(dynload, f"/usr/local/lib/{version}/lib-dynload")
         # /bin/sh for subprocess's shell=True, sleep for the container's idle process.
@@ -172,6 +172,20 @@ def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uname = info.gname = "root"
     info.mode &= 0o1777  # no setuid or setgid bit reaches the image; mtimes stay, or every .pyc is stale
     return info
+
+
+def _dynload_dir(stdlib: Path) -> Path:
+    """The base interpreter's extension modules. Inside a venv ``platstdlib`` is the venv's own
+    lib folder, which has none, so the build-time location and the stdlib's neighbour come first."""
+    candidates = [
+        sysconfig.get_config_var("DESTSHARED"),
+        stdlib / "lib-dynload",
+        Path(sysconfig.get_path("platstdlib")) / "lib-dynload",
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return stdlib / "lib-dynload"
 
 
 def _extensions(dynload: Path) -> Iterator[Path]:
