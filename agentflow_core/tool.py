@@ -61,3 +61,18 @@ class Tool(Protocol):
 
 class ToolFactory(Protocol):
     def __call__(self, context: ToolContext) -> Tool: ...
+
+
+def query_input(description: str, **optional: Mapping[str, Any]) -> dict[str, Any]:
+    """The input schema most tools share: one required ``query`` text, plus optional properties.
+
+    >>> query_input("what to look up", top_k={"type": "integer", "minimum": 1})["required"]
+    ['query']
+    """
+    query = {"type": "string", "minLength": 1, "description": description}
+    return {
+        "type": "object",
+        "properties": {"query": query, **optional},
+        "required": ["query"],
+        "additionalProperties": False,
+    }

@@ -21,22 +21,14 @@ from agentflow_core import (
     ToolSpec,
     structure_settings,
 )
+from agentflow_core.tool import query_input
 
 SPEC = ToolSpec(
     name="base_generator",
     description="Answers a self-contained question or instruction with a general language model.",
-    input_schema={
-        "type": "object",
-        "properties": {
-            "query": {
-                "type": "string",
-                "minLength": 1,
-                "description": "the full question or instruction, with every fact it needs",
-            },
-        },
-        "required": ["query"],
-        "additionalProperties": False,
-    },
+    input_schema=query_input(
+        "the full question or instruction, with every fact it needs",
+    ),
     output="the model's answer as text",
     limitations=(
         "It knows only what the model learned in training: no current events, no lookups.",

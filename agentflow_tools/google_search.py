@@ -14,6 +14,7 @@ from typing import Any, Literal
 import attrs
 
 from agentflow_core import ToolContext, ToolExample, ToolSpec, structure_settings
+from agentflow_core.tool import query_input
 from agentflow_tools.search.http import Service, malformed, request_json, require_env
 from agentflow_tools.search.passages import clip
 
@@ -23,20 +24,15 @@ SPEC = ToolSpec(
         "Searches the web with Google; use it for current events, facts beyond Wikipedia, or to find pages to read. "
         "Returns numbered results with title, link and snippet."
     ),
-    input_schema={
-        "type": "object",
-        "properties": {
-            "query": {"type": "string", "minLength": 1, "description": "the search terms, as you would type them"},
-            "num_results": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 10,
-                "description": "how many results to return (default from the settings, usually 5)",
-            },
+    input_schema=query_input(
+        "the search terms, as you would type them",
+        num_results={
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 10,
+            "description": "how many results to return (default from the settings, usually 5)",
         },
-        "required": ["query"],
-        "additionalProperties": False,
-    },
+    ),
     output=(
         "numbered results, each with title, link and snippet; with the Serper backend an answer box and a "
         "knowledge-graph summary first when Google shows them"

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from agentflow_core import ToolContext, ToolError, ToolExample, ToolSpec, structure_settings
+from agentflow_core.tool import query_input
 from agentflow_tools.search.local_index import Hit, LoadedIndex, build_index, default_index_dir, open_index, search
 from agentflow_tools.search.passages import clip
 
@@ -26,20 +27,15 @@ SPEC = ToolSpec(
         "Searches a local collection of encyclopedia-style passages by keywords; use it to look up facts. "
         "Returns the best-matching passages with their titles."
     ),
-    input_schema={
-        "type": "object",
-        "properties": {
-            "query": {"type": "string", "minLength": 1, "description": "keywords or a short question"},
-            "top_k": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 20,
-                "description": "how many passages to return (default from the settings, usually 5)",
-            },
+    input_schema=query_input(
+        "keywords or a short question",
+        top_k={
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 20,
+            "description": "how many passages to return (default from the settings, usually 5)",
         },
-        "required": ["query"],
-        "additionalProperties": False,
-    },
+    ),
     output="numbered passages, each with its title, best match first; a line saying so when nothing matches",
     limitations=(
         "Knows only the passages in its collection, as of when the collection was made.",

@@ -31,6 +31,7 @@ from agentflow_core import (
     ToolSpec,
     structure_settings,
 )
+from agentflow_core.tool import query_input
 from agentflow_tools.sandbox.base import ExecutionResult
 from agentflow_tools.sandbox.docker_sandbox import DockerSandbox, DockerSettings
 
@@ -40,18 +41,9 @@ SPEC = ToolSpec(
         "Writes and runs a short Python program for a precise computational sub-goal (exact arithmetic, "
         "counting, dates, string processing, small simulations) and returns what the program printed."
     ),
-    input_schema={
-        "type": "object",
-        "properties": {
-            "query": {
-                "type": "string",
-                "minLength": 1,
-                "description": "the computation in words, with every number and string it needs",
-            },
-        },
-        "required": ["query"],
-        "additionalProperties": False,
-    },
+    input_schema=query_input(
+        "the computation in words, with every number and string it needs",
+    ),
     output="the code that ran and its printed output; on failure, the exit code and the end of the traceback",
     limitations=(
         "No network and no files from earlier calls: each call starts from nothing.",

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import attrs
 
 from agentflow_core import ToolContext, ToolError, ToolExample, ToolSpec, structure_settings
+from agentflow_core.tool import query_input
 from agentflow_tools.search.http import Service, error_text, malformed, request_json
 from agentflow_tools.search.passages import clip, split_passages
 from agentflow_tools.search.rank import Ranker, arank
@@ -26,18 +27,9 @@ SPEC = ToolSpec(
         "Searches Wikipedia and returns the passages of the best-matching articles most relevant to the query, "
         "with article titles and URLs; use it for encyclopedic facts about people, places, things and events."
     ),
-    input_schema={
-        "type": "object",
-        "properties": {
-            "query": {
-                "type": "string",
-                "minLength": 1,
-                "description": "what to look up: the entity's name, optionally with the fact wanted",
-            },
-        },
-        "required": ["query"],
-        "additionalProperties": False,
-    },
+    input_schema=query_input(
+        "what to look up: the entity's name, optionally with the fact wanted",
+    ),
     output="numbered passages, each headed by its article title and URL, best match first",
     limitations=(
         "Only English Wikipedia by default, as of the time of the request; no news and no other sites.",
