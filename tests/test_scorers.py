@@ -55,7 +55,8 @@ def test_math_accepts_every_gold_and_rejects_neighbours(name: str) -> None:
             f"{gold}\n\nsince x = 7",
         ):
             assert benchmark.score(item, reply).correct, (item.id, reply)
-        for wrong in (str(int(gold) + 1), f"\\boxed{{{int(gold) - 1}}}", "I do not know"):
+        wrong_lead = f"The answer is ${int(gold) + 1}$, which is $2 \\times 3 = {gold}$"  # working after the answer
+        for wrong in (str(int(gold) + 1), f"\\boxed{{{int(gold) - 1}}}", "I do not know", wrong_lead):
             assert not benchmark.score(item, wrong).correct, (item.id, wrong)
 
 
