@@ -1,9 +1,11 @@
 """How close does ``agentflow eval`` get to the throughput a slow model allows, and what does it cost?
 
-A scripted OpenAI-compatible server (``agentflow_core.testing.ScriptedOpenAIServer``) runs in a
-child process and answers every call after a fixed delay. Each query is scripted to take the
-same number of calls (analysis, then ``--max-steps`` turns of planner, executor, tool and a verifier
-that always says CONTINUE, then the final answer), so the best possible rate is
+A scripted OpenAI-compatible server runs in a child process and answers every call after a fixed
+delay (an aiohttp server by default; ``--server scripted`` uses the test suite's threaded
+``ScriptedOpenAIServer``, which itself becomes the limit at high concurrency on two cores).
+Each query is scripted to take the same number of calls (analysis, then ``--max-steps`` turns
+of planner, executor, tool and a verifier that always says CONTINUE, then the final answer), so
+the best possible rate is
 ``concurrency / (calls per query * delay)``. The eval loop runs for real (one shared ``Solver``,
 ``run_tasks``, a results file) and the script reports:
 
@@ -94,11 +96,52 @@ class _InProcessPlugin:
         register("inprocess", _InProcessEngine, description="scripted, no HTTP")
 
 
-def _serve(delay_s: float, port: Any, stop: Any) -> None:
-    with ScriptedOpenAIServer() as server:
-        server.set_default_responder(_reply(delay_s))
-        port.put(server.port)
-        stop.wait()
+def _serve(delay_s: float, port: Any, stop: Any, kind: str) -> None:
+    if kind == "scripted":
+        with ScriptedOpenAIServer() as server:
+            server.set_default_responder(_reply(delay_s))
+            port.put(server.port)
+            stop.wait()
+    else:
+        asyncio.run(_serve_aiohttp(_reply(delay_s), port, stop))
+
+
+async def _serve_aiohttp(respond: Any, port: Any, stop: Any) -> None:
+    """The same script on an event-loop server, so that a thread per connection is not what limits the run."""
+    from aiohttp import web
+
+    async def chat(http: web.Request) -> web.Response:
+        body = await http.json()
+        recorded = RecordedRequest(
+            model=body.get("model", ""),
+            messages=body.get("messages", []),
+            response_format=body.get("response_format"),
+            body=body,
+            headers={},
+            path=http.path,
+        )
+        reply = respond(recorded)
+        await asyncio.sleep(reply.delay_s)
+        completion = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "model": recorded.model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": reply.content}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+        }
+        return web.json_response(completion)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port.put(runner.addresses[0][1])
+    await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+    await runner.cleanup()
 
 
 def _config(base_url: str | None, args: argparse.Namespace) -> Any:
@@ -135,12 +178,18 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=256)
     parser.add_argument("--max-steps", type=int, default=3)
     parser.add_argument("--in-process", action="store_true", help="a scripted engine without HTTP: framework cost only")
+    parser.add_argument(
+        "--server",
+        choices=("aiohttp", "scripted"),
+        default="aiohttp",
+        help="the loopback server: an event-loop one (default) or the test suite's threaded ScriptedOpenAIServer",
+    )
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest functions")
     args = parser.parse_args()
 
     context = multiprocessing.get_context("spawn")
     port, stop = context.Queue(), context.Event()
-    server = context.Process(target=_serve, args=(args.delay, port, stop), daemon=True)
+    server = context.Process(target=_serve, args=(args.delay, port, stop, args.server), daemon=True)
     base_url = None
     if not args.in_process:
         server.start()
@@ -160,7 +209,7 @@ def main() -> None:
     calls = 1 + 4 * args.max_steps + 1
     limit = args.concurrency / (calls * args.delay)
     rate = args.queries / wall
-    transport = "in-process engine" if args.in_process else "OpenAI engine over loopback HTTP"
+    transport = "in-process engine" if args.in_process else f"OpenAI engine over loopback HTTP ({args.server} server)"
     print(
         f"{args.queries} queries, {calls} calls each, delay {args.delay * 1000:.0f} ms, "
         f"concurrency {args.concurrency}, {transport}"

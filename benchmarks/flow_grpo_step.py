@@ -41,10 +41,16 @@ def measure_ours(steps: int, updates: int) -> dict[str, Any]:
     from agentflow_rl.flow_grpo.config import load_train_config
 
     with tempfile.TemporaryDirectory() as out:
-        config = load_train_config(bundled_config("synthetic.toml"), {
-            "run.output_dir": out, "run.trackers": [], "run.resume": False, "run.eval_every": 0,
-            "optim.updates_per_batch": updates,
-        })
+        config = load_train_config(
+            bundled_config("synthetic.toml"),
+            {
+                "run.output_dir": out,
+                "run.trackers": [],
+                "run.resume": False,
+                "run.eval_every": 0,
+                "optim.updates_per_batch": updates,
+            },
+        )
         session = trainer.start_session(config)
         try:
             trainer.train_step(session)  # warm-up: grammar compilation, allocator
@@ -61,11 +67,15 @@ def measure_ours(steps: int, updates: int) -> dict[str, Any]:
     tokens = sum(v["perf/rollout_tokens"] for _, v in rows)
     return {
         "what": f"Flow-GRPO step (multi-turn solver, 16x8 trajectories, {updates} update pass(es))",
-        "step_s": wall / steps, "tokens_per_step": tokens / steps, "step_tokens_per_s": tokens / wall,
-        "rollout_s": rollout_s / steps, "update_s": update_s / steps,
+        "step_s": wall / steps,
+        "tokens_per_step": tokens / steps,
+        "step_tokens_per_s": tokens / wall,
+        "rollout_s": rollout_s / steps,
+        "update_s": update_s / steps,
         "rollout_tokens_per_s": tokens / rollout_s,
         "update_tokens_per_s": sum(v["perf/update_tokens_per_s"] * v["perf/update_s"] for _, v in rows) / update_s,
-        "update_passes": config.optim.updates_per_batch, "peak_rss_mib": peak_rss_mib(),
+        "update_passes": config.optim.updates_per_batch,
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 
@@ -100,12 +110,30 @@ def measure_trl(steps: int) -> dict[str, Any]:
         # TRL rebuilds its reference model from the policy's path, so the policy must have one.
         model.save_pretrained(f"{out}/policy")
         args = GRPOConfig(
-            output_dir=out, per_device_train_batch_size=128, num_generations=8, max_completion_length=4,
-            learning_rate=5e-4, beta=0.001, epsilon=0.2, epsilon_high=0.3, temperature=0.7, max_steps=steps + 1,
-            logging_steps=1, report_to="none", use_cpu=True, save_strategy="no", bf16=False,
+            output_dir=out,
+            per_device_train_batch_size=128,
+            num_generations=8,
+            max_completion_length=4,
+            learning_rate=5e-4,
+            beta=0.001,
+            epsilon=0.2,
+            epsilon_high=0.3,
+            temperature=0.7,
+            max_steps=steps + 1,
+            logging_steps=1,
+            report_to="none",
+            use_cpu=True,
+            save_strategy="no",
+            bf16=False,
         )
-        grpo = GRPOTrainer(model=f"{out}/policy", reward_funcs=reward, args=args, train_dataset=Dataset.from_list(
-            [{"prompt": p} for p in prompts]), processing_class=tokenizer, callbacks=[Clock()])
+        grpo = GRPOTrainer(
+            model=f"{out}/policy",
+            reward_funcs=reward,
+            args=args,
+            train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
+            processing_class=tokenizer,
+            callbacks=[Clock()],
+        )
         grpo.train()
     # TRL's own count of prompt + completion tokens, cumulative; the first step is warm-up.
     counts = [float(row["num_tokens"]) for row in grpo.state.log_history if "num_tokens" in row]
@@ -113,16 +141,17 @@ def measure_trl(steps: int) -> dict[str, Any]:
     measured = timings[1:]
     return {
         "what": "TRL GRPOTrainer step (single turn, 16x8 completions)",
-        "step_s": sum(measured) / len(measured), "tokens_per_step": tokens,
-        "step_tokens_per_s": tokens * len(measured) / sum(measured), "peak_rss_mib": peak_rss_mib(),
+        "step_s": sum(measured) / len(measured),
+        "tokens_per_step": tokens,
+        "step_tokens_per_s": tokens * len(measured) / sum(measured),
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 
 def run_child(which: str, steps: int, updates: int) -> dict[str, Any] | str:
     """Each measurement in its own process, so peak memory is its own."""
     command = [sys.executable, __file__, "--only", which, "--steps", str(steps), "--updates", str(updates)]
-    done = subprocess.run(command,
-                          capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
         return f"failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1] if done.stderr else ''}"

@@ -47,9 +47,7 @@ def engine_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def make_engine(
-    engine_kind: str, server: ScriptedOpenAIServer, registry: Registry
-) -> AsyncIterator[MakeEngine]:
+async def make_engine(engine_kind: str, server: ScriptedOpenAIServer, registry: Registry) -> AsyncIterator[MakeEngine]:
     """Builds engines the way the app does (registry factory), pointed at ``server``; closes them after."""
     made: list[Engine] = []
 
@@ -330,6 +328,73 @@ async def test_openai_without_key_or_base_url_is_unavailable(registry: Registry)
 
     with pytest.raises(EngineUnavailable, match="OPENAI_API_KEY"):
         await engine.generate(ask())
+
+
+# -- the openai: engine's own wire ------------------------------------------------------------
+
+
+def openai_engine(registry: Registry, **settings: Any) -> Engine:
+    config = EngineConfig(**{"model": f"openai:{MODEL}", "timeout_s": 5.0, **settings})
+    return registry.engine("openai").factory(config)
+
+
+async def test_openai_base_url_comes_from_the_environment(
+    server: ScriptedOpenAIServer, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    server.enqueue(MODEL, Reply(content="from env"))
+    engine = openai_engine(registry)
+
+    assert (await engine.generate(ask())).text == "from env"
+    assert server.requests[0].headers["authorization"] == "Bearer sk-env"
+    assert server.requests[0].path.endswith("/chat/completions")
+    await engine.aclose()
+
+
+async def test_openai_sends_account_and_configured_headers(
+    server: ScriptedOpenAIServer, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-1")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-2")
+    server.enqueue(MODEL, Reply(content="ok"))
+    engine = openai_engine(registry, base_url=server.base_url, options={"headers": {"X-Gateway-Route": "east"}})
+
+    await engine.generate(ask())
+
+    headers = server.requests[0].headers
+    assert (headers["openai-organization"], headers["openai-project"]) == ("org-1", "proj-2")
+    assert headers["x-gateway-route"] == "east"
+    assert headers["content-type"] == "application/json"
+    await engine.aclose()
+
+
+async def test_openai_headers_option_must_be_strings(server: ScriptedOpenAIServer, registry: Registry) -> None:
+    engine = openai_engine(registry, base_url=server.base_url, options={"headers": {"X-Retries": 3}})
+
+    with pytest.raises(ConfigError, match="option headers must be a table of strings"):
+        await engine.generate(ask())
+
+
+def test_openai_engine_survives_separate_event_loops(server: ScriptedOpenAIServer, registry: Registry) -> None:
+    """Scripts call ``asyncio.run`` more than once; a pool bound to the first loop must not break the second."""
+    server.enqueue(MODEL, Reply(content="first"), Reply(content="second"))
+    engine = openai_engine(registry, base_url=server.base_url)
+
+    first = asyncio.run(engine.generate(ask()))
+    second = asyncio.run(engine.generate(ask()))
+    asyncio.run(engine.aclose())
+
+    assert (first.text, second.text) == ("first", "second")
+
+
+async def test_openai_non_utf8_error_body_still_reads(server: ScriptedOpenAIServer, registry: Registry) -> None:
+    server.enqueue(MODEL, Reply(status=400, raw_body=b"bad \xff request"))
+    engine = openai_engine(registry, base_url=server.base_url)
+
+    with pytest.raises(EngineError, match=r"HTTP 400 .*bad .* request"):
+        await engine.generate(ask())
+    await engine.aclose()
 
 
 # -- the retry policy's pieces ----------------------------------------------------------------

@@ -55,5 +55,6 @@ def test_the_ablations_ignore_the_reward() -> None:
     rewards, groups, turns = [1.0, 0.0, 0.0, 0.0], [0, 0, 1, 1], [1, 1, 1, 1]
     assert advantages(AdvantageMode.NONE, rewards, groups, turns) == [(0.0,)] * 4
     shuffled = advantages(AdvantageMode.SHUFFLED, rewards, groups, turns, seed=3)
-    assert sorted(t[0] for t in shuffled) == pytest.approx(sorted(t[0] for t in advantages(
-        AdvantageMode.TRAJECTORY, rewards, groups, turns)))
+    assert sorted(t[0] for t in shuffled) == pytest.approx(
+        sorted(t[0] for t in advantages(AdvantageMode.TRAJECTORY, rewards, groups, turns))
+    )

@@ -72,8 +72,9 @@ def test_masking_excludes_prompt_and_padding_tokens(world: TinyWorld) -> None:
     assert batch.position_ids[1].tolist()[2:7] == [0, 1, 2, 3, 4]  # counted from the first real token
     # Garbage in the padded slots (recorded logprobs, advantages) must not change the loss.
     logp, _ = completion_logprobs(world.model, batch, 1.0)
-    clean = weighted_loss(token_terms(logp, batch.old_logprobs, batch.advantages, ClipSettings()), batch.weights,
-                          batch.completion_mask)
+    clean = weighted_loss(
+        token_terms(logp, batch.old_logprobs, batch.advantages, ClipSettings()), batch.weights, batch.completion_mask
+    )
     dirty_old, dirty_adv = batch.old_logprobs.clone(), batch.advantages.clone()
     dirty_old[1, 2:], dirty_adv[1, 2:] = 123.0, -50.0
     dirty = weighted_loss(token_terms(logp, dirty_old, dirty_adv, ClipSettings()), batch.weights, batch.completion_mask)

@@ -48,8 +48,9 @@ def test_bad_configs_fail_at_load_naming_file_and_key(tmp_path: Path, sections: 
 
 
 def test_input_files_are_relative_to_the_config_and_overrides_apply(tmp_path: Path) -> None:
-    path = write_config(tmp_path / "t.toml", {"task": {"kind": "records", "train_file": "q.jsonl"},
-                                              "policy": {"source": "hf:smollm2"}})
+    path = write_config(
+        tmp_path / "t.toml", {"task": {"kind": "records", "train_file": "q.jsonl"}, "policy": {"source": "hf:smollm2"}}
+    )
     config = load_train_config(path, {"run.max_steps": 7})
     assert config.task.train_file == str(tmp_path / "q.jsonl") and config.run.max_steps == 7
 

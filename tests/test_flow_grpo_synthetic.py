@@ -23,8 +23,12 @@ async def _solve(question: str, *tools: str, max_turns: int = 3) -> tuple[str | 
 
 @pytest.mark.parametrize(
     ("question", "plan", "answer"),
-    [("twice of 5", ["double"], "10"), ("squared of k2", ["lookup", "square"], "49"),
-     ("k1 plus k2", ["lookup", "lookup", "add"], "11"), ("k1 plus 3", ["lookup", "add"], "7")],
+    [
+        ("twice of 5", ["double"], "10"),
+        ("squared of k2", ["lookup", "square"], "49"),
+        ("k1 plus k2", ["lookup", "lookup", "add"], "11"),
+        ("k1 plus 3", ["lookup", "add"], "7"),
+    ],
 )
 async def test_the_right_plan_answers_correctly(question: str, plan: list[str], answer: str) -> None:
     got, tools, _ = await _solve(question, *plan)

@@ -35,8 +35,7 @@ def _tiny_config(tmp_path: Path, **run: Any) -> Path:
             "rollout": {"group_size": 4, "questions_per_step": 4, "temperature": 1.0, "max_new_tokens": 8},
             "optim": {"lr": 1e-2, "micro_batch_turns": 16},
             "loss": {"kl_coef": 0.001},
-            "run": {"output_dir": str(tmp_path / "run"), "eval_every": 0, "checkpoint_every": 0, "trackers": [],
-                    **run},
+            "run": {"output_dir": str(tmp_path / "run"), "eval_every": 0, "checkpoint_every": 0, "trackers": [], **run},
         },
     )
 
@@ -51,7 +50,8 @@ def test_a_few_steps_change_every_trainable_parameter(tmp_path: Path) -> None:
         assert values["loss/logprob_gap"] < 1e-4  # the trainer sees what the engine sampled
         changed = {
             name: not torch.equal(param, dict(before.named_parameters())[name])
-            for name, param in session.model.named_parameters() if param.requires_grad
+            for name, param in session.model.named_parameters()
+            if param.requires_grad
         }
     finally:
         trainer.close_session(session)
@@ -74,8 +74,10 @@ def test_a_killed_run_resumes_with_the_same_step_count_and_optimizer_state(tmp_p
     path = _tiny_config(tmp_path, max_steps=1000, checkpoint_every=1, keep_checkpoints=50)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "agentflow_rl.flow_grpo", "train", str(path)], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "agentflow_rl.flow_grpo", "train", str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 120
@@ -116,10 +118,18 @@ def _assert_same_optimizer_state(got: dict[str, Any], saved: dict[str, Any]) -> 
 @pytest.mark.slow
 def test_flow_grpo_lifts_held_out_success_on_the_synthetic_task(tmp_path: Path) -> None:
     """The short version of ``nox -s train_smoke``: a couple of minutes at most."""
-    config = load_train_config(bundled_config("synthetic.toml"), {
-        "run.output_dir": str(tmp_path / "run"), "run.max_steps": 30, "run.max_minutes": 2.5,
-        "run.target_success": 0.8, "run.checkpoint_every": 0, "run.trackers": [], "run.resume": False,
-    })
+    config = load_train_config(
+        bundled_config("synthetic.toml"),
+        {
+            "run.output_dir": str(tmp_path / "run"),
+            "run.max_steps": 30,
+            "run.max_minutes": 2.5,
+            "run.target_success": 0.8,
+            "run.checkpoint_every": 0,
+            "run.trackers": [],
+            "run.resume": False,
+        },
+    )
     result = trainer.FlowGRPOTrainer(config).train()
     assert result.first_success is not None and result.last_success is not None
     assert result.last_success >= result.first_success + 0.3, result

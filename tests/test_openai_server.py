@@ -128,8 +128,9 @@ def test_error_replies_are_openai_shaped(server: ScriptedOpenAIServer) -> None:
     status, body = raw_request(server, "POST", "/v1/chat/completions", {"model": "m", "messages": []})
 
     assert status == 429
-    assert body == {"error": {"message": "slow down", "type": "rate_limit_error", "param": None,
-                              "code": "rate_limit_exceeded"}}
+    assert body == {
+        "error": {"message": "slow down", "type": "rate_limit_error", "param": None, "code": "rate_limit_exceeded"}
+    }
 
 
 def test_models_lists_scripted_models(server: ScriptedOpenAIServer, client: openai.OpenAI) -> None:

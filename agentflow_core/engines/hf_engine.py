@@ -115,8 +115,12 @@ class HFEngine:
             constraint = self._grammar_factory().constraint(schema)
         with torch.no_grad():
             decoded = _decode(
-                model, prompt_ids, _stop_ids(model, tokenizer), _Sampling(temperature, self._rng()),
-                max_tokens, constraint,
+                model,
+                prompt_ids,
+                _stop_ids(model, tokenizer),
+                _Sampling(temperature, self._rng()),
+                max_tokens,
+                constraint,
             )
         decoded.text = tokenizer.decode(decoded.completion_ids, skip_special_tokens=True)
         return decoded
@@ -179,7 +183,11 @@ class _Sampling:
 
 
 def _decode(
-    model: Any, prompt_ids: list[int], stop_ids: frozenset[int], sampling: _Sampling, max_tokens: int,
+    model: Any,
+    prompt_ids: list[int],
+    stop_ids: frozenset[int],
+    sampling: _Sampling,
+    max_tokens: int,
     constraint: _Constraint | None,
 ) -> _Decoded:
     import torch
@@ -383,9 +391,7 @@ class _GrammarFactory:
             self._llguidance_tokenizer = llguidance.hf.from_tokenizer(
                 self._tokenizer, n_vocab=self._vocab_size, eos_token=self._stop_ids or None
             )
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(
-            dict(schema), overrides={"whitespace_flexible": False}
-        )
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(dict(schema), overrides={"whitespace_flexible": False})
         matcher = llguidance.LLMatcher(self._llguidance_tokenizer, grammar, log_level=0)
         if matcher.is_error():
             raise EngineError(f"llguidance cannot constrain this request: {matcher.get_error()}")
@@ -395,8 +401,8 @@ class _GrammarFactory:
 #: xgrammar spells a character of a length-bounded string as "not a quote, backslash or newline",
 #: which lets other control characters through and so breaks json.loads; JSON forbids all of them
 #: (the unbounded rule already does). Escapes stay impossible in such strings, a harmless loss.
-_XGRAMMAR_LOOSE_CHAR = r'[^\"\\\r\n]'
-_XGRAMMAR_STRICT_CHAR = r'[^\"\\\0-\x1f]'
+_XGRAMMAR_LOOSE_CHAR = r"[^\"\\\r\n]"
+_XGRAMMAR_STRICT_CHAR = r"[^\"\\\0-\x1f]"
 
 
 class _XGrammarConstraint:

@@ -26,11 +26,10 @@ import litellm
 import openai
 
 from agentflow_core.engine import Completion, EngineConfig, GenerationRequest
+from agentflow_core.engines.chat_http import server_message
 from agentflow_core.engines.openai_engine import (
     PLACEHOLDER_KEY,
     chat_arguments,
-    failure_from_openai,
-    find_cause,
     parse_chat_completion,
     rejects_response_format,
     resolve_env_key,
@@ -199,3 +198,52 @@ def _retry_after(exc: BaseException) -> float | None:
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None)
     return parse_retry_after(headers) if headers is not None else None
+
+
+def failure_from_openai(exc: openai.OpenAIError, timeout_s: float) -> CallFailure:
+    """Translate an openai SDK exception into the shared retry policy's terms."""
+    if isinstance(exc, openai.APITimeoutError):
+        return CallFailure("timeout", f"no answer within {timeout_s:g} s")
+    if isinstance(exc, openai.APIConnectionError):
+        return CallFailure("connection", _connection_detail(exc))
+    if isinstance(exc, openai.APIStatusError):
+        return CallFailure(
+            "http",
+            server_message(exc.response.text, exc.response.reason_phrase),
+            status=exc.status_code,
+            retry_after_s=parse_retry_after(exc.response.headers),
+        )
+    if isinstance(exc, openai.APIResponseValidationError):
+        return CallFailure("malformed", exc.message)
+    return CallFailure("error", f"{type(exc).__name__}: {exc}")
+
+
+def _connection_detail(exc: BaseException) -> str:
+    """'connection refused' and friends, from the lowest-level cause the SDK chained."""
+    if find_cause(exc, ConnectionRefusedError) is not None:
+        return "connection refused"
+    os_error = find_cause(exc, OSError)
+    if os_error is not None and os_error.strerror:
+        return os_error.strerror.lower()
+    root = _root_cause(exc)
+    return str(root) or type(root).__name__
+
+
+def find_cause(exc: BaseException, kind: type[BaseException]) -> Any:
+    """The first exception of type ``kind`` in ``exc``'s cause/context chain, or ``None``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen: set[int] = set()
+    while id(exc) not in seen and (exc.__cause__ or exc.__context__) is not None:
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return exc

@@ -2,12 +2,13 @@
 
 That covers OpenAI itself and the many servers that imitate it (``vllm serve``, DashScope,
 Together, Ollama, llama.cpp's server). Imitations differ in the details, so this engine is
-tolerant where it can afford to be: it reads the response body itself rather than trusting the
-SDK's models, drops ``response_format`` for servers that reject it, and retries only what
-:mod:`agentflow_core.engines.retry` says is transient.
+tolerant where it can afford to be: it reads the response body itself rather than trusting a
+schema, drops ``response_format`` for servers that reject it, and retries only what
+:mod:`agentflow_core.engines.retry` says is transient. The bytes go over
+:mod:`agentflow_core.engines.chat_http` (why not the openai SDK: see there).
 
-The helpers at the bottom (request arguments, response parsing, error translation) are shared
-with the LiteLLM engine, which drives the same SDK underneath.
+The helpers at the bottom (request arguments, response parsing) are shared with the LiteLLM
+engine, whose providers answer in the same shape.
 """
 
 from __future__ import annotations
@@ -19,17 +20,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import openai
 
 from agentflow_core.engine import Completion, EngineConfig, GenerationRequest, Usage
-from agentflow_core.engines.retry import CallFailure, RetryPolicy, parse_retry_after
-from agentflow_core.errors import EngineUnavailable
+from agentflow_core.engines.chat_http import ChatHTTP
+from agentflow_core.engines.retry import CallFailure, RetryPolicy
+from agentflow_core.errors import ConfigError, EngineUnavailable
 
 __all__ = [
     "OpenAIEngine",
     "chat_arguments",
-    "failure_from_openai",
-    "find_cause",
     "parse_chat_completion",
     "rejects_response_format",
     "resolve_env_key",
@@ -51,7 +50,7 @@ _RESPONSE_FORMAT_REJECTIONS = (
 
 
 class OpenAIEngine:
-    """An :class:`~agentflow_core.engine.Engine` over ``openai.AsyncOpenAI``.
+    """An :class:`~agentflow_core.engine.Engine` over :class:`~agentflow_core.engines.chat_http.ChatHTTP`.
 
     Construction touches neither the network nor the API key, so listing or configuring
     engines never fails for want of credentials; the first ``generate`` does both.
@@ -61,7 +60,7 @@ class OpenAIEngine:
         self.config = config
         self.name = config.model
         self._policy = RetryPolicy.from_config(config)
-        self._client: openai.AsyncOpenAI | None = None
+        self._client: ChatHTTP | None = None
         #: Turned off for good once this server rejects ``response_format``.
         self._send_response_format = True
 
@@ -71,7 +70,7 @@ class OpenAIEngine:
         completion = await self._policy.run(
             lambda: self._attempt(client, request),
             engine=self.name,
-            where=self._where(client),
+            where=client.base_url,
             auth_hint=self._auth_hint(),
         )
         # Latency is what the caller waited, retries included: that is what a trajectory costs.
@@ -80,11 +79,11 @@ class OpenAIEngine:
     async def aclose(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await client.close()
+            await client.aclose()
 
     # -- one attempt -----------------------------------------------------------------------
 
-    async def _attempt(self, client: openai.AsyncOpenAI, request: GenerationRequest) -> Completion:
+    async def _attempt(self, client: ChatHTTP, request: GenerationRequest) -> Completion:
         """One request; if the server refuses structured output, the same request once more without it."""
         with_schema = request.json_schema is not None and self._send_response_format
         try:
@@ -95,26 +94,20 @@ class OpenAIEngine:
         self._send_response_format = False
         return await self._send(client, request, with_schema=False)
 
-    async def _send(self, client: openai.AsyncOpenAI, request: GenerationRequest, with_schema: bool) -> Completion:
+    async def _send(self, client: ChatHTTP, request: GenerationRequest, with_schema: bool) -> Completion:
         arguments = chat_arguments(self.config, request, with_schema=with_schema)
-        try:
-            raw = await client.chat.completions.with_raw_response.create(**arguments)
-        except openai.OpenAIError as exc:
-            raise failure_from_openai(exc, self.config.timeout_s) from exc
-        return parse_chat_completion(raw.http_response.text)
+        return parse_chat_completion(await client.post(arguments))
 
     # -- client ----------------------------------------------------------------------------
 
-    def _ensure_client(self) -> openai.AsyncOpenAI:
+    def _ensure_client(self) -> ChatHTTP:
         if self._client is None:
-            kwargs: dict[str, Any] = {
-                "api_key": self._api_key(),
-                "timeout": self.config.timeout_s,
-                "max_retries": 0,  # the shared retry policy decides, not the SDK
-            }
-            if self.config.base_url:
-                kwargs["base_url"] = self.config.base_url
-            self._client = openai.AsyncOpenAI(**kwargs)
+            self._client = ChatHTTP(
+                base_url=self.config.base_url,
+                api_key=self._api_key(),
+                timeout_s=self.config.timeout_s,
+                extra_headers=_extra_headers(self.config),
+            )
         return self._client
 
     def _api_key(self) -> str:
@@ -136,9 +129,15 @@ class OpenAIEngine:
             return f"(check the key in {self.config.api_key_env})"
         return "(set OPENAI_API_KEY or [engines] api_key_env)"
 
-    @staticmethod
-    def _where(client: openai.AsyncOpenAI) -> str:
-        return str(client.base_url).rstrip("/")
+
+def _extra_headers(config: EngineConfig) -> dict[str, str]:
+    """``options.headers``: sent with every request (gateways that want their own auth or routing headers)."""
+    headers: Any = config.options.get("headers", {})
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise ConfigError(f"engine {config.model}: option headers must be a table of strings, got {headers!r}")
+    return dict(headers)
 
 
 # -- shared with the LiteLLM engine -----------------------------------------------------------
@@ -173,8 +172,11 @@ def chat_arguments(config: EngineConfig, request: GenerationRequest, *, with_sch
             "type": "json_schema",
             # Not strict: strict mode rejects common schemas (optional fields, open objects),
             # and the caller validates the parsed JSON itself anyway.
-            "json_schema": {"name": request.json_schema.name, "schema": dict(request.json_schema.schema),
-                            "strict": False},
+            "json_schema": {
+                "name": request.json_schema.name,
+                "schema": dict(request.json_schema.schema),
+                "strict": False,
+            },
         }
     return arguments
 
@@ -239,67 +241,3 @@ def _count(value: Any) -> int:
 def _excerpt(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 120 else text[:119] + "…"
-
-
-def failure_from_openai(exc: openai.OpenAIError, timeout_s: float) -> CallFailure:
-    """Translate an openai SDK exception into the shared retry policy's terms."""
-    if isinstance(exc, openai.APITimeoutError):
-        return CallFailure("timeout", f"no answer within {timeout_s:g} s")
-    if isinstance(exc, openai.APIConnectionError):
-        return CallFailure("connection", _connection_detail(exc))
-    if isinstance(exc, openai.APIStatusError):
-        return CallFailure(
-            "http",
-            _server_message(exc),
-            status=exc.status_code,
-            retry_after_s=parse_retry_after(exc.response.headers),
-        )
-    if isinstance(exc, openai.APIResponseValidationError):
-        return CallFailure("malformed", exc.message)
-    return CallFailure("error", f"{type(exc).__name__}: {exc}")
-
-
-def _server_message(exc: openai.APIStatusError) -> str:
-    """The server's own words: ``error.message`` when the body has one, else the raw body."""
-    body = exc.body
-    if isinstance(body, Mapping):
-        error = body.get("error", body)
-        # OpenAI nests {"error": {"message"}}; vLLM puts "message" at the top; FastAPI apps use "detail".
-        message = (error.get("message") or error.get("detail")) if isinstance(error, Mapping) else error
-        if message:
-            return str(message)
-    if isinstance(body, str) and body.strip():
-        return body
-    text = exc.response.text if exc.response is not None else ""
-    return text.strip() or exc.response.reason_phrase or "no message"
-
-
-def _connection_detail(exc: BaseException) -> str:
-    """'connection refused' and friends, from the lowest-level cause the SDK chained."""
-    if find_cause(exc, ConnectionRefusedError) is not None:
-        return "connection refused"
-    os_error = find_cause(exc, OSError)
-    if os_error is not None and os_error.strerror:
-        return os_error.strerror.lower()
-    root = _root_cause(exc)
-    return str(root) or type(root).__name__
-
-
-def find_cause(exc: BaseException, kind: type[BaseException]) -> Any:
-    """The first exception of type ``kind`` in ``exc``'s cause/context chain, or ``None``."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    seen: set[int] = set()
-    while id(exc) not in seen and (exc.__cause__ or exc.__context__) is not None:
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return exc
