@@ -14,6 +14,7 @@ from agentflow_rl.flow_grpo.loss import ClipSettings, LossType, token_terms, wei
 from agentflow_rl.flow_grpo.policy import frozen_copy  # noqa: E402
 from agentflow_rl.flow_grpo.rollout import Rollout, rollout_batch  # noqa: E402
 from agentflow_rl.flow_grpo.testing import TinyWorld, tiny_world  # noqa: E402
+from agentflow_rl.flow_grpo.update import learnable  # noqa: E402
 
 TEMPERATURE = 0.7
 
@@ -95,3 +96,17 @@ def test_all_equal_group_rewards_give_zero_gradient(world: TinyWorld, rollouts: 
     terms = token_terms(logp, batch.old_logprobs, batch.advantages, ClipSettings(kl_coef=0.001), ref_logp)
     weighted_loss(terms, batch.weights, batch.completion_mask).backward()
     assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("kl_coef", "kl_on_zero_advantage", "kept"),
+    [(0.001, True, [1.0, 0.0, -1.0]), (0.001, False, [1.0, -1.0]), (0.0, True, [1.0, -1.0])],
+)
+def test_zero_advantage_turns_are_trained_only_for_a_wanted_kl(
+    kl_coef: float, kl_on_zero_advantage: bool, kept: list[float]
+) -> None:
+    samples = [TurnSample((1,), (2,), (-0.5,), advantage, 1.0) for advantage in (1.0, 0.0, -1.0)]
+
+    chosen = learnable(samples, kl_coef, kl_on_zero_advantage=kl_on_zero_advantage)
+
+    assert [s.advantage for s in chosen] == kept

@@ -58,6 +58,21 @@ def test_a_few_steps_change_every_trainable_parameter(tmp_path: Path) -> None:
     assert all(changed.values()), [name for name, moved in changed.items() if not moved]
 
 
+def test_a_run_stopped_by_the_clock_ends_with_a_held_out_figure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each step 'takes' a minute; a 2-minute budget stops after step 2, between scheduled evaluations."""
+    monkeypatch.setattr(trainer._Session, "minutes", lambda session: float(session.progress.step))
+    config = load_train_config(_tiny_config(tmp_path, max_steps=10, max_minutes=2, eval_every=5, eval_questions=8))
+
+    result = trainer.FlowGRPOTrainer(config).train()
+
+    assert (result.steps, result.stopped) == (2, "max_minutes")
+    evals = [row for row in read_metrics(config.run.output_dir) if "eval/success" in row]
+    assert [row["step"] for row in evals] == [0, 2]
+    assert result.last_success == evals[-1]["eval/success"]
+
+
 def test_bf16_activation_checkpointing_and_micro_batches_train(tmp_path: Path) -> None:
     path = _tiny_config(tmp_path, max_steps=1, bf16=True, gradient_checkpointing=True)
     config = load_train_config(path, {"optim.updates_per_batch": 2, "optim.micro_batch_turns": 5})

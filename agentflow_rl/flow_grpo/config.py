@@ -88,6 +88,11 @@ class LossConfig:
     clip_high: float = attrs.field(default=0.3, validator=_ge0)
     #: Weight of the k3 KL to the frozen reference; 0 skips the reference model entirely.
     kl_coef: float = attrs.field(default=0.001, validator=_ge0)
+    #: Whether turns with a zero advantage (groups whose rewards all agree) are still trained on for
+    #: their KL term alone. False leaves them out of the update: early in training most groups
+    #: fail together, so this skips most of a step's forward/backward work for a term that weighs
+    #: ``kl_coef`` (0.001) against nothing.
+    kl_on_zero_advantage: bool = True
 
     def clip(self) -> ClipSettings:
         return ClipSettings(self.clip_low, self.clip_high, self.kl_coef)

@@ -176,17 +176,23 @@ def close_session(session: _Session) -> None:
 def _loop(session: _Session) -> TrainResult:
     run = session.config.run
     first = last = None
+    evaluated_at = -1
     if run.eval_every and session.progress.step == 0:
         first = last = _log_eval(session)
+        evaluated_at = 0
     stopped = "max_steps"
     while session.progress.step < run.max_steps:
         if run.max_minutes and session.minutes() >= run.max_minutes:
             stopped = "max_minutes"
+            # A run cut short by the clock still ends with a held-out figure for the weights it leaves.
+            if run.eval_every and evaluated_at != session.progress.step:
+                last = _log_eval(session)
             break
         train_step(session)
         step = session.progress.step
         if run.eval_every and (step % run.eval_every == 0 or step == run.max_steps):
             last = _log_eval(session)
+            evaluated_at = step
         if run.checkpoint_every and step % run.checkpoint_every == 0:
             _checkpoint(session)
         if run.target_success and last is not None and last >= run.target_success:
@@ -214,7 +220,11 @@ def train_step(session: _Session) -> dict[str, float]:
         scale=config.advantage.scale,
         seed=config.run.seed * 7919 + session.progress.step,
     )
-    samples = learnable(build_samples(rollouts, per_turn, config.loss.type), config.loss.kl_coef)
+    samples = learnable(
+        build_samples(rollouts, per_turn, config.loss.type),
+        config.loss.kl_coef,
+        kl_on_zero_advantage=config.loss.kl_on_zero_advantage,
+    )
     updates = [policy_update(session.update, samples, first_pass=i == 0) for i in range(config.optim.updates_per_batch)]
     session.progress.step += 1
     values = metrics.step_metrics(rollouts, rewards, per_turn, updates, rolled - started, time.perf_counter() - rolled)

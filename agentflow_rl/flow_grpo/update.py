@@ -50,9 +50,11 @@ class UpdateStats:
     sequence_tokens: int = 0
 
 
-def learnable(samples: Sequence[TurnSample], kl_coef: float) -> list[TurnSample]:
-    """Turns that can move the parameters: with no KL, a zero advantage contributes nothing."""
-    return list(samples) if kl_coef > 0 else [s for s in samples if s.advantage != 0.0]
+def learnable(samples: Sequence[TurnSample], kl_coef: float, *, kl_on_zero_advantage: bool = True) -> list[TurnSample]:
+    """Turns worth a forward/backward pass: with no KL (or KL not wanted there), a zero advantage moves nothing."""
+    if kl_coef > 0 and kl_on_zero_advantage:
+        return list(samples)
+    return [s for s in samples if s.advantage != 0.0]
 
 
 def policy_update(ctx: UpdateContext, samples: Sequence[TurnSample], *, first_pass: bool = True) -> UpdateStats:
