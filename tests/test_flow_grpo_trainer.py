@@ -20,7 +20,8 @@ pytest.importorskip("accelerate")
 from agentflow_rl.flow_grpo import trainer  # noqa: E402
 from agentflow_rl.flow_grpo.checkpoint import latest_checkpoint  # noqa: E402
 from agentflow_rl.flow_grpo.cli import bundled_config  # noqa: E402
-from agentflow_rl.flow_grpo.config import load_train_config  # noqa: E402
+from agentflow_rl.flow_grpo.config import PolicyConfig, load_train_config  # noqa: E402
+from agentflow_rl.flow_grpo.policy import export_policy, load_policy  # noqa: E402
 from agentflow_rl.flow_grpo.testing import write_config  # noqa: E402
 from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig, build_policy  # noqa: E402
 from agentflow_rl.flow_grpo.tracking import read_metrics  # noqa: E402
@@ -71,6 +72,57 @@ def test_a_run_stopped_by_the_clock_ends_with_a_held_out_figure(
     evals = [row for row in read_metrics(config.run.output_dir) if "eval/success" in row]
     assert [row["step"] for row in evals] == [0, 2]
     assert result.last_success == evals[-1]["eval/success"]
+
+
+def test_a_finished_run_leaves_its_planner_loadable_by_the_hf_engine(tmp_path: Path) -> None:
+    import asyncio
+
+    from agentflow_core import EngineConfig, GenerationRequest, Message
+    from agentflow_core.testing import registry_with
+
+    config = load_train_config(_tiny_config(tmp_path, max_steps=1, checkpoint_every=1))
+    result = trainer.FlowGRPOTrainer(config).train()
+    folder = result.output_dir / "policy"
+    trained = latest_checkpoint(config.run.output_dir)
+    assert trained is not None
+
+    exported, _ = load_policy(PolicyConfig(source=f"hf:{folder}"))
+    from safetensors.torch import load_file
+
+    checkpointed = load_file(trained / "model.safetensors")
+    for name, tensor in exported.state_dict().items():
+        assert torch.equal(tensor, checkpointed[name]), name
+
+    engine = registry_with().engine("hf").factory(EngineConfig(model=f"hf:{folder}", max_tokens=4))
+
+    async def ask() -> Any:
+        try:
+            return await engine.generate(GenerationRequest(messages=(Message("user", "k1 plus 3"),)))
+        finally:
+            await engine.aclose()
+
+    completion = asyncio.run(ask())
+    assert completion.usage.completion_tokens > 0
+
+
+def test_exported_policy_keeps_tied_embeddings_tied(tmp_path: Path) -> None:
+    """SmolLM2 ties its output layer to its embeddings; an export must not untie or duplicate them."""
+    from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from agentflow_rl.flow_grpo.tiny_policy import build_tokenizer
+
+    tokenizer = build_tokenizer(["a", "b"])
+    shape = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=True, **shape))
+    with torch.no_grad():
+        model.model.embed_tokens.weight.add_(1.0)  # a "trained" change, seen through both ends
+
+    folder = export_policy(Accelerator(cpu=True), model, tokenizer, tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(folder)
+
+    assert loaded.lm_head.weight.data_ptr() == loaded.model.embed_tokens.weight.data_ptr()
+    assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
 
 
 def test_bf16_activation_checkpointing_and_micro_batches_train(tmp_path: Path) -> None:

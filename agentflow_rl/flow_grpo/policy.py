@@ -54,3 +54,23 @@ def frozen_copy(model: Any) -> Any:
     for parameter in reference.parameters():
         parameter.requires_grad_(False)
     return reference
+
+
+#: Where a run leaves its trained Planner, loadable as ``hf:<output_dir>/policy``.
+POLICY_DIR = "policy"
+
+
+def export_policy(accelerator: Any, model: Any, tokenizer: Any, output_dir: str | Path) -> Path:
+    """The trained weights and tokenizer as a plain transformers folder, for any ``hf:`` engine to load.
+
+    Checkpoints are for resuming (optimizer, RNG, data position, accelerate's layout); this is the
+    deliverable. Tied embeddings stay tied: ``save_pretrained`` writes the shared tensor once.
+    """
+    path = Path(output_dir) / POLICY_DIR
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.save_pretrained(path, state_dict=accelerator.get_state_dict(model), safe_serialization=True)
+        tokenizer.save_pretrained(path)
+    accelerator.wait_for_everyone()
+    return path

@@ -24,7 +24,7 @@ from agentflow_rl.flow_grpo.batching import build_samples
 from agentflow_rl.flow_grpo.checkpoint import Progress, latest_checkpoint, save_checkpoint
 from agentflow_rl.flow_grpo.config import TrainConfig
 from agentflow_rl.flow_grpo.data import RecordStream, TrainRecord
-from agentflow_rl.flow_grpo.policy import frozen_copy, load_policy
+from agentflow_rl.flow_grpo.policy import export_policy, frozen_copy, load_policy
 from agentflow_rl.flow_grpo.rewards import context_for, outcome_reward
 from agentflow_rl.flow_grpo.rollout import PolicyEngines, Rollout, rollout_batch
 from agentflow_rl.flow_grpo.tasks import TaskSetup, build_task, registry_for, solver_config
@@ -200,6 +200,7 @@ def _loop(session: _Session) -> TrainResult:
             break
     if run.checkpoint_every and not _checkpointed(session):
         _checkpoint(session)
+    export_policy(session.accelerator, session.model, session.tokenizer, run.output_dir)
     return TrainResult(Path(run.output_dir), session.progress.step, first, last, session.minutes(), stopped)
 
 
