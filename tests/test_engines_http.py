@@ -376,6 +376,33 @@ async def test_openai_headers_option_must_be_strings(server: ScriptedOpenAIServe
         await engine.generate(ask())
 
 
+async def test_openai_goes_through_the_environments_proxy(
+    server: ScriptedOpenAIServer, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY is honoured as the SDK would: the request reaches the proxy in absolute form."""
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    server.enqueue(MODEL, Reply(content="via proxy"))
+    engine = openai_engine(registry, base_url="http://llm.example.test/v1")
+
+    assert (await engine.generate(ask())).text == "via proxy"
+    assert server.requests[0].path == "http://llm.example.test/v1/chat/completions"
+    await engine.aclose()
+
+
+async def test_openai_no_proxy_bypasses_the_proxy(
+    server: ScriptedOpenAIServer, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    server.enqueue(MODEL, Reply(content="direct"))
+    engine = openai_engine(registry, base_url=server.base_url)
+
+    assert (await engine.generate(ask())).text == "direct"
+    await engine.aclose()
+
+
 def test_openai_engine_survives_separate_event_loops(server: ScriptedOpenAIServer, registry: Registry) -> None:
     """Scripts call ``asyncio.run`` more than once; a pool bound to the first loop must not break the second."""
     server.enqueue(MODEL, Reply(content="first"), Reply(content="second"))

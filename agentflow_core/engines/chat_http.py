@@ -58,6 +58,8 @@ class ChatHTTP:
                 headers[header] = os.environ[variable]
         headers.update(extra_headers or {})
         self._headers = headers
+        #: HTTP(S)_PROXY / NO_PROXY, read once: aiohttp's ``trust_env`` would read them on a thread per request.
+        self._proxy = _env_proxy(self.url)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -66,7 +68,7 @@ class ChatHTTP:
         session = self._session_for_this_loop()
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         try:
-            async with session.post(self.url, data=data, headers=self._headers) as response:
+            async with session.post(self.url, data=data, headers=self._headers, proxy=self._proxy) as response:
                 raw = await response.read()
                 text = raw.decode("utf-8", errors="replace")
                 if response.status >= 400:
@@ -101,7 +103,6 @@ class ChatHTTP:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 connector=aiohttp.TCPConnector(limit=0),
-                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as the SDK honours them
             )
             self._loop = loop
         return self._session
@@ -120,6 +121,17 @@ def server_message(body: str, reason: str | None = None) -> str:
         if message:
             return str(message)
     return body.strip() or reason or "no message"
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (as the SDK's httpx would use), or ``None``."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 def _connector_detail(exc: aiohttp.ClientConnectorError) -> str:

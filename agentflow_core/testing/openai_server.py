@@ -24,6 +24,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -281,7 +282,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(request, reply)
 
     def _route(self) -> str:
-        return self.path.split("?", 1)[0].rstrip("/")
+        # Absolute-form targets ("POST http://host/v1/...") are what a client sends to a plain-HTTP
+        # proxy; accepting them (as RFC 9112 asks of servers) lets a test stand in for a proxy too.
+        return urlsplit(self.path).path.rstrip("/")
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
