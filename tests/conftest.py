@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 from agentflow_core.registry import Registry
@@ -55,3 +58,17 @@ def sandbox_image(docker_daemon: None) -> str:
     finally:
         client.close()
     return SANDBOX_IMAGE
+
+
+# -- accelerate -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cpu_accelerator() -> Iterator[Any]:
+    """A one-process CPU ``Accelerator``; its process-wide state is forgotten afterwards, as the trainer does,
+    so that a later test may make one with other settings (bf16, say)."""
+    accelerate = pytest.importorskip("accelerate")
+    from accelerate.state import AcceleratorState
+
+    yield accelerate.Accelerator(cpu=True)
+    AcceleratorState._reset_state(reset_partial_state=False)

@@ -105,9 +105,8 @@ def test_a_finished_run_leaves_its_planner_loadable_by_the_hf_engine(tmp_path: P
     assert completion.usage.completion_tokens > 0
 
 
-def test_exported_policy_keeps_tied_embeddings_tied(tmp_path: Path) -> None:
+def test_exported_policy_keeps_tied_embeddings_tied(tmp_path: Path, cpu_accelerator: Any) -> None:
     """SmolLM2 ties its output layer to its embeddings; an export must not untie or duplicate them."""
-    from accelerate import Accelerator
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
     from agentflow_rl.flow_grpo.tiny_policy import build_tokenizer
@@ -118,7 +117,7 @@ def test_exported_policy_keeps_tied_embeddings_tied(tmp_path: Path) -> None:
     with torch.no_grad():
         model.model.embed_tokens.weight.add_(1.0)  # a "trained" change, seen through both ends
 
-    folder = export_policy(Accelerator(cpu=True), model, tokenizer, tmp_path)
+    folder = export_policy(cpu_accelerator, model, tokenizer, tmp_path)
     loaded = AutoModelForCausalLM.from_pretrained(folder)
 
     assert loaded.lm_head.weight.data_ptr() == loaded.model.embed_tokens.weight.data_ptr()

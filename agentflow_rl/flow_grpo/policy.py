@@ -68,9 +68,10 @@ def export_policy(accelerator: Any, model: Any, tokenizer: Any, output_dir: str 
     """
     path = Path(output_dir) / POLICY_DIR
     accelerator.wait_for_everyone()
+    state = accelerator.get_state_dict(model)  # a gather under FSDP: every process must take part
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(path, state_dict=accelerator.get_state_dict(model), safe_serialization=True)
+        unwrapped.save_pretrained(path, state_dict=state, safe_serialization=True)
         tokenizer.save_pretrained(path)
     accelerator.wait_for_everyone()
     return path

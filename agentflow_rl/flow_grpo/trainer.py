@@ -27,6 +27,7 @@ from agentflow_rl.flow_grpo.data import RecordStream, TrainRecord
 from agentflow_rl.flow_grpo.policy import export_policy, frozen_copy, load_policy
 from agentflow_rl.flow_grpo.rewards import context_for, outcome_reward
 from agentflow_rl.flow_grpo.rollout import PolicyEngines, Rollout, rollout_batch
+from agentflow_rl.flow_grpo.sharded import RolloutCopy, shards_parameters
 from agentflow_rl.flow_grpo.tasks import TaskSetup, build_task, registry_for, solver_config
 from agentflow_rl.flow_grpo.tracking import JsonlTracker
 from agentflow_rl.flow_grpo.update import UpdateContext, learnable, policy_update
@@ -58,6 +59,8 @@ class _Session:
     train_solver: Solver
     eval_solver: Solver
     runner: asyncio.Runner
+    #: The unsharded twin the rollout engine generates with, when the policy is sharded (FSDP).
+    rollout_copy: RolloutCopy | None = None
     started: float = attrs.field(factory=time.perf_counter)
 
     def minutes(self) -> float:
@@ -95,12 +98,14 @@ def start_session(config: TrainConfig) -> _Session:
     if run.gradient_checkpointing:
         _checkpoint_activations(model)
     optimizer = _optimizer(config, model)
+    rollout_copy = RolloutCopy.of(model, accelerator.device) if shards_parameters(accelerator) else None
     model, optimizer = accelerator.prepare(model, optimizer)
     progress, stream = Progress(), RecordStream(task.train, seed=run.seed)
     accelerator.register_for_checkpointing(progress, stream)
     _resume(accelerator, config, progress)
     accelerator.init_trackers("flow_grpo", config=metrics.flat_config(config))
-    registry = registry_for(task, PolicyEngines(accelerator.unwrap_model(model), tokenizer))
+    generator = rollout_copy.model if rollout_copy is not None else accelerator.unwrap_model(model)
+    registry = registry_for(task, PolicyEngines(generator, tokenizer))
     update = UpdateContext(
         accelerator=accelerator,
         model=model,
@@ -125,6 +130,7 @@ def start_session(config: TrainConfig) -> _Session:
         train_solver=Solver(solver_config(task, config, temperature=config.rollout.temperature), registry=registry),
         eval_solver=Solver(solver_config(task, config, temperature=config.rollout.eval_temperature), registry=registry),
         runner=asyncio.Runner(),
+        rollout_copy=rollout_copy,
     )
 
 
@@ -237,6 +243,8 @@ def train_step(session: _Session) -> dict[str, float]:
 
 def _rollouts(session: _Session, solver: Solver, records: Sequence[TrainRecord], size: int) -> list[Rollout]:
     session.model.eval()
+    if session.rollout_copy is not None:
+        session.rollout_copy.refresh(session.model)  # collective: every process is here, in step
     return session.runner.run(rollout_batch(solver, records, size))
 
 
