@@ -26,7 +26,8 @@ def tests(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def eval(session: nox.Session) -> None:
     """Evaluate on the benchmarks: `nox -s eval -- --benchmarks bamboogle --limit 20` (args go to `agentflow eval`)."""
-    session.install("-e", ".[local,eval]")
+    if session.venv_backend != "none":  # `nox --no-venv -s eval` runs in the current environment as it is
+        session.install("-e", ".[local,eval]")
     session.run("agentflow", "eval", *session.posargs)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -77,27 +79,41 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.is_file() else []
 
 
+def _eval_command(launcher: str, args: list[str]) -> list[str]:
+    """``agentflow eval ...`` itself, or the README's ``nox -s eval -- ...`` (in this environment: ``--no-venv``)."""
+    if launcher == "agentflow":
+        return agentflow_command("eval", *args)
+    noxfile = str(Path(__file__).resolve().parents[1] / "noxfile.py")
+    return [sys.executable, "-m", "nox", "-f", noxfile, "--no-venv", "-s", "eval", "--", *args]
+
+
 @needs_data
-def test_killed_run_resumes_and_runs_each_query_once(tmp_path: Path, server: ScriptedOpenAIServer) -> None:
+@pytest.mark.parametrize("launcher", ["agentflow", "nox"])
+def test_killed_run_resumes_and_runs_each_query_once(
+    tmp_path: Path, server: ScriptedOpenAIServer, launcher: str
+) -> None:
     server.set_default_responder(flow_responder(_gold_by_question(), delay_s=0.05))
     run_dir = tmp_path / "run"
-    args = ["eval", "--benchmarks", "bamboogle,hotpotqa", "--limit", "6", "--seed", "7", "--concurrency", "2"]
+    args = ["--benchmarks", "bamboogle,hotpotqa", "--limit", "6", "--seed", "7", "--concurrency", "2"]
     args += ["--engine", "openai:m", "--base-url", server.base_url, "--run-dir", str(run_dir)]
     args += ["--data-dir", str(DATA_DIR)]
     results = run_dir / "results.jsonl"
+    # nox runs the `agentflow` on PATH: this interpreter's.
+    env = clean_env({"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+    command = _eval_command(launcher, args)
     process = subprocess.Popen(
-        agentflow_command(*args), cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while len(_lines(results)) < 4 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole group, as a closed terminal would: nox and its child
     process.communicate(timeout=30)
     before = {(r["benchmark"], r["item_id"]) for r in map(json.loads, _lines(results)[:4])}
     assert 4 <= len(_lines(results)) < 12, "the kill came too late to test anything"
     asked_before = len(server.requests)
 
-    resumed = run_agentflow(*args, cwd=tmp_path)
+    resumed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
     keys = Counter((r["benchmark"], r["item_id"]) for r in map(json.loads, _lines(results)))
     assert len(keys) == 12 and set(keys.values()) == {1}  # every sampled query exactly once
