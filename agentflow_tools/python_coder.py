@@ -8,8 +8,10 @@ isolated). Only the standard library is there unless ``image`` names a richer on
 The argument is the sub-goal in words, not code: the tool's engine gets instructions a planner
 prompt has no room for (print the result, stdlib only, finish in time), and a small executor
 fills one string field reliably. A run that fails (exception, non-zero exit, timeout, out of
-memory) is raised as a ``ToolError`` whose text shows the code, its output and the traceback's
-end, so the planner sees a failed step and can rephrase, and the trajectory records the failure.
+memory) goes back to the engine with its traceback for a corrected program (``repair_attempts``,
+one by default); if that fails too, it is raised as a ``ToolError`` whose text shows the code, its
+output and the traceback's end, so the planner sees a failed step and can rephrase, and the
+trajectory records the failure.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class Settings(DockerSettings):
     timeout_s: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
     #: Longest code the engine may write, in tokens.
     max_tokens: int = attrs.field(default=1024, validator=attrs.validators.ge(16))
+    #: Times the engine sees its failed program and the error, and writes a fixed one; 0 turns it off.
+    repair_attempts: int = attrs.field(default=1, validator=[attrs.validators.ge(0), attrs.validators.le(5)])
 
 
 class PythonCoder:
@@ -97,11 +101,28 @@ class PythonCoder:
 
     async def run(self, arguments: Mapping[str, Any]) -> str:
         await self._start()  # first: a missing image or daemon fails before any tokens are spent
-        code = await self._write_code(str(arguments["query"]))
-        result = await self._sandbox.run(code, timeout_s=self._settings.timeout_s)
-        if not result.ok:
-            raise ToolError(failure_text(code, result, self._settings.timeout_s))
-        return success_text(code, result)
+        conversation = [
+            Message("system", SYSTEM.format(timeout=self._settings.timeout_s)),
+            Message("user", f"Task: {arguments['query']}"),
+        ]
+        failures: list[str] = []
+        while True:
+            reply = await self._ask(conversation)
+            code = extract_code(reply)
+            if code is None:
+                problem = f"the model wrote no Python code for this query; it said: {_clip(reply, 200)}"
+                fix = "Reply with the complete program in a single ```python code block."
+            else:
+                result = await self._sandbox.run(code, timeout_s=self._settings.timeout_s)
+                if result.ok:
+                    return success_text(code, result, repaired=failures)
+                problem = failure_text(code, result, self._settings.timeout_s)
+                fix = "Fix the program. Reply with the complete corrected program in a single ```python code block."
+            failures.append(problem)
+            if len(failures) > self._settings.repair_attempts:
+                raise ToolError(_gave_up(failures))
+            # The engine sees what it wrote and what went wrong, as a chat: the usual shape of a repair.
+            conversation += [Message("assistant", reply), Message("user", f"{problem}\n\n{fix}")]
 
     async def aclose(self) -> None:
         """The engine belongs to the solver's pool; the containers are ours."""
@@ -112,19 +133,16 @@ class PythonCoder:
         async with self._starting:
             await self._sandbox.start()
 
-    async def _write_code(self, query: str) -> str:
-        request = GenerationRequest(
-            messages=(
-                Message("system", SYSTEM.format(timeout=self._settings.timeout_s)),
-                Message("user", f"Task: {query}"),
-            ),
-            max_tokens=self._settings.max_tokens,
-        )
-        completion = await self._engine.generate(request)
-        code = extract_code(completion.text)
-        if code is None:
-            raise ToolError(f"the model wrote no Python code for this query; it said: {_clip(completion.text, 200)}")
-        return code
+    async def _ask(self, conversation: list[Message]) -> str:
+        request = GenerationRequest(messages=tuple(conversation), max_tokens=self._settings.max_tokens)
+        return (await self._engine.generate(request)).text
+
+
+def _gave_up(failures: list[str]) -> str:
+    """The last failure in full (the one worth reading), after a count of the attempts when there were several."""
+    if len(failures) == 1:
+        return failures[0]
+    return f"{len(failures)} programs failed; the last one: {failures[-1]}"
 
 
 def extract_code(text: str) -> str | None:
@@ -152,12 +170,15 @@ def _compiles(text: str) -> bool:
     return any(ch in text for ch in "(=\n")  # a lone word compiles too, but is no program
 
 
-def success_text(code: str, result: ExecutionResult) -> str:
+def success_text(code: str, result: ExecutionResult, repaired: list[str] | None = None) -> str:
     # The output comes first: prompts cut long observations, and the code matters less than its result.
     output = result.stdout.rstrip() or "(nothing printed: the program must print its result)"
     lines = ["Output:", output]
     if result.truncated:
         lines.append("[output truncated]")
+    if repaired:
+        first_line = repaired[-1].splitlines()[0]
+        lines.append(f"(This program is a repair: {len(repaired)} earlier attempt(s) failed; the last: {first_line})")
     return "\n".join([*lines, _code_block(code)])
 
 

@@ -20,6 +20,7 @@ from tests.helpers import engine_table
 
 PRODUCT = 123456789 * 987654321  # 121932631112635269
 TASK = "Compute 123456789 * 987654321 exactly."
+TASK_CODE = "123456789 * 987654321"
 
 
 def code_reply(body: str) -> Reply:
@@ -65,7 +66,7 @@ async def test_a_crash_is_a_tool_error_with_the_traceback_tail(
     server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
 ) -> None:
     server.enqueue("m-tool", code_reply("print('partial')\nnumbers = [1, 2]\nprint(numbers[5])"))
-    tool = coder(engine, image=sandbox_image)
+    tool = coder(engine, image=sandbox_image, repair_attempts=0)
     try:
         with pytest.raises(ToolError) as info:
             await tool.run({"query": "print the sixth number"})
@@ -81,7 +82,7 @@ async def test_a_timeout_is_a_tool_error_that_says_so(
     server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
 ) -> None:
     server.enqueue("m-tool", code_reply("while True:\n    pass"))
-    tool = coder(engine, image=sandbox_image, timeout_s=1)
+    tool = coder(engine, image=sandbox_image, timeout_s=1, repair_attempts=0)
     try:
         with pytest.raises(ToolError, match=r"timed out") as info:
             await tool.run({"query": "loop"})
@@ -94,12 +95,48 @@ async def test_a_reply_without_code_is_a_tool_error(
     server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
 ) -> None:
     server.enqueue("m-tool", Reply("I believe the answer is roughly 1.2e17."))
-    tool = coder(engine, image=sandbox_image)
+    tool = coder(engine, image=sandbox_image, repair_attempts=0)
     try:
         with pytest.raises(ToolError, match="the model wrote no Python code"):
             await tool.run({"query": TASK})
     finally:
         await tool.aclose()
+
+
+async def test_a_failed_program_goes_back_with_its_traceback_and_the_repair_runs(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
+) -> None:
+    broken = code_reply("print(multiply(123456789, 987654321))")
+    server.enqueue("m-tool", broken, code_reply(f"print({TASK_CODE})"))
+    tool = coder(engine, image=sandbox_image)
+    try:
+        observation = await tool.run({"query": TASK})
+    finally:
+        await tool.aclose()
+    assert observation.startswith(f"Output:\n{PRODUCT}\n")
+    assert "This program is a repair: 1 earlier attempt(s) failed" in observation
+    first, second = server.requests_for("m-tool")
+    assert len(first.messages) == 2
+    assert second.messages[2] == {"role": "assistant", "content": broken.content}
+    feedback = second.messages[3]["content"]
+    assert "NameError: name 'multiply' is not defined" in feedback and "corrected program" in feedback
+
+
+async def test_repairs_are_bounded_and_the_last_failure_is_the_error(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
+) -> None:
+    server.enqueue("m-tool", Reply("Roughly 1.2e17."), code_reply("print(1 / 0)"), code_reply("print(undefined)"))
+    tool = coder(engine, image=sandbox_image, repair_attempts=2)
+    try:
+        with pytest.raises(ToolError) as info:
+            await tool.run({"query": TASK})
+    finally:
+        await tool.aclose()
+    message = str(info.value)
+    assert message.startswith("3 programs failed; the last one: The program failed (exit code 1).")
+    assert "NameError: name 'undefined' is not defined" in message
+    assert len(server.requests_for("m-tool")) == 3
+    assert "single ```python code block" in server.requests_for("m-tool")[1].messages[-1]["content"]
 
 
 async def test_a_missing_image_is_one_line_and_costs_no_tokens(
@@ -138,12 +175,14 @@ def answer_from_memory(request: RecordedRequest) -> Reply:
     return Reply(f"The product is {found[-1]}." if found else "I do not know.")
 
 
-def solver_config(server: ScriptedOpenAIServer, image: str) -> Any:
+def solver_config(server: ScriptedOpenAIServer, image: str, repair_attempts: int = 1) -> Any:
+    coder = {"engine": engine_table(server, "m-tool"), "image": image, "pool_size": 1}
+    coder["repair_attempts"] = repair_attempts
     return config_from_dict(
         {
             "agent": {"tools": ["python_coder"], "max_steps": 3},
             "engines": {"default": engine_table(server, "m"), "generator": engine_table(server, "m-gen")},
-            "tools": {"python_coder": {"engine": engine_table(server, "m-tool"), "image": image, "pool_size": 1}},
+            "tools": {"python_coder": coder},
         }
     )
 
@@ -179,7 +218,8 @@ async def test_failing_code_shows_in_memory_and_the_loop_goes_on(
     )
     server.enqueue("m-tool", code_reply("print(multiply(123456789, 987654321))"), code_reply(f"print({PRODUCT})"))
     server.set_responder("m-gen", answer_from_memory)
-    async with Solver(solver_config(server, sandbox_image), registry=registry) as solver:
+    config = solver_config(server, sandbox_image, repair_attempts=0)  # the planner, not the tool, retries here
+    async with Solver(config, registry=registry) as solver:
         trajectory = await solver.asolve("What is 123456789 times 987654321?")
 
     first, second = trajectory.steps
