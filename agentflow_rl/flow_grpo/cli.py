@@ -82,9 +82,15 @@ def smoke(
 def real(
     output_dir: str | Path = "runs/train-real", *, steps: int | None = None, overrides: dict[str, Any] | None = None
 ) -> TrainResult:
-    """SmolLM2-135M-Instruct as the Planner on the synthetic task mixture (``configs/smollm2.toml``)."""
+    """SmolLM2-135M-Instruct as the Planner on the synthetic task mixture (``configs/smollm2.toml``),
+    with its learning curve drawn to ``<output_dir>/learning_curve.png``."""
     extra = {"run.output_dir": str(output_dir), **({"run.max_steps": steps} if steps else {}), **(overrides or {})}
-    return train(bundled_config("smollm2.toml"), extra)
+    result = train(bundled_config("smollm2.toml"), extra)
+    title = "Flow-GRPO, synthetic tool use, SmolLM2-135M-Instruct planner"
+    runs = [("Flow-GRPO", read_metrics(result.output_dir))]
+    curve = plot_curves(runs, Path(output_dir) / "learning_curve.png", title)
+    print(f"curve: {curve}")
+    return result
 
 
 def _describe(result: TrainResult) -> str:
