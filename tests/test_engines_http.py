@@ -157,8 +157,42 @@ async def test_server_rejecting_response_format_gets_plain_requests(
     second = await engine.generate(ask(json_schema=SCHEMA))
 
     assert first.text == second.text == '{"answer": "4"}'
-    sent_format = [r.response_format is not None for r in server.requests]
-    assert sent_format == [True, False, False]  # tried once, then remembered
+    sent_format = [(r.response_format or {}).get("type") for r in server.requests]
+    assert sent_format == ["json_schema", "json_object", None, None]  # each rung tried once, then remembered
+
+
+async def test_server_taking_only_json_object_gets_the_schema_there(
+    make_engine: MakeEngine, server: ScriptedOpenAIServer
+) -> None:
+    """llama-cpp-python's server: json_schema fails validation with a 500, json_object takes a schema."""
+
+    def llama_cpp_like(request: RecordedRequest) -> Reply:
+        if (request.response_format or {}).get("type") == "json_schema":
+            message = (
+                "1 validation error: {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                "'msg': \"Input should be 'text' or 'json_object'\"}"
+            )
+            return Reply(status=500, error_message=message)
+        return Reply(content='{"answer": "4"}')
+
+    server.set_responder(MODEL, llama_cpp_like)
+    engine = make_engine()
+
+    for _ in range(2):
+        assert (await engine.generate(ask(json_schema=SCHEMA))).text == '{"answer": "4"}'
+
+    formats = [r.response_format for r in server.requests]
+    assert [f["type"] for f in formats] == ["json_schema", "json_object", "json_object"]  # no retries of the 500
+    assert formats[1] == {"type": "json_object", "schema": dict(SCHEMA.schema)}
+
+
+async def test_a_plain_server_error_is_not_taken_for_a_format_rejection(
+    make_engine: MakeEngine, server: ScriptedOpenAIServer
+) -> None:
+    server.enqueue(MODEL, Reply(status=500, error_message="worker crashed"), Reply(content='{"answer": "4"}'))
+
+    assert (await make_engine().generate(ask(json_schema=SCHEMA))).text == '{"answer": "4"}'
+    assert [r.response_format["type"] for r in server.requests] == ["json_schema", "json_schema"]
 
 
 async def test_null_content_is_empty_text(make_engine: MakeEngine, server: ScriptedOpenAIServer) -> None:

@@ -29,9 +29,10 @@ from agentflow_core.engine import Completion, EngineConfig, GenerationRequest
 from agentflow_core.engines.chat_http import server_message
 from agentflow_core.engines.openai_engine import (
     PLACEHOLDER_KEY,
+    ResponseFormat,
+    ResponseFormatLadder,
     chat_arguments,
     parse_chat_completion,
-    rejects_response_format,
     resolve_env_key,
 )
 from agentflow_core.engines.retry import CallFailure, RetryPolicy, parse_retry_after
@@ -61,8 +62,7 @@ class LiteLLMEngine:
         self.config = config
         self.name = config.model
         self._policy = RetryPolicy.from_config(config)
-        #: Turned off for good once this provider rejects ``response_format``.
-        self._send_response_format = True
+        self._formats = ResponseFormatLadder()
 
     async def generate(self, request: GenerationRequest) -> Completion:
         connection = self._connection_arguments()
@@ -81,18 +81,12 @@ class LiteLLMEngine:
     # -- one attempt -----------------------------------------------------------------------
 
     async def _attempt(self, request: GenerationRequest, connection: Mapping[str, Any]) -> Completion:
-        """One request; if the provider refuses structured output, the same request once more without it."""
-        with_schema = request.json_schema is not None and self._send_response_format
-        try:
-            return await self._send(request, connection, with_schema)
-        except CallFailure as failure:
-            if not (with_schema and rejects_response_format(failure)):
-                raise
-        self._send_response_format = False
-        return await self._send(request, connection, with_schema=False)
+        return await self._formats.send(request, lambda fmt: self._send(request, connection, fmt))
 
-    async def _send(self, request: GenerationRequest, connection: Mapping[str, Any], with_schema: bool) -> Completion:
-        arguments = {**chat_arguments(self.config, request, with_schema=with_schema), **connection}
+    async def _send(
+        self, request: GenerationRequest, connection: Mapping[str, Any], fmt: ResponseFormat | None
+    ) -> Completion:
+        arguments = {**chat_arguments(self.config, request, response_format=fmt), **connection}
         try:
             response = await litellm.acompletion(**arguments)
         except openai.OpenAIError as exc:  # LiteLLM's exception classes all derive from openai's

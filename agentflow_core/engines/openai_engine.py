@@ -13,10 +13,11 @@ engine, whose providers answer in the same shape.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -28,6 +29,8 @@ from agentflow_core.errors import ConfigError, EngineUnavailable
 
 __all__ = [
     "OpenAIEngine",
+    "ResponseFormat",
+    "ResponseFormatLadder",
     "chat_arguments",
     "parse_chat_completion",
     "rejects_response_format",
@@ -61,8 +64,7 @@ class OpenAIEngine:
         self.name = config.model
         self._policy = RetryPolicy.from_config(config)
         self._client: ChatHTTP | None = None
-        #: Turned off for good once this server rejects ``response_format``.
-        self._send_response_format = True
+        self._formats = ResponseFormatLadder()
 
     async def generate(self, request: GenerationRequest) -> Completion:
         client = self._ensure_client()
@@ -84,18 +86,10 @@ class OpenAIEngine:
     # -- one attempt -----------------------------------------------------------------------
 
     async def _attempt(self, client: ChatHTTP, request: GenerationRequest) -> Completion:
-        """One request; if the server refuses structured output, the same request once more without it."""
-        with_schema = request.json_schema is not None and self._send_response_format
-        try:
-            return await self._send(client, request, with_schema)
-        except CallFailure as failure:
-            if not (with_schema and rejects_response_format(failure)):
-                raise
-        self._send_response_format = False
-        return await self._send(client, request, with_schema=False)
+        return await self._formats.send(request, lambda fmt: self._send(client, request, fmt))
 
-    async def _send(self, client: ChatHTTP, request: GenerationRequest, with_schema: bool) -> Completion:
-        arguments = chat_arguments(self.config, request, with_schema=with_schema)
+    async def _send(self, client: ChatHTTP, request: GenerationRequest, fmt: ResponseFormat | None) -> Completion:
+        arguments = chat_arguments(self.config, request, response_format=fmt)
         return parse_chat_completion(await client.post(arguments))
 
     # -- client ----------------------------------------------------------------------------
@@ -155,8 +149,14 @@ def resolve_env_key(config: EngineConfig) -> str:
     return key
 
 
-def chat_arguments(config: EngineConfig, request: GenerationRequest, *, with_schema: bool) -> dict[str, Any]:
-    """Chat-completion arguments; unset sampling knobs are left out so the server's defaults apply."""
+def chat_arguments(
+    config: EngineConfig, request: GenerationRequest, *, response_format: ResponseFormat | None
+) -> dict[str, Any]:
+    """Chat-completion arguments; unset sampling knobs are left out so the server's defaults apply.
+
+    ``response_format`` is how a request's JSON schema is sent (``None``: not at all), as
+    :class:`ResponseFormatLadder` settles it for the server.
+    """
     arguments: dict[str, Any] = {
         "model": config.model_name,
         "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -167,26 +167,67 @@ def chat_arguments(config: EngineConfig, request: GenerationRequest, *, with_sch
     max_tokens = request.max_tokens if request.max_tokens is not None else config.max_tokens
     if max_tokens is not None:
         arguments["max_tokens"] = max_tokens
-    if with_schema and request.json_schema is not None:
+    schema = request.json_schema
+    if schema is not None and response_format is ResponseFormat.JSON_SCHEMA:
         arguments["response_format"] = {
             "type": "json_schema",
             # Not strict: strict mode rejects common schemas (optional fields, open objects),
             # and the caller validates the parsed JSON itself anyway.
-            "json_schema": {
-                "name": request.json_schema.name,
-                "schema": dict(request.json_schema.schema),
-                "strict": False,
-            },
+            "json_schema": {"name": schema.name, "schema": dict(schema.schema), "strict": False},
         }
+    elif schema is not None and response_format is ResponseFormat.JSON_OBJECT:
+        # llama.cpp's servers constrain to ``schema`` here; servers that only know json_object ignore it.
+        arguments["response_format"] = {"type": "json_object", "schema": dict(schema.schema)}
     return arguments
 
 
+class ResponseFormat(enum.Enum):
+    """Ways to ask for JSON, best first: OpenAI's json_schema, then json_object carrying the schema."""
+
+    JSON_SCHEMA = "json_schema"
+    JSON_OBJECT = "json_object"
+
+
+class ResponseFormatLadder:
+    """Finds, once per engine, the best structured-output request the server accepts.
+
+    OpenAI, vLLM and most gateways take ``json_schema``; llama-cpp-python's server refuses it (with a
+    500) but constrains ``json_object`` to a schema; some servers take neither. A request the server
+    turns down for its ``response_format`` is sent again one rung lower, and the engine remembers the
+    rung, so the cost is one failed call per engine. The caller parses replies tolerantly anyway.
+    """
+
+    _RUNGS: tuple[ResponseFormat | None, ...] = (ResponseFormat.JSON_SCHEMA, ResponseFormat.JSON_OBJECT, None)
+
+    def __init__(self) -> None:
+        self._rung = 0
+
+    async def send(
+        self, request: GenerationRequest, send: Callable[[ResponseFormat | None], Awaitable[Completion]]
+    ) -> Completion:
+        while True:
+            rung = self._rung
+            response_format = self._RUNGS[rung] if request.json_schema is not None else None
+            try:
+                return await send(response_format)
+            except CallFailure as failure:
+                if response_format is None or not rejects_response_format(failure):
+                    raise
+            self._rung = max(self._rung, rung + 1)  # concurrent calls may have stepped down already
+
+
 def rejects_response_format(failure: CallFailure) -> bool:
-    """Whether a failure reads like the server turning down structured output (not a generic bad request)."""
-    if failure.kind != "http" or failure.status not in (400, 422):
+    """Whether a failure reads like the server turning down structured output (not a generic bad request).
+
+    400 and 422 count when the message says so in any of the usual words; a 5xx only when it names
+    the field itself (llama-cpp-python reports its validation error on ``response_format`` as a 500).
+    """
+    if failure.kind != "http" or failure.status is None:
         return False
     detail = failure.detail.lower()
-    return any(phrase in detail for phrase in _RESPONSE_FORMAT_REJECTIONS)
+    if failure.status in (400, 422):
+        return any(phrase in detail for phrase in _RESPONSE_FORMAT_REJECTIONS)
+    return failure.status >= 500 and "response_format" in detail
 
 
 def parse_chat_completion(body: str | Mapping[str, Any]) -> Completion:
