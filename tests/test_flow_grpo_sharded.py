@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_fsdp2_policy_rolls_out_from_a_refreshed_copy_on_two_processes(tmp_path: Path) -> None:
     """Two gloo processes on the CPU: each decodes a different length, and the copy scores like the shards."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(WORKER)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER)]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
     assert done.returncode == 0, done.stderr[-3000:]
