@@ -437,6 +437,20 @@ async def test_openai_no_proxy_bypasses_the_proxy(
     await engine.aclose()
 
 
+async def test_openai_refuses_an_endless_body(
+    server: ScriptedOpenAIServer, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentflow_core.engines import chat_http
+
+    monkeypatch.setattr(chat_http, "MAX_BODY_BYTES", 1000)
+    server.enqueue(MODEL, Reply(content="x" * 5000), Reply(content="x" * 5000))
+    engine = openai_engine(registry, base_url=server.base_url, options={"retry_base_s": 0.01})
+
+    with pytest.raises(EngineError, match=r"malformed response: the server announced a \d+-byte body"):
+        await engine.generate(ask())
+    await engine.aclose()
+
+
 def test_openai_engine_survives_separate_event_loops(server: ScriptedOpenAIServer, registry: Registry) -> None:
     """Scripts call ``asyncio.run`` more than once; a pool bound to the first loop must not break the second."""
     server.enqueue(MODEL, Reply(content="first"), Reply(content="second"))

@@ -29,6 +29,9 @@ __all__ = ["DEFAULT_BASE_URL", "ChatHTTP", "server_message"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
+#: A chat completion is kilobytes; a body past this is a broken or hostile server, not an answer.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
 #: OpenAI's optional account headers, read from the same variables its SDK reads.
 _ACCOUNT_HEADERS = {"OpenAI-Organization": "OPENAI_ORG_ID", "OpenAI-Project": "OPENAI_PROJECT_ID"}
 
@@ -69,8 +72,7 @@ class ChatHTTP:
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         try:
             async with session.post(self.url, data=data, headers=self._headers, proxy=self._proxy) as response:
-                raw = await response.read()
-                text = raw.decode("utf-8", errors="replace")
+                text = (await _read_capped(response)).decode("utf-8", errors="replace")
                 if response.status >= 400:
                     raise CallFailure(
                         "http",
@@ -106,6 +108,19 @@ class ChatHTTP:
             )
             self._loop = loop
         return self._session
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    declared = response.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise CallFailure("malformed", f"the server announced a {declared}-byte body; the limit is {MAX_BODY_BYTES}")
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise CallFailure("malformed", f"the body passed {MAX_BODY_BYTES} bytes; stopped reading")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def server_message(body: str, reason: str | None = None) -> str:
