@@ -173,6 +173,30 @@ def test_a_killed_run_resumes_with_the_same_step_count_and_optimizer_state(tmp_p
     assert logged[:step] == list(range(1, step + 1)) and logged[-1] == step + 1
 
 
+def test_a_tied_policy_resumes_tied_with_its_trained_weights(tmp_path: Path) -> None:
+    """SmolLM2 ties lm_head to the embeddings; checkpoints store the shared tensor once and must re-tie it."""
+    path = _tiny_config(tmp_path, max_steps=2, checkpoint_every=1)
+    tied = {"policy.tiny.tie_embeddings": True}
+    first = trainer.start_session(load_train_config(path, tied))
+    try:
+        trainer._loop(first)
+        trained = {name: p.detach().clone() for name, p in first.model.named_parameters()}
+    finally:
+        trainer.close_session(first)
+
+    second = trainer.start_session(load_train_config(path, {**tied, "run.max_steps": 3}))
+    try:
+        model = second.model
+        assert second.progress.step == 2
+        assert model.lm_head.weight is model.model.embed_tokens.weight
+        for name, param in model.named_parameters():
+            assert torch.equal(param, trained[name]), name
+        trainer.train_step(second)  # and it trains on, still tied
+        assert model.lm_head.weight is model.model.embed_tokens.weight
+    finally:
+        trainer.close_session(second)
+
+
 def _assert_same_optimizer_state(got: dict[str, Any], saved: dict[str, Any]) -> None:
     assert got["param_groups"] == saved["param_groups"]
     assert got["state"].keys() == saved["state"].keys() and got["state"]

@@ -38,6 +38,8 @@ class TinyPolicyConfig:
     heads: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     #: Seed of the random initialisation (the reference model is rebuilt from it on resume).
     seed: int = 0
+    #: Share the input embeddings with the output layer, as SmolLM2 and Qwen2.5's small models do.
+    tie_embeddings: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.hidden % self.heads:
@@ -88,7 +90,7 @@ def build_policy(tokenizer: Any, config: TinyPolicyConfig = TinyPolicyConfig()) 
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
-        tie_word_embeddings=False,
+        tie_word_embeddings=config.tie_embeddings,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
