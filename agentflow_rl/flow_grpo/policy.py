@@ -41,9 +41,22 @@ def _from_pretrained(name: str) -> tuple[Any, Any]:
         model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **extra)
     except (OSError, ValueError, ImportError) as exc:
         raise EngineUnavailable(f"policy {name}: cannot load it: {str(exc).splitlines()[0]}") from exc
+    if "gguf_file" in extra:
+        _forget_gguf_origin(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def _forget_gguf_origin(model: Any) -> None:
+    """transformers marks a model read from GGUF as quantized, and then refuses to save it; but its
+    tensors are dequantised float32 by now, so the mark is dropped and it trains and exports like any
+    other model."""
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    if "is_quantized" in vars(model):
+        model.is_quantized = False
 
 
 def frozen_copy(model: Any) -> Any:
