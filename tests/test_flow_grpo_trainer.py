@@ -64,7 +64,8 @@ def test_a_run_stopped_by_the_clock_ends_with_a_held_out_figure(
 ) -> None:
     """Each step 'takes' a minute; a 2-minute budget stops after step 2, between scheduled evaluations."""
     monkeypatch.setattr(trainer._Session, "minutes", lambda session: float(session.progress.step))
-    config = load_train_config(_tiny_config(tmp_path, max_steps=10, max_minutes=2, eval_every=5, eval_questions=8))
+    path = _tiny_config(tmp_path, max_steps=10, max_minutes=2, eval_every=5, eval_questions=8, checkpoint_every=1)
+    config = load_train_config(path)
 
     result = trainer.FlowGRPOTrainer(config).train()
 
@@ -72,6 +73,11 @@ def test_a_run_stopped_by_the_clock_ends_with_a_held_out_figure(
     evals = [row for row in read_metrics(config.run.output_dir) if "eval/success" in row]
     assert [row["step"] for row in evals] == [0, 2]
     assert result.last_success == evals[-1]["eval/success"]
+
+    # Given a minute more, the resumed run takes one step and still reports where it started.
+    resumed = trainer.FlowGRPOTrainer(load_train_config(path, {"run.max_minutes": 3})).train()
+    assert (resumed.steps, resumed.stopped) == (3, "max_minutes")
+    assert resumed.first_success == evals[0]["eval/success"]
 
 
 def test_a_finished_run_leaves_its_planner_loadable_by_the_hf_engine(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from agentflow_rl.flow_grpo.rewards import context_for, outcome_reward
 from agentflow_rl.flow_grpo.rollout import PolicyEngines, Rollout, rollout_batch
 from agentflow_rl.flow_grpo.sharded import RolloutCopy, shards_parameters
 from agentflow_rl.flow_grpo.tasks import TaskSetup, build_task, registry_for, solver_config
-from agentflow_rl.flow_grpo.tracking import JsonlTracker
+from agentflow_rl.flow_grpo.tracking import JsonlTracker, read_metrics
 from agentflow_rl.flow_grpo.update import UpdateContext, learnable, policy_update
 
 
@@ -186,6 +186,8 @@ def _loop(session: _Session) -> TrainResult:
     if run.eval_every and session.progress.step == 0:
         first = last = _log_eval(session)
         evaluated_at = 0
+    elif session.progress.step > 0:  # resumed: the starting figure is in the metrics of the earlier session
+        first = next((row["eval/success"] for row in read_metrics(run.output_dir) if "eval/success" in row), None)
     stopped = "max_steps"
     while session.progress.step < run.max_steps:
         if run.max_minutes and session.minutes() >= run.max_minutes:
