@@ -35,7 +35,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_ours(steps: int, updates: int) -> dict[str, Any]:
+def measure_ours(steps: int, updates: int, max_batch: int = 1) -> dict[str, Any]:
     from agentflow_rl.flow_grpo import trainer
     from agentflow_rl.flow_grpo.cli import bundled_config
     from agentflow_rl.flow_grpo.config import load_train_config
@@ -49,6 +49,7 @@ def measure_ours(steps: int, updates: int) -> dict[str, Any]:
                 "run.resume": False,
                 "run.eval_every": 0,
                 "optim.updates_per_batch": updates,
+                "rollout.max_batch": max_batch,
             },
         )
         session = trainer.start_session(config)
@@ -148,9 +149,10 @@ def measure_trl(steps: int) -> dict[str, Any]:
     }
 
 
-def run_child(which: str, steps: int, updates: int) -> dict[str, Any] | str:
+def run_child(which: str, steps: int, updates: int, max_batch: int = 1) -> dict[str, Any] | str:
     """Each measurement in its own process, so peak memory is its own."""
     command = [sys.executable, __file__, "--only", which, "--steps", str(steps), "--updates", str(updates)]
+    command += ["--max-batch", str(max_batch)]
     done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
@@ -164,6 +166,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--only", choices=["ours", "trl"])
     parser.add_argument("--updates", type=int, default=1, help="optimizer passes per rollout batch (TRL: 1)")
+    parser.add_argument("--max-batch", type=int, default=1, help="planner calls decoded together (rollout.max_batch)")
     parser.add_argument("--json")
     args = parser.parse_args()
     try:
@@ -174,11 +177,12 @@ def main() -> int:
         return 0
     if args.only:
         ours = args.only == "ours"
-        print(json.dumps(measure_ours(args.steps, args.updates) if ours else measure_trl(args.steps)))
+        result = measure_ours(args.steps, args.updates, args.max_batch) if ours else measure_trl(args.steps)
+        print(json.dumps(result))
         return 0
     import importlib.util
 
-    results: dict[str, Any] = {"ours": run_child("ours", args.steps, args.updates)}
+    results: dict[str, Any] = {"ours": run_child("ours", args.steps, args.updates, args.max_batch)}
     has_trl = importlib.util.find_spec("trl") is not None
     missing = "not installed (pip install trl --no-deps; pip install datasets)"
     results["trl"] = run_child("trl", args.steps, 1) if has_trl else missing

@@ -17,7 +17,7 @@ tokenizers = pytest.importorskip("tokenizers")
 
 from agentflow_core.engine import EngineConfig, GenerationRequest, JsonSchema, Message  # noqa: E402
 from agentflow_core.engines.hf_engine import HFEngine  # noqa: E402
-from agentflow_core.errors import EngineUnavailable  # noqa: E402
+from agentflow_core.errors import ConfigError, EngineUnavailable  # noqa: E402
 
 SENTENCES = [
     "The planner picks a tool and the executor runs it.",
@@ -144,6 +144,64 @@ async def test_seeded_sampling_is_reproducible(tiny_model_dir: Path) -> None:
 async def test_concurrent_calls_share_one_model(tiny_engine: HFEngine) -> None:
     results = await asyncio.gather(*(tiny_engine.generate(GenerationRequest(QUESTION, max_tokens=8)) for _ in range(3)))
     assert len({r.tokens for r in results}) == 1
+
+
+def _varied_requests() -> list[GenerationRequest]:
+    """Different prompt lengths, budgets and grammars: what a GRPO batch of planner turns looks like."""
+    questions = ["Is Paris the capital of France?", "Why?", "Does the verifier agree that a small model writes JSON?"]
+    budgets = (6, 20, 12)
+    requests = [GenerationRequest((Message("user", q),), max_tokens=n) for q, n in zip(questions, budgets, strict=True)]
+    schema = JsonSchema("verdict", VERDICT_SCHEMA)
+    requests += [GenerationRequest((Message("user", q),), json_schema=schema, max_tokens=40) for q in questions[:2]]
+    return requests
+
+
+async def test_a_batch_decodes_as_each_request_would_alone(tiny_model_dir: Path) -> None:
+    alone = HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}"))
+    batched = HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", options={"max_batch": 8}))
+    requests = _varied_requests()
+
+    singles = [await alone.generate(r) for r in requests]
+    together = await asyncio.gather(*(batched.generate(r) for r in requests))
+
+    for one, many in zip(singles, together, strict=True):
+        assert one.tokens is not None and many.tokens is not None
+        assert many.tokens.prompt_ids == one.tokens.prompt_ids
+        assert many.tokens.completion_ids == one.tokens.completion_ids
+        assert many.tokens.completion_logprobs == pytest.approx(one.tokens.completion_logprobs, abs=1e-4)
+        assert (many.text, many.finish_reason) == (one.text, one.finish_reason)
+    for structured in together[3:]:
+        jsonschema.validate(json.loads(structured.text), VERDICT_SCHEMA)
+
+
+async def test_a_batch_samples_the_tempered_policy_per_row(tiny_model_dir: Path) -> None:
+    engine = HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", temperature=0.7, options={"max_batch": 8}))
+    completions = await asyncio.gather(*(engine.generate(r) for r in _varied_requests()))
+    for completion in completions:
+        trace = completion.tokens
+        assert trace is not None
+        ids = torch.tensor([list(trace.prompt_ids) + list(trace.completion_ids)])
+        with torch.no_grad():
+            logprobs = torch.log_softmax(engine._model(input_ids=ids).logits[0].float() / 0.7, dim=-1)
+        start = len(trace.prompt_ids)
+        expected = [float(logprobs[start + i - 1, t]) for i, t in enumerate(trace.completion_ids)]
+        assert trace.completion_logprobs == pytest.approx(expected, abs=1e-4)
+
+
+async def test_one_bad_request_in_a_batch_fails_alone(tiny_model_dir: Path) -> None:
+    engine = HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", options={"max_batch": 4}))
+    impossible = JsonSchema("bad", {"type": "object", "properties": {"x": {"type": "nonsense"}}})
+    good, bad = GenerationRequest(QUESTION, max_tokens=6), GenerationRequest(QUESTION, json_schema=impossible)
+
+    results = await asyncio.gather(engine.generate(good), engine.generate(bad), return_exceptions=True)
+
+    assert not isinstance(results[0], BaseException) and results[0].tokens is not None
+    assert isinstance(results[1], Exception)
+
+
+def test_max_batch_must_be_a_positive_whole_number(tiny_model_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="option max_batch must be a whole number >= 1"):
+        HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", options={"max_batch": 0}))
 
 
 async def test_wraps_objects_already_in_memory(tiny_model_dir: Path) -> None:

@@ -59,6 +59,16 @@ def test_a_few_steps_change_every_trainable_parameter(tmp_path: Path) -> None:
     assert all(changed.values()), [name for name, moved in changed.items() if not moved]
 
 
+def test_batched_rollouts_record_what_the_trainer_recomputes(tmp_path: Path) -> None:
+    config = load_train_config(_tiny_config(tmp_path, max_steps=2), {"rollout.max_batch": 64})
+    session = trainer.start_session(config)
+    try:
+        values = [trainer.train_step(session) for _ in range(2)]
+    finally:
+        trainer.close_session(session)
+    assert all(v["loss/logprob_gap"] < 1e-4 for v in values)  # padded batch decoding, same log-probabilities
+
+
 def test_a_run_stopped_by_the_clock_ends_with_a_held_out_figure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

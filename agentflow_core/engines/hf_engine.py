@@ -10,7 +10,9 @@ is what defines the log-probabilities recorded in :class:`TokenTrace`, and nothi
 
 Options (``EngineConfig.options``): ``device`` (default cuda when available, else cpu), ``dtype``
 (default float32 on CPU, the checkpoint's own on GPU), ``seed``, ``trust_remote_code``, and
-``grammar_backend`` (``"xgrammar"`` or ``"llguidance"``; default: xgrammar, llguidance if that fails).
+``grammar_backend`` (``"xgrammar"`` or ``"llguidance"``; default: xgrammar, llguidance if that fails),
+and ``max_batch`` (default 1): up to this many concurrent requests decode together in one padded
+batch (:mod:`agentflow_core.engines.batcher`), each with its own grammar, sampling and stop.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from agentflow_core.engine import Completion, EngineConfig, GenerationRequest, Message, TokenTrace, Usage
+from agentflow_core.engines.batcher import RequestBatcher
 from agentflow_core.engines.embedded import SerialWorker, fit_schema_to_budget, is_embedded_alias, smollm2_gguf_path
-from agentflow_core.errors import EngineError, EngineUnavailable
+from agentflow_core.errors import ConfigError, EngineError, EngineUnavailable
 
 if TYPE_CHECKING:
     import torch
@@ -73,6 +76,12 @@ class HFEngine:
         self._grammars: _GrammarFactory | None = None
         self._generator: torch.Generator | None = None
         self._worker = SerialWorker()
+        self._batcher: RequestBatcher[GenerationRequest, _Decoded] | None = None
+        max_batch = config.options.get("max_batch", 1)
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ConfigError(f"engine {config.model}: option max_batch must be a whole number >= 1, got {max_batch!r}")
+        if max_batch > 1:
+            self._batcher = RequestBatcher(self._worker, self._generate_batch_sync, max_batch)
 
     @classmethod
     def from_pretrained_objects(
@@ -89,7 +98,10 @@ class HFEngine:
 
     async def generate(self, request: GenerationRequest) -> Completion:
         started = time.perf_counter()
-        decoded = await self._worker.run(self._generate_sync, request)
+        if self._batcher is not None:
+            decoded = await self._batcher.submit(request)
+        else:
+            decoded = await self._worker.run(self._generate_sync, request)
         return Completion(
             text=decoded.text,
             usage=Usage(len(decoded.prompt_ids), len(decoded.completion_ids)),
@@ -104,25 +116,48 @@ class HFEngine:
     # -- everything below runs in the worker thread, one call at a time --------------------------
 
     def _generate_sync(self, request: GenerationRequest) -> _Decoded:
-        torch = _import_torch()
-        model, tokenizer = self._ensure_loaded()
+        [decoded] = self._decode_rows([self._row(request)])
+        return decoded
+
+    def _generate_batch_sync(self, requests: list[GenerationRequest]) -> list[_Decoded | BaseException]:
+        """One padded batch; a request that cannot even start (a schema the grammar rejects) fails alone."""
+        rows: list[_Row | BaseException] = []
+        for request in requests:
+            try:
+                rows.append(self._row(request))
+            except Exception as exc:
+                rows.append(exc)
+        ready = [row for row in rows if isinstance(row, _Row)]
+        decoded = iter(self._decode_rows(ready) if ready else [])
+        return [row if isinstance(row, BaseException) else next(decoded) for row in rows]
+
+    def _row(self, request: GenerationRequest) -> _Row:
+        _, tokenizer = self._ensure_loaded()
         max_tokens = _first_set(request.max_tokens, self.config.max_tokens, DEFAULT_MAX_TOKENS)
         temperature = float(_first_set(request.temperature, self.config.temperature, DEFAULT_TEMPERATURE))
-        prompt_ids = _prompt_ids(tokenizer, request.messages)
         constraint = None
         if request.json_schema is not None:
             schema = fit_schema_to_budget(request.json_schema.schema, max_tokens)
             constraint = self._grammar_factory().constraint(schema)
+        return _Row(
+            _prompt_ids(tokenizer, request.messages), _Sampling(temperature, self._rng()), max_tokens, constraint
+        )
+
+    def _decode_rows(self, rows: list[_Row]) -> list[_Decoded]:
+        torch = _import_torch()
+        model, tokenizer = self._ensure_loaded()
         with torch.no_grad():
-            decoded = _decode(
-                model,
-                prompt_ids,
-                _stop_ids(model, tokenizer),
-                _Sampling(temperature, self._rng()),
-                max_tokens,
-                constraint,
-            )
-        decoded.text = tokenizer.decode(decoded.completion_ids, skip_special_tokens=True)
+            if len(rows) == 1:
+                row = rows[0]
+                decoded = [
+                    _decode(
+                        model, row.prompt_ids, _stop_ids(model, tokenizer), row.sampling, row.max_tokens, row.constraint
+                    )
+                ]
+            else:
+                decoded = _decode_batch(model, rows, _stop_ids(model, tokenizer), _pad_id(tokenizer))
+        for one in decoded:
+            one.text = tokenizer.decode(one.completion_ids, skip_special_tokens=True)
         return decoded
 
     def _ensure_loaded(self) -> tuple[Any, Any]:
@@ -182,6 +217,16 @@ class _Sampling:
     generator: torch.Generator | None
 
 
+@attrs.frozen
+class _Row:
+    """One request, ready to decode."""
+
+    prompt_ids: list[int]
+    sampling: _Sampling
+    max_tokens: int
+    constraint: _Constraint | None
+
+
 def _decode(
     model: Any,
     prompt_ids: list[int],
@@ -210,6 +255,71 @@ def _decode(
             return _Decoded(prompt_ids, completion, logprobs, "stop")
         step_input = torch.tensor([[token]], device=device)
     return _Decoded(prompt_ids, completion, logprobs, "length")
+
+
+def _decode_batch(model: Any, rows: Sequence[_Row], stop_ids: frozenset[int], pad_id: int) -> list[_Decoded]:
+    """``_decode`` for several requests at once: prompts left-padded, positions counted per row.
+
+    A row that is done (stop token, finished grammar, its own ``max_tokens``) feeds padding that
+    the attention mask hides until the last row is done. Each row picks its token exactly as
+    ``_decode`` would, so a greedy row gives the same tokens as alone, up to float rounding.
+    """
+    import torch
+
+    device = _device_of(model)
+    cache_name, forward_extra = _forward_arguments(model)
+    width = max(len(row.prompt_ids) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids, device=device)
+        mask[i, width - len(row.prompt_ids) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    results = [_Decoded(row.prompt_ids, [], [], "length") for row in rows]
+    active = [True] * len(rows)
+    cache = None
+    step_ids, step_positions = ids, positions
+    for _ in range(max(row.max_tokens for row in rows)):
+        out = model(
+            input_ids=step_ids,
+            attention_mask=mask,
+            position_ids=step_positions,
+            use_cache=True,
+            **{cache_name: cache},
+            **forward_extra,
+        )
+        cache = getattr(out, cache_name)
+        logits = out.logits[:, -1].float()
+        fed = []
+        for i, row in enumerate(rows):
+            if not active[i]:
+                fed.append(pad_id)
+                continue
+            token, logprob = _pick(logits[i], row.sampling, row.constraint)
+            result = results[i]
+            result.completion_ids.append(token)
+            result.logprobs.append(logprob)
+            if row.constraint is not None:
+                row.constraint.accept(token)
+            if token in stop_ids or (row.constraint is not None and row.constraint.finished()):
+                result.finish_reason, active[i] = "stop", False
+            elif len(result.completion_ids) >= row.max_tokens:
+                active[i] = False
+            fed.append(token)
+        if not any(active):
+            break
+        step_positions = mask.sum(-1, keepdim=True)  # the new token's position: real tokens so far
+        keep = torch.tensor(active, dtype=torch.long, device=device)[:, None]
+        mask = torch.cat([mask, keep], dim=1)
+        step_ids = torch.tensor(fed, dtype=torch.long, device=device)[:, None]
+    return results
+
+
+def _pad_id(tokenizer: Any) -> int:
+    for candidate in (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(candidate, int):
+            return candidate
+    return 0
 
 
 def _pick(logits: torch.Tensor, sampling: _Sampling, constraint: _Constraint | None) -> tuple[int, float]:

@@ -79,6 +79,10 @@ class RolloutConfig:
     eval_temperature: float = attrs.field(default=0.0, validator=_ge0)
     #: Cap on tokens of one planner reply.
     max_new_tokens: int = attrs.field(default=256, validator=_ge1)
+    #: Planner calls decoded together in one padded batch (the engine's ``max_batch``); 1 decodes
+    #: them one at a time. The G trajectories of all questions reach the planner together, so a
+    #: batch this large keeps them in one pass.
+    max_batch: int = attrs.field(default=1, validator=_ge1)
 
 
 @attrs.frozen

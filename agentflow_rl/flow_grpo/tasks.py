@@ -62,7 +62,10 @@ def _scorer(name: str) -> Scorer:
 def solver_config(setup: TaskSetup, config: TrainConfig, *, temperature: float) -> Config:
     """The task's agent with the Planner on the policy; fixed modules keep their own engines."""
     planner = EngineConfig(
-        model=f"{POLICY_PROVIDER}:planner", temperature=temperature, max_tokens=config.rollout.max_new_tokens
+        model=f"{POLICY_PROVIDER}:planner",
+        temperature=temperature,
+        max_tokens=config.rollout.max_new_tokens,
+        options={"max_batch": config.rollout.max_batch},
     )
     # The synthetic modules need no model: every role points at the policy, so nothing else loads.
     engines = EnginesConfig(default=planner)
