@@ -147,15 +147,7 @@ class HFEngine:
         torch = _import_torch()
         model, tokenizer = self._ensure_loaded()
         with torch.no_grad():
-            if len(rows) == 1:
-                row = rows[0]
-                decoded = [
-                    _decode(
-                        model, row.prompt_ids, _stop_ids(model, tokenizer), row.sampling, row.max_tokens, row.constraint
-                    )
-                ]
-            else:
-                decoded = _decode_batch(model, rows, _stop_ids(model, tokenizer), _pad_id(tokenizer))
+            decoded = _decode(model, rows, _stop_ids(model, tokenizer), _pad_id(tokenizer))
         for one in decoded:
             one.text = tokenizer.decode(one.completion_ids, skip_special_tokens=True)
         return decoded
@@ -227,42 +219,13 @@ class _Row:
     constraint: _Constraint | None
 
 
-def _decode(
-    model: Any,
-    prompt_ids: list[int],
-    stop_ids: frozenset[int],
-    sampling: _Sampling,
-    max_tokens: int,
-    constraint: _Constraint | None,
-) -> _Decoded:
-    import torch
+def _decode(model: Any, rows: Sequence[_Row], stop_ids: frozenset[int], pad_id: int) -> list[_Decoded]:
+    """Token-by-token decoding of one or more requests over one KV cache.
 
-    device = _device_of(model)
-    cache_name, forward_extra = _forward_arguments(model)
-    step_input = torch.tensor([prompt_ids], device=device)
-    cache = None
-    completion: list[int] = []
-    logprobs: list[float] = []
-    for _ in range(max_tokens):
-        out = model(input_ids=step_input, use_cache=True, **{cache_name: cache}, **forward_extra)
-        cache = getattr(out, cache_name)
-        token, logprob = _pick(out.logits[0, -1].float(), sampling, constraint)
-        completion.append(token)
-        logprobs.append(logprob)
-        if constraint is not None:
-            constraint.accept(token)
-        if token in stop_ids or (constraint is not None and constraint.finished()):
-            return _Decoded(prompt_ids, completion, logprobs, "stop")
-        step_input = torch.tensor([[token]], device=device)
-    return _Decoded(prompt_ids, completion, logprobs, "length")
-
-
-def _decode_batch(model: Any, rows: Sequence[_Row], stop_ids: frozenset[int], pad_id: int) -> list[_Decoded]:
-    """``_decode`` for several requests at once: prompts left-padded, positions counted per row.
-
-    A row that is done (stop token, finished grammar, its own ``max_tokens``) feeds padding that
-    the attention mask hides until the last row is done. Each row picks its token exactly as
-    ``_decode`` would, so a greedy row gives the same tokens as alone, up to float rounding.
+    Several requests go as one batch: prompts left-padded, positions counted per row. A row that
+    is done (stop token, finished grammar, its own ``max_tokens``) feeds padding that the attention
+    mask hides until the last row is done. Each row picks its token on its own, so a greedy row
+    gives the same tokens in a batch as alone, up to float rounding.
     """
     import torch
 
