@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -42,19 +43,22 @@ async def engine(server: ScriptedOpenAIServer, registry: Registry) -> AsyncItera
     await engine.aclose()
 
 
-def coder(engine: Engine, **settings: Any) -> PythonCoder:
-    return PythonCoder(ToolContext(engine=engine, settings={"pool_size": 1, **settings}))
+@contextlib.asynccontextmanager
+async def coder(engine: Engine, **settings: Any) -> AsyncIterator[PythonCoder]:
+    """The tool with one warm container, closed (containers removed) however the test ends."""
+    tool = PythonCoder(ToolContext(engine=engine, settings={"pool_size": 1, **settings}))
+    try:
+        yield tool
+    finally:
+        await tool.aclose()
 
 
 async def test_the_engine_writes_code_and_the_sandbox_runs_it(
     server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
 ) -> None:
     server.enqueue("m-tool", code_reply("a, b = 123456789, 987654321\nprint(a * b)"))
-    tool = coder(engine, image=sandbox_image)
-    try:
+    async with coder(engine, image=sandbox_image) as tool:
         observation = await tool.run({"query": TASK})
-    finally:
-        await tool.aclose()
     assert f"Output:\n{PRODUCT}" in observation
     assert "print(a * b)" in observation  # the code that ran is part of the observation
     [request] = server.requests_for("m-tool")
@@ -66,12 +70,9 @@ async def test_a_crash_is_a_tool_error_with_the_traceback_tail(
     server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
 ) -> None:
     server.enqueue("m-tool", code_reply("print('partial')\nnumbers = [1, 2]\nprint(numbers[5])"))
-    tool = coder(engine, image=sandbox_image, repair_attempts=0)
-    try:
+    async with coder(engine, image=sandbox_image, repair_attempts=0) as tool:
         with pytest.raises(ToolError) as info:
             await tool.run({"query": "print the sixth number"})
-    finally:
-        await tool.aclose()
     message = str(info.value)
     assert message.startswith("The program failed (exit code 1).")
     assert "Error:\nTraceback (most recent call last):" in message
@@ -82,12 +83,9 @@ async def test_a_timeout_is_a_tool_error_that_says_so(
     server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
 ) -> None:
     server.enqueue("m-tool", code_reply("while True:\n    pass"))
-    tool = coder(engine, image=sandbox_image, timeout_s=1, repair_attempts=0)
-    try:
+    async with coder(engine, image=sandbox_image, timeout_s=1, repair_attempts=0) as tool:
         with pytest.raises(ToolError, match=r"timed out") as info:
             await tool.run({"query": "loop"})
-    finally:
-        await tool.aclose()
     assert "did not finish within the 1 s limit" in str(info.value)
 
 
@@ -95,12 +93,9 @@ async def test_a_reply_without_code_is_a_tool_error(
     server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
 ) -> None:
     server.enqueue("m-tool", Reply("I believe the answer is roughly 1.2e17."))
-    tool = coder(engine, image=sandbox_image, repair_attempts=0)
-    try:
+    async with coder(engine, image=sandbox_image, repair_attempts=0) as tool:
         with pytest.raises(ToolError, match="the model wrote no Python code"):
             await tool.run({"query": TASK})
-    finally:
-        await tool.aclose()
 
 
 async def test_a_failed_program_goes_back_with_its_traceback_and_the_repair_runs(
@@ -108,11 +103,8 @@ async def test_a_failed_program_goes_back_with_its_traceback_and_the_repair_runs
 ) -> None:
     broken = code_reply("print(multiply(123456789, 987654321))")
     server.enqueue("m-tool", broken, code_reply(f"print({TASK_CODE})"))
-    tool = coder(engine, image=sandbox_image)
-    try:
+    async with coder(engine, image=sandbox_image) as tool:
         observation = await tool.run({"query": TASK})
-    finally:
-        await tool.aclose()
     assert observation.startswith(f"Output:\n{PRODUCT}\n")
     assert "This program is a repair: 1 earlier attempt(s) failed" in observation
     first, second = server.requests_for("m-tool")
@@ -126,12 +118,9 @@ async def test_repairs_are_bounded_and_the_last_failure_is_the_error(
     server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
 ) -> None:
     server.enqueue("m-tool", Reply("Roughly 1.2e17."), code_reply("print(1 / 0)"), code_reply("print(undefined)"))
-    tool = coder(engine, image=sandbox_image, repair_attempts=2)
-    try:
+    async with coder(engine, image=sandbox_image, repair_attempts=2) as tool:
         with pytest.raises(ToolError) as info:
             await tool.run({"query": TASK})
-    finally:
-        await tool.aclose()
     message = str(info.value)
     assert message.startswith("3 programs failed; the last one: The program failed (exit code 1).")
     assert "NameError: name 'undefined' is not defined" in message
@@ -142,12 +131,9 @@ async def test_repairs_are_bounded_and_the_last_failure_is_the_error(
 async def test_a_missing_image_is_one_line_and_costs_no_tokens(
     server: ScriptedOpenAIServer, engine: Engine, docker_daemon: None
 ) -> None:
-    tool = coder(engine, image="agentflow-no-such-image:1")
-    try:
+    async with coder(engine, image="agentflow-no-such-image:1") as tool:
         with pytest.raises(ToolError) as info:
             await tool.run({"query": TASK})
-    finally:
-        await tool.aclose()
     message = str(info.value)
     assert "\n" not in message
     assert "agentflow sandbox build" in message and '[tools.python_coder] image = "agentflow-sandbox:local"' in message
