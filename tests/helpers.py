@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,3 +89,10 @@ class _Tool:
 
     async def aclose(self) -> None:
         pass
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on now: for 'connection refused', or for a server to take next."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

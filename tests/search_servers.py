@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,13 +85,6 @@ class LoopbackServer:
     def wait(self, seconds: float) -> None:
         """Sleep, but wake as soon as the server stops, so no test waits on a delayed answer."""
         self._stopping.wait(seconds)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on, for 'connection refused'."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _Httpd(ThreadingHTTPServer):

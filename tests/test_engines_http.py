@@ -8,7 +8,6 @@ raises must be the same whichever SDK sits in between.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from agentflow_core.engines.retry import CallFailure, RetryPolicy, parse_retry_a
 from agentflow_core.errors import ConfigError, EngineError, EngineUnavailable
 from agentflow_core.registry import Registry
 from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, scripted_json
+from tests.helpers import closed_port
 
 MakeEngine = Callable[..., Engine]
 
@@ -75,13 +75,6 @@ def _no_ambient_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's real key or base URL must neither leak into nor change these tests."""
     for variable in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AGENTFLOW_TEST_KEY"):
         monkeypatch.delenv(variable, raising=False)
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- happy paths ------------------------------------------------------------------------------

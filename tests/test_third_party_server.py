@@ -8,7 +8,6 @@ that out by itself and still get structured replies for the four modules.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -27,17 +26,12 @@ from agentflow_core import Solver
 from agentflow_core.config import config_from_dict
 from agentflow_core.engines.embedded import smollm2_gguf_path
 from agentflow_core.registry import Registry
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.helpers import closed_port
 
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = closed_port()
     log = Path(tmp_path_factory.mktemp("llama-server")) / "server.log"
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path())]
     command += ["--host", "127.0.0.1", "--port", str(port), "--model_alias", "smollm2", "--n_ctx", "4096"]

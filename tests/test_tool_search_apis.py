@@ -16,8 +16,9 @@ import pytest
 from agentflow_core import ToolContext, ToolError
 from agentflow_tools.google_search import GoogleSearch
 from agentflow_tools.wikipedia_search import WikipediaSearch
+from tests.helpers import closed_port
 from tests.search_payloads import GOOGLE_OK, SERPER_OK, wikipedia_handler
-from tests.search_servers import Answer, LoopbackServer, Request, closed_port, json_answer
+from tests.search_servers import Answer, LoopbackServer, Request, json_answer
 
 
 @attrs.frozen

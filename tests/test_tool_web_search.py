@@ -19,7 +19,8 @@ from agentflow_tools.search.html_text import main_text
 from agentflow_tools.search.passages import split_passages
 from agentflow_tools.search.rank import rank
 from agentflow_tools.web_search import WebSearch
-from tests.search_servers import Answer, LoopbackServer, closed_port, html_answer
+from tests.helpers import closed_port
+from tests.search_servers import Answer, LoopbackServer, html_answer
 
 DIET = (
     "The diet of the barn owl consists mainly of small mammals. Voles, shrews and mice make up most of its prey, "
