@@ -4,6 +4,12 @@ A plugin is a module (or object) with functions marked ``@agentflow_core.hookimp
 match the specs below, published under the entry-point group ``agentflow``. Each hook receives
 a ``register`` callback; a plugin may call it any number of times. Hooks hand over factories,
 never live objects, so discovery stays cheap.
+
+Hooks are called through pluggy, so ``@hookimpl(tryfirst=True)``, ``trylast`` and
+``wrapper=True`` work as in any pluggy host. Names are unique: registering a name another plugin
+(or a built-in) registered is an error naming both, unless the newcomer passes ``replace=True``
+to ``register`` (``cli.add_command(cmd, replace=True)`` for commands). A hook that raises is a
+warning naming its distribution, and what it registered in that call is dropped.
 """
 
 from __future__ import annotations
@@ -13,8 +19,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    import click
-
+    from agentflow_core.cli.registrar import CommandRegistrar
     from agentflow_core.registry import BenchmarkRegistrar, EngineRegistrar, ModuleRegistrar, ToolRegistrar
 
 hookspec = pluggy.HookspecMarker("agentflow")
@@ -42,5 +47,5 @@ def register_benchmarks(register: BenchmarkRegistrar) -> None:
 
 
 @hookspec
-def register_commands(cli: click.Group) -> None:
-    """Add subcommands to the ``agentflow`` CLI."""
+def register_commands(cli: CommandRegistrar) -> None:
+    """Add subcommands to the ``agentflow`` CLI: ``@cli.command()``, or ``cli.add_command(cmd, replace=False)``."""

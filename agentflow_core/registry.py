@@ -2,7 +2,7 @@
 
 The registry is the typed façade over ``pm.hook``: the rest of the code asks it for a tool spec
 or an engine factory and never calls a hook by name. Each ``register`` callback records which
-plugin an item came from, so a duplicate is an error naming both.
+plugin an item came from, so a duplicate is an error naming both (rules: ``registrar.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from agentflow_core.benchmark import BenchmarkFactory
 from agentflow_core.engine import EngineFactory
 from agentflow_core.errors import PluginError
 from agentflow_core.records import MODULE_ROLES, ModuleRole
+from agentflow_core.registrar import Registrar
 from agentflow_core.tool import ToolFactory, ToolSpec
 
 ModuleFactory = Callable[..., Any]
@@ -27,6 +28,8 @@ class RegisteredTool:
     spec: ToolSpec
     factory: ToolFactory
     source: str
+    #: Whose registration of the same name this one took over (``replace=True``), if anyone's.
+    replaces: str | None = None
 
 
 @attrs.frozen
@@ -35,6 +38,7 @@ class RegisteredEngine:
     factory: EngineFactory
     description: str
     source: str
+    replaces: str | None = None
 
 
 @attrs.frozen
@@ -43,6 +47,7 @@ class RegisteredModule:
     name: str
     factory: ModuleFactory
     source: str
+    replaces: str | None = None
 
 
 @attrs.frozen
@@ -50,79 +55,70 @@ class RegisteredBenchmark:
     name: str
     factory: BenchmarkFactory
     source: str
+    replaces: str | None = None
 
 
-class ToolRegistrar:
-    """The ``register`` passed to ``register_tools``: ``register(spec, factory)``."""
+class ToolRegistrar(Registrar[RegisteredTool]):
+    """The ``register`` passed to ``register_tools``: ``register(spec, factory, replace=False)``."""
 
-    def __init__(self, into: dict[str, RegisteredTool], source: str) -> None:
-        self._into, self._source = into, source
+    what = "tool"
 
-    def __call__(self, spec: ToolSpec, factory: ToolFactory) -> None:
+    def __call__(self, spec: ToolSpec, factory: ToolFactory, *, replace: bool = False) -> None:
         if not isinstance(spec, ToolSpec):
-            raise PluginError(
-                f"plugin {self._source} registered a tool with a {type(spec).__name__}, expected ToolSpec"
-            )
+            raise PluginError(f"register got a {type(spec).__name__} for a tool, expected a ToolSpec")
         if not callable(factory):
-            raise PluginError(f"plugin {self._source} registered tool {spec.name!r} without a callable factory")
-        _check_schema(spec, self._source)
-        _add(self._into, spec.name, RegisteredTool(spec, factory, self._source), "tool")
+            raise PluginError(f"tool {spec.name!r} was registered without a callable factory")
+        _check_schema(spec)
+        self._add(spec.name, RegisteredTool(spec, factory, self.source), replace=replace)
 
 
-class EngineRegistrar:
-    """The ``register`` passed to ``register_engines``: ``register(provider, factory, description=...)``."""
+class EngineRegistrar(Registrar[RegisteredEngine]):
+    """The ``register`` passed to ``register_engines``: ``register(provider, factory, description="...")``."""
 
-    def __init__(self, into: dict[str, RegisteredEngine], source: str) -> None:
-        self._into, self._source = into, source
+    what = "engine provider"
 
-    def __call__(self, provider: str, factory: EngineFactory, *, description: str = "") -> None:
-        if not provider or ":" in provider:
-            raise PluginError(
-                f"plugin {self._source} registered an engine provider {provider!r}; use a name without ':'"
-            )
-        _add(self._into, provider, RegisteredEngine(provider, factory, description, self._source), "engine provider")
+    def __call__(self, provider: str, factory: EngineFactory, *, description: str = "", replace: bool = False) -> None:
+        if not provider or not isinstance(provider, str) or ":" in provider:
+            raise PluginError(f"engine provider {provider!r} is not a valid name; use a non-empty name without ':'")
+        if not callable(factory):
+            raise PluginError(f"engine provider {provider!r} was registered without a callable factory")
+        self._add(provider, RegisteredEngine(provider, factory, description, self.source), replace=replace)
 
 
-class ModuleRegistrar:
-    """The ``register`` passed to ``register_modules``: ``register(role, name, factory)``."""
+class ModuleRegistrar(Registrar[RegisteredModule]):
+    """The ``register`` passed to ``register_modules``: ``register(role, name, factory, replace=False)``."""
 
-    def __init__(self, into: dict[str, RegisteredModule], source: str) -> None:
-        self._into, self._source = into, source
+    what = "module"
 
-    def __call__(self, role: ModuleRole, name: str, factory: ModuleFactory) -> None:
+    def __call__(self, role: ModuleRole, name: str, factory: ModuleFactory, *, replace: bool = False) -> None:
         if role not in MODULE_ROLES:
-            raise PluginError(
-                f"plugin {self._source} registered a module for role {role!r}; roles are {', '.join(MODULE_ROLES)}"
-            )
-        _add(self._into, f"{role}:{name}", RegisteredModule(role, name, factory, self._source), f"{role} module")
-
-
-class BenchmarkRegistrar:
-    """The ``register`` passed to ``register_benchmarks``: ``register(name, factory)``."""
-
-    def __init__(self, into: dict[str, RegisteredBenchmark], source: str) -> None:
-        self._into, self._source = into, source
-
-    def __call__(self, name: str, factory: BenchmarkFactory) -> None:
+            raise PluginError(f"a module was registered for role {role!r}; roles are {', '.join(MODULE_ROLES)}")
         if not name or not callable(factory):
-            raise PluginError(f"plugin {self._source} registered a benchmark without a name or a callable factory")
-        _add(self._into, name, RegisteredBenchmark(name, factory, self._source), "benchmark")
+            raise PluginError(f"a {role} module was registered without a name or a callable factory")
+        self._add(f"{role}:{name}", RegisteredModule(role, name, factory, self.source), replace=replace)
 
 
-def _add(into: dict[str, Any], key: str, item: Any, what: str) -> None:
-    if key in into:
-        raise PluginError(f"{what} {key!r} is registered twice: by {into[key].source} and by {item.source}")
-    into[key] = item
+class BenchmarkRegistrar(Registrar[RegisteredBenchmark]):
+    """The ``register`` passed to ``register_benchmarks``: ``register(name, factory, replace=False)``."""
+
+    what = "benchmark"
+
+    def __call__(self, name: str, factory: BenchmarkFactory, *, replace: bool = False) -> None:
+        if not name or not callable(factory):
+            raise PluginError("a benchmark was registered without a name or a callable factory")
+        self._add(name, RegisteredBenchmark(name, factory, self.source), replace=replace)
 
 
-def _check_schema(spec: ToolSpec, source: str) -> None:
+def _check_schema(spec: ToolSpec) -> None:
     schema = spec.input_schema
     if not isinstance(schema, Mapping) or schema.get("type") != "object":
-        raise PluginError(f"plugin {source}: tool {spec.name!r} input_schema must be a JSON schema of type 'object'")
+        raise PluginError(f"tool {spec.name!r}: input_schema must be a JSON schema of type 'object'")
 
 
 @attrs.frozen
 class Registry:
+    """Everything the plugins registered, by key; built by ``agentflow_core.plugins.build_registry``."""
+
     tools: Mapping[str, RegisteredTool]
     engines: Mapping[str, RegisteredEngine]
     modules: Mapping[str, RegisteredModule]
@@ -140,6 +136,16 @@ class Registry:
 
     def benchmark(self, name: str) -> RegisteredBenchmark:
         return _lookup(self.benchmarks, name, f"unknown benchmark {name!r}; installed")
+
+
+#: Each collecting hook: the Registry field it fills, and the ``register`` callback its implementations
+#: receive. A new ``register_*`` hook is a spec in hookspecs.py, a Registrar, a field above and a line here.
+COLLECTING_HOOKS: Mapping[str, tuple[str, type[Registrar[Any]]]] = {
+    "tools": ("register_tools", ToolRegistrar),
+    "engines": ("register_engines", EngineRegistrar),
+    "modules": ("register_modules", ModuleRegistrar),
+    "benchmarks": ("register_benchmarks", BenchmarkRegistrar),
+}
 
 
 def _lookup(items: Mapping[str, T], key: str, unknown: str) -> T:

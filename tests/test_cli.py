@@ -179,3 +179,45 @@ def test_plugins_add_commands_and_a_broken_one_is_a_warning(tmp_path: Path) -> N
     assert result.stderr.strip().splitlines() == [
         'warning: Error loading plugin "af_test_broken" from af-broken: ImportError: needs libfoo'
     ]
+
+
+SOLVE_PLUGIN = """
+import click
+from agentflow_core import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    @click.command()
+    @click.argument("query")
+    def solve(query):
+        click.echo("the plugin's solve: " + query)
+
+    cli.add_command(solve, replace=REPLACE)
+"""
+
+
+def run_with_site(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTFLOW_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "agentflow_core", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_plugin_command_named_like_a_builtin_is_an_error_unless_it_says_replace(tmp_path: Path) -> None:
+    from tests.test_plugins import fake_distribution
+
+    accidental, meant = tmp_path / "accidental", tmp_path / "meant"
+    accidental.mkdir()
+    meant.mkdir()
+    fake_distribution(accidental, "af-solve", "af_test_solve", SOLVE_PLUGIN.replace("REPLACE", "False"))
+    fake_distribution(meant, "af-solve", "af_test_solve", SOLVE_PLUGIN.replace("REPLACE", "True"))
+
+    clash = run_with_site(accidental, "solve", "hi", cwd=tmp_path)
+    assert clash.returncode == 1 and clash.stdout == ""
+    assert clash.stderr.splitlines() == [
+        "Error: command 'solve' is registered twice: by agentflow (built-in agentflow_core.cli.plugin) and by "
+        "af-solve 1.2 (af_test_solve); a plugin that means to replace it registers it with replace=True"
+    ]
+    replaced = run_with_site(meant, "solve", "hi", cwd=tmp_path)
+    assert replaced.returncode == 0, replaced.stderr
+    assert replaced.stdout == "the plugin's solve: hi\n"

@@ -5,13 +5,14 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pluggy
 import pytest
 
-import agentflow_tools.plugin
 from agentflow_core import ToolSpec, hookimpl
 from agentflow_core.errors import PluginError
 from agentflow_core.plugins import PluginLoadWarning, load_registry, make_plugin_manager
+from agentflow_core.testing import registry_with
 
 ECHO = ToolSpec(name="echo", description="d", input_schema={"type": "object"}, output="o")
 
@@ -57,6 +58,45 @@ def test_broken_plugin_is_a_warning_and_the_others_load(site: Path) -> None:
     assert "shout" in registry.tools
 
 
+RAISING_HOOK = """
+from agentflow_core import ToolSpec, hookimpl
+
+@hookimpl
+def register_tools(register):
+    register(ToolSpec(name="half", description="d", input_schema={"type": "object"}, output="o"), object)
+    raise KeyError("no config for the tools")
+"""
+
+
+def test_a_hook_that_raises_is_a_warning_naming_the_distribution(site: Path) -> None:
+    fake_distribution(site, "af-good", "af_test_good", GOOD)
+    fake_distribution(site, "af-raising", "af_test_raising", RAISING_HOOK)
+    with pytest.warns(PluginLoadWarning) as caught:
+        registry = load_registry()
+    (warning,) = [str(w.message) for w in caught]
+    assert warning == (
+        "plugin af-raising 1.2 (af_test_raising): register_tools failed: KeyError: 'no config for the tools'"
+    )
+    assert "shout" in registry.tools and "base_generator" in registry.tools
+    assert "half" not in registry.tools  # what it registered before failing is dropped with it
+
+
+def test_a_broken_rule_of_the_contract_is_a_warning_too(site: Path) -> None:
+    fake_distribution(site, "af-good", "af_test_good", GOOD)
+    fake_distribution(site, "af-badspec", "af_test_badspec", GOOD.replace('"object"', '"string"'))
+    with pytest.warns(PluginLoadWarning, match=r"^plugin af-badspec 1.2 \(af_test_badspec\): register_tools failed: "
+                      r"tool 'shout': input_schema must be a JSON schema of type 'object'$"):  # fmt: skip
+        registry = load_registry()
+    assert "shout" in registry.tools and registry.tool("shout").source.startswith("af-good")
+
+
+def test_strict_mode_makes_a_raising_hook_an_error(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_distribution(site, "af-raising", "af_test_raising", RAISING_HOOK)
+    monkeypatch.setenv("AGENTFLOW_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match=r"af-raising 1.2 \(af_test_raising\): register_tools failed: KeyError"):
+        load_registry()
+
+
 def test_strict_mode_makes_a_broken_plugin_an_error(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_distribution(site, "af-broken", "af_test_broken", "import no_such_module_here\n")
     monkeypatch.setenv("AGENTFLOW_STRICT_PLUGINS", "1")
@@ -68,7 +108,10 @@ def test_strict_mode_makes_a_broken_plugin_an_error(site: Path, monkeypatch: pyt
 def test_plugins_can_be_disabled(site: Path, monkeypatch: pytest.MonkeyPatch, disable: str) -> None:
     fake_distribution(site, "af-good", "af_test_good", GOOD)
     monkeypatch.setenv("AGENTFLOW_DISABLE_PLUGINS", f"something-else,{disable}")
-    assert "shout" not in load_registry().tools
+    registry = load_registry()
+    assert "shout" not in registry.tools
+    # Only third-party plugins are switched off: the built-in tools and benchmarks stay.
+    assert "base_generator" in registry.tools and "bamboogle" in registry.benchmarks
 
 
 def test_duplicate_tool_names_both_plugins() -> None:
@@ -80,8 +123,107 @@ def test_duplicate_tool_names_both_plugins() -> None:
     class Second(First):
         pass
 
-    with pytest.raises(PluginError, match=r"tool 'echo' is registered twice: by .*First.* and by .*Second"):
+    with pytest.raises(
+        PluginError, match=r"tool 'echo' is registered twice: by .*First.* and by .*Second.*replace=True"
+    ):
         load_registry(entry_points=False, extra=[First(), Second()])
+
+
+class GeneratorAgain:
+    """Means to take ``base_generator`` over, and says so."""
+
+    @hookimpl
+    def register_tools(self, register):  # type: ignore[no-untyped-def]
+        spec = ToolSpec(name="base_generator", description="mine", input_schema={"type": "object"}, output="o")
+        register(spec, object, replace=True)
+
+
+def test_a_builtin_is_replaced_only_when_asked_and_the_registry_says_whose() -> None:
+    class Accidental:
+        @hookimpl
+        def register_tools(self, register):  # type: ignore[no-untyped-def]
+            register(attrs.evolve(ECHO, name="base_generator"), object)
+
+    with pytest.raises(
+        PluginError,
+        match=r"^tool 'base_generator' is registered twice: by agentflow \(built-in agentflow_tools.plugin\) "
+        r"and by test_plugins\..*Accidental; ",
+    ):
+        registry_with(Accidental())
+    tool = registry_with(GeneratorAgain()).tool("base_generator")
+    assert tool.spec.description == "mine"
+    assert tool.source == "test_plugins.GeneratorAgain"
+    assert tool.replaces == "agentflow (built-in agentflow_tools.plugin)"
+
+
+def test_two_replacements_of_one_name_are_an_error() -> None:
+    class AndAgain(GeneratorAgain):
+        pass
+
+    with pytest.raises(PluginError, match=r"tool 'base_generator' is replaced \(replace=True\) by two plugins: "):
+        registry_with(GeneratorAgain(), AndAgain())
+
+
+def test_engines_modules_and_benchmarks_follow_the_same_rules() -> None:
+    class Engines:
+        @hookimpl
+        def register_engines(self, register):  # type: ignore[no-untyped-def]
+            register("openai", lambda config: None, description="mine", replace=True)
+
+        @hookimpl
+        def register_modules(self, register):  # type: ignore[no-untyped-def]
+            register("verifier", "default", lambda context: None)
+
+    with pytest.raises(PluginError, match=r"module 'verifier:default' is registered twice: by agentflow \(built-in "):
+        registry_with(Engines())
+    del Engines.register_modules
+    registry = registry_with(Engines())
+    assert registry.engine("openai").description == "mine"
+    assert registry.engine("openai").replaces == "agentflow (built-in agentflow_core.engines.plugin)"
+
+
+def test_hooks_are_called_through_pluggy_so_ordering_and_wrappers_hold() -> None:
+    calls: list[str] = []
+
+    class Early:
+        @hookimpl(tryfirst=True)
+        def register_tools(self, register):  # type: ignore[no-untyped-def]
+            calls.append("early")
+
+    class Late:
+        @hookimpl(trylast=True)
+        def register_tools(self, register):  # type: ignore[no-untyped-def]
+            calls.append("late")
+
+    class Around:
+        @hookimpl(wrapper=True)
+        def register_tools(self, register):  # type: ignore[no-untyped-def]
+            calls.append("around:before")
+            register(ECHO, object)  # attributed to this plugin, before and after the yield
+            result = yield
+            register(attrs.evolve(ECHO, name="echo_after"), object)
+            calls.append("around:after")
+            return result
+
+    # pluggy calls the last registered first: only tryfirst / trylast can give this order.
+    registry = registry_with(Early(), Around(), Late())
+    assert calls == ["around:before", "early", "late", "around:after"]
+    assert registry.tool("echo").source == registry.tool("echo_after").source
+    assert registry.tool("echo").source.endswith(".Around")
+    assert "base_generator" in registry.tools
+
+
+def test_a_failing_wrapper_stands_aside() -> None:
+    class Broken:
+        @hookimpl(wrapper=True)
+        def register_tools(self, register):  # type: ignore[no-untyped-def]
+            register(ECHO, object)
+            raise RuntimeError("wrapper bug")
+            yield  # a generator, as pluggy requires
+
+    with pytest.warns(PluginLoadWarning, match=r"Broken: register_tools failed: RuntimeError: wrapper bug"):
+        registry = registry_with(Broken())
+    assert "echo" not in registry.tools and "base_generator" in registry.tools
 
 
 def test_misspelt_hook_is_caught() -> None:
@@ -94,18 +236,8 @@ def test_misspelt_hook_is_caught() -> None:
         make_plugin_manager(entry_points=False, extra=[Typo()])
 
 
-def test_tool_spec_is_validated_at_registration() -> None:
-    class Bad:
-        @hookimpl
-        def register_tools(self, register):  # type: ignore[no-untyped-def]
-            register(ToolSpec(name="x", description="d", input_schema={"type": "string"}, output="o"), object)
-
-    with pytest.raises(PluginError, match="input_schema must be a JSON schema of type 'object'"):
-        load_registry(entry_points=False, extra=[Bad()])
-
-
 def test_builtins_register_through_the_public_hooks() -> None:
-    registry = load_registry(entry_points=False, extra=[agentflow_tools.plugin])
+    registry = load_registry(entry_points=False)
     assert set(registry.engines) >= {"openai", "litellm", "vllm", "hf", "llamacpp"}
     assert {m.role for m in registry.modules.values()} == {"planner", "executor", "verifier", "generator"}
     assert "base_generator" in registry.tools

@@ -39,15 +39,14 @@ def _show_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> 
 
 
 def main() -> None:
-    from agentflow_core.cli import listing, solve
+    from agentflow_core.cli.registrar import CommandRegistrar
     from agentflow_core.plugins import make_plugin_manager
 
     warnings.showwarning = _show_warning
-    cli.add_command(solve.solve)
-    for command in listing.COMMANDS:
-        cli.add_command(command)
     try:
-        make_plugin_manager().hook.register_commands(cli=cli)
+        commands = CommandRegistrar()
+        make_plugin_manager().hook.register_commands(cli=commands)
+        commands.add_to(cli)
     except AgentFlowError as exc:
         click.echo(f"Error: {_one_line(exc)}", err=True)
         sys.exit(1)

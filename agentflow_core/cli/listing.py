@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from agentflow_core.plugins import load_registry, make_plugin_manager, plugin_source
+from agentflow_core.registrar import Registered
 
 
 @click.command()
@@ -19,7 +20,7 @@ def tools(as_json: bool) -> None:
         return
     for name in sorted(registry.tools):
         item = registry.tools[name]
-        click.echo(f"{name:<20} {item.spec.description}  [{item.source}]")
+        click.echo(f"{name:<20} {item.spec.description}  [{_provenance(item)}]")
 
 
 @click.command()
@@ -28,16 +29,23 @@ def engines() -> None:
     registry = load_registry()
     for provider in sorted(registry.engines):
         item = registry.engines[provider]
-        click.echo(f"{provider:<10} {item.description}  [{item.source}]")
+        click.echo(f"{provider:<10} {item.description}  [{_provenance(item)}]")
 
 
 @click.command()
 def plugins() -> None:
     """List loaded plugins and the hooks each implements."""
     pm = make_plugin_manager()
+    lines = []
     for plugin in pm.get_plugins():
         hooks = sorted(c.name for c in pm.get_hookcallers(plugin) or [])
-        click.echo(f"{plugin_source(pm, plugin)}: {', '.join(hooks) or '(no hooks)'}")
+        lines.append(f"{plugin_source(pm, plugin)}: {', '.join(hooks) or '(no hooks)'}")
+    for line in sorted(lines):
+        click.echo(line)
+
+
+def _provenance(item: Registered) -> str:
+    return f"{item.source}, replacing {item.replaces}" if item.replaces else item.source
 
 
 COMMANDS = (tools, engines, plugins)

@@ -9,13 +9,11 @@ from agentflow_core.registry import Registry
 
 
 def registry_with(*plugins: Any, builtin_tools: bool = True) -> Registry:
-    """Built-in engines and modules, the built-in tools (unless told not to), and ``plugins``.
+    """The core's engines and modules, agentflow's bundled tools and benchmarks (unless
+    ``builtin_tools=False``), and ``plugins``.
 
-    Entry points are not read, so whatever else is installed cannot change a test's outcome.
+    Third-party entry points are not read, so whatever else is installed cannot change a test's
+    outcome. The bundled plugins are found through agentflow's own entry points, as the CLI finds
+    them: the core never imports ``agentflow_tools``.
     """
-    extra: list[Any] = []
-    if builtin_tools:
-        import agentflow_tools.plugin
-
-        extra.append(agentflow_tools.plugin)
-    return load_registry(entry_points=False, extra=[*extra, *plugins])
+    return load_registry(entry_points=False, bundled=builtin_tools, extra=plugins)
