@@ -11,6 +11,7 @@ from agentflow_core.engine import (
     Engine,
     EngineConfig,
     GenerationRequest,
+    GrammarTrace,
     JsonSchema,
     Message,
     TokenTrace,
@@ -44,7 +45,7 @@ from agentflow_core.records import (
     Trajectory,
     Verdict,
 )
-from agentflow_core.registry import BenchmarkRegistrar, EngineRegistrar, ModuleRegistrar, ToolRegistrar
+from agentflow_core.registry import BenchmarkRegistrar, EngineRegistrar, ModuleRegistrar, RewardRegistrar, ToolRegistrar
 from agentflow_core.serde import converter
 from agentflow_core.solver import Solver
 from agentflow_core.tool import Tool, ToolContext, ToolExample, ToolSpec
@@ -68,6 +69,7 @@ __all__ = [
     "FlowState",
     "GenerationRequest",
     "Generator",
+    "GrammarTrace",
     "JsonSchema",
     "Message",
     "ModuleCall",
@@ -78,6 +80,7 @@ __all__ = [
     "PluginError",
     "Query",
     "QueryAnalysis",
+    "RewardRegistrar",
     "Score",
     "Solver",
     "Step",

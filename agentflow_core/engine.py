@@ -57,15 +57,31 @@ class Usage:
 
 
 @attrs.frozen
+class GrammarTrace:
+    """The grammar a completion was sampled under: enough to rebuild each position's allowed tokens."""
+
+    #: The matcher library that built the masks (``xgrammar`` or ``llguidance``).
+    backend: str
+    #: The JSON schema as compiled (after any budget fitting), as compact JSON text in its own key order.
+    schema: str
+
+
+@attrs.frozen
 class TokenTrace:
     """Token ids and sampling log-probabilities of one call; what Flow-GRPO learns from.
 
-    Only in-process engines that own the tokenizer can fill this in.
+    ``completion_logprobs`` are those of the distribution each token was actually drawn from: the
+    model's logits divided by ``temperature`` and, when ``grammar`` is set, restricted to the tokens
+    the grammar allowed at that position and renormalised. Only in-process engines that own the
+    tokenizer can fill this in.
     """
 
     prompt_ids: tuple[int, ...]
     completion_ids: tuple[int, ...]
     completion_logprobs: tuple[float, ...]
+    #: The temperature the log-probabilities are tempered with (1.0 for greedy decoding).
+    temperature: float = 1.0
+    grammar: GrammarTrace | None = None
 
 
 @attrs.frozen

@@ -1,4 +1,4 @@
-"""agentflow_rl's plugin module (entry point ``agentflow_rl``): the benchmarks and the eval commands.
+"""agentflow_rl's plugin module (entry point ``agentflow_rl``): benchmarks, rewards, training modules, commands.
 
 Registered through the same hooks a third-party package uses. Importing it is cheap: scorers
 import math-verify, and the eval matplotlib, only when they run.
@@ -13,7 +13,7 @@ from agentflow_core import hookimpl
 if TYPE_CHECKING:
     import click
 
-    from agentflow_core.registry import BenchmarkRegistrar
+    from agentflow_core.registry import BenchmarkRegistrar, ModuleRegistrar, RewardRegistrar
 
 
 @hookimpl
@@ -22,6 +22,21 @@ def register_benchmarks(register: BenchmarkRegistrar) -> None:
 
     for benchmark in ALL_BENCHMARKS:
         register(benchmark.name, lambda benchmark=benchmark: benchmark)
+
+
+@hookimpl
+def register_rewards(register: RewardRegistrar) -> None:
+    from agentflow_rl.flow_grpo.rewards import BUILTIN_REWARDS
+
+    for name, (fn, description) in BUILTIN_REWARDS.items():
+        register(name, fn, description=description)
+
+
+@hookimpl
+def register_modules(register: ModuleRegistrar) -> None:
+    from agentflow_rl.flow_grpo.tool_choice import register_tool_choice_modules
+
+    register_tool_choice_modules(register)
 
 
 @hookimpl

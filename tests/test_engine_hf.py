@@ -174,18 +174,48 @@ async def test_a_batch_decodes_as_each_request_would_alone(tiny_model_dir: Path)
         jsonschema.validate(json.loads(structured.text), VERDICT_SCHEMA)
 
 
+def _sampling_logprobs(engine: HFEngine, trace: Any) -> list[float]:
+    """A fresh forward pass, tempered as recorded and, under a grammar, masked to its replayed allowed sets."""
+    from agentflow_core.engines.grammar import unpack
+    from agentflow_core.engines.hf_engine import grammar_factory
+
+    ids = torch.tensor([list(trace.prompt_ids) + list(trace.completion_ids)])
+    start = len(trace.prompt_ids)
+    with torch.no_grad():
+        logits = engine._model(input_ids=ids).logits[0, start - 1 : -1].float() / trace.temperature
+    if trace.grammar is not None:
+        packed = grammar_factory(engine._model, engine._tokenizer).replay(trace.grammar, trace.completion_ids)
+        logits = logits.masked_fill(~unpack(packed, logits.shape[-1]), float("-inf"))
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return [float(logprobs[i, t]) for i, t in enumerate(trace.completion_ids)]
+
+
 async def test_a_batch_samples_the_tempered_policy_per_row(tiny_model_dir: Path) -> None:
     engine = HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", temperature=0.7, options={"max_batch": 8}))
     completions = await asyncio.gather(*(engine.generate(r) for r in _varied_requests()))
+    assert any(c.tokens is not None and c.tokens.grammar is not None for c in completions)
     for completion in completions:
         trace = completion.tokens
-        assert trace is not None
-        ids = torch.tensor([list(trace.prompt_ids) + list(trace.completion_ids)])
-        with torch.no_grad():
-            logprobs = torch.log_softmax(engine._model(input_ids=ids).logits[0].float() / 0.7, dim=-1)
-        start = len(trace.prompt_ids)
-        expected = [float(logprobs[start + i - 1, t]) for i, t in enumerate(trace.completion_ids)]
-        assert trace.completion_logprobs == pytest.approx(expected, abs=1e-4)
+        assert trace is not None and trace.temperature == 0.7
+        assert trace.completion_logprobs == pytest.approx(_sampling_logprobs(engine, trace), abs=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["xgrammar", "llguidance"])
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+async def test_logprobs_under_a_grammar_are_those_of_the_masked_distribution(
+    tiny_model_dir: Path, backend: str, temperature: float
+) -> None:
+    """What the engine records is what a trainer rebuilds by replaying the recorded grammar."""
+    options = {"grammar_backend": backend, "seed": 3}
+    engine = HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", temperature=temperature, options=options))
+    request = GenerationRequest(QUESTION, json_schema=JsonSchema("verdict", VERDICT_SCHEMA), max_tokens=48)
+    trace = (await engine.generate(request)).tokens
+    assert trace is not None and trace.grammar is not None and trace.grammar.backend == backend
+    assert trace.temperature == (temperature or 1.0)
+    recorded = trace.completion_logprobs
+    assert recorded == pytest.approx(_sampling_logprobs(engine, trace), abs=1e-4)
+    assert all(value <= 1e-6 for value in recorded)
+    assert any(value == 0.0 for value in recorded)  # JSON punctuation the grammar forced: probability 1
 
 
 async def test_one_bad_request_in_a_batch_fails_alone(tiny_model_dir: Path) -> None:

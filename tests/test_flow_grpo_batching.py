@@ -11,6 +11,7 @@ from agentflow_core import Solver  # noqa: E402
 from agentflow_rl.flow_grpo.advantages import AdvantageMode, advantages  # noqa: E402
 from agentflow_rl.flow_grpo.batching import TurnSample, build_samples, collate, completion_logprobs  # noqa: E402
 from agentflow_rl.flow_grpo.loss import ClipSettings, LossType, token_terms, weighted_loss  # noqa: E402
+from agentflow_rl.flow_grpo.masking import GrammarReplay  # noqa: E402
 from agentflow_rl.flow_grpo.policy import frozen_copy  # noqa: E402
 from agentflow_rl.flow_grpo.rollout import Rollout, rollout_batch  # noqa: E402
 from agentflow_rl.flow_grpo.testing import TinyWorld, tiny_world  # noqa: E402
@@ -24,42 +25,97 @@ def world() -> TinyWorld:
     return tiny_world()
 
 
-@pytest.fixture(scope="module")
-def rollouts(world: TinyWorld) -> list[Rollout]:
+def _rollouts(world: TinyWorld, max_batch: int = 1) -> list[Rollout]:
     """Two groups of four real trajectories at temperature 0.7; prompts of several lengths."""
     import asyncio
 
     async def run() -> list[Rollout]:
-        async with Solver(world.config(TEMPERATURE), registry=world.registry) as solver:
+        async with Solver(world.config(TEMPERATURE, max_batch=max_batch), registry=world.registry) as solver:
             questions = [r for r in world.task.split()[0] if "plus" in r.question][:2]
-            return await rollout_batch(solver, questions, 4)
+            return (await rollout_batch(solver, questions, 4)).rollouts
 
     return asyncio.run(run())
 
 
-def _samples(rollouts: list[Rollout], rewards: list[float] | None = None) -> list[TurnSample]:
+@pytest.fixture(scope="module")
+def rollouts(world: TinyWorld) -> list[Rollout]:
+    return _rollouts(world)
+
+
+def _samples(
+    rollouts: list[Rollout], rewards: list[float] | None = None, replay: GrammarReplay | None = None
+) -> list[TurnSample]:
     rewards = rewards if rewards is not None else [float(i % 2) for i in range(len(rollouts))]
     per_turn = advantages(
         AdvantageMode.TRAJECTORY, rewards, [r.group for r in rollouts], [len(r.turns) for r in rollouts]
     )
-    return build_samples(rollouts, per_turn, LossType.FLOW_GRPO)
+    return build_samples(rollouts, per_turn, LossType.FLOW_GRPO, replay)
 
 
 def test_every_planner_turn_is_collected_with_its_trace(rollouts: list[Rollout]) -> None:
     for rollout in rollouts:
         assert len(rollout.turns) == len(rollout.trajectory.steps) >= 1
-        for trace in rollout.turns:
-            assert len(trace.completion_ids) == len(trace.completion_logprobs) > 0
+        for turn in rollout.turns:
+            assert turn.role == "planner"
+            assert len(turn.trace.completion_ids) == len(turn.trace.completion_logprobs) > 0
+            assert turn.trace.grammar is not None and turn.trace.temperature == TEMPERATURE
 
 
-def test_recomputed_logprobs_match_those_recorded_at_rollout(world: TinyWorld, rollouts: list[Rollout]) -> None:
-    samples = _samples(rollouts)
+@pytest.mark.parametrize("max_batch", [1, 64], ids=["alone", "batched"])
+def test_masked_logprobs_recomputed_at_the_first_pass_equal_those_recorded(world: TinyWorld, max_batch: int) -> None:
+    samples = _samples(_rollouts(world, max_batch), replay=GrammarReplay(world.model, world.tokenizer))
     assert len({len(s.prompt_ids) for s in samples}) > 1  # padding is really exercised
     batch = collate(samples, pad_id=world.tokenizer.pad_token_id)
     with torch.no_grad():
-        logp, _ = completion_logprobs(world.model, batch, TEMPERATURE)
-    mask = batch.completion_mask.bool()
-    assert torch.allclose(logp[mask], batch.old_logprobs[mask], atol=1e-4)
+        logp, _ = completion_logprobs(world.model, batch)
+    real = torch.tensor(
+        [[1.0] * len(s.completion_ids) + [0.0] * (batch.completion_width - len(s.completion_ids)) for s in samples]
+    ).bool()
+    assert torch.allclose(logp[real], batch.old_logprobs[real], atol=1e-4)  # forced positions too
+    ratio = token_terms(logp, batch.old_logprobs, batch.advantages, ClipSettings()).ratio
+    assert torch.allclose(ratio[real], torch.ones_like(ratio[real]), atol=1e-4)
+
+
+def test_only_the_tool_name_is_a_real_choice_in_a_tiny_planner_reply(world: TinyWorld, rollouts: list[Rollout]) -> None:
+    """``{"tool": "`` · NAME · ``"}`` · END: the grammar forces all but the name (one token here)."""
+    samples = _samples(rollouts, replay=GrammarReplay(world.model, world.tokenizer))
+    names = {world.tokenizer.convert_tokens_to_ids(t) for t in ("lookup", "double", "square", "add")}
+    for sample in samples:
+        assert sample.free is not None and sample.trained_tokens == 1
+        [chosen] = [token for token, free in zip(sample.completion_ids, sample.free, strict=True) if free]
+        assert chosen in names
+
+
+def test_a_forced_token_adds_exactly_nothing_to_loss_kl_and_entropy(world: TinyWorld, rollouts: list[Rollout]) -> None:
+    samples = _samples(rollouts, replay=GrammarReplay(world.model, world.tokenizer))
+    model = frozen_copy(world.model)
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    batch = collate(samples, pad_id=world.tokenizer.pad_token_id)
+    logp, entropy = completion_logprobs(model, batch)
+    with torch.no_grad():
+        perturbed = frozen_copy(world.model)
+        for parameter in perturbed.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))  # a reference that disagrees with the policy
+        ref_logp, _ = completion_logprobs(perturbed, batch)
+    forced = torch.zeros_like(batch.completion_mask, dtype=torch.bool)
+    for row, sample in enumerate(samples):
+        forced[row, : len(sample.completion_ids)] = torch.tensor([not f for f in sample.free])
+    assert forced.any()
+    # Under the masked distribution a forced token has probability 1 for any weights...
+    assert torch.equal(logp[forced], torch.zeros_like(logp[forced]))
+    assert torch.equal(ref_logp[forced], torch.zeros_like(ref_logp[forced]))
+    assert torch.equal(entropy[forced], torch.zeros_like(entropy[forced]))
+    terms = token_terms(logp, batch.old_logprobs, batch.advantages, ClipSettings(kl_coef=0.5), ref_logp)
+    assert torch.equal(terms.kl[forced], torch.zeros_like(terms.kl[forced]))
+    # ...and it is outside the loss mask besides, so even garbage recorded there changes nothing.
+    assert not batch.completion_mask.bool()[forced].any()
+    dirty = batch.old_logprobs.clone()
+    dirty[forced] = -7.0
+    clean_loss = weighted_loss(terms, batch.weights, batch.completion_mask)
+    dirty_terms = token_terms(logp, dirty, batch.advantages, ClipSettings(kl_coef=0.5), ref_logp)
+    assert torch.equal(clean_loss, weighted_loss(dirty_terms, batch.weights, batch.completion_mask))
+    assert terms.kl[batch.completion_mask.bool()].sum() > 0  # the free tokens do feel the KL
 
 
 def test_masking_excludes_prompt_and_padding_tokens(world: TinyWorld) -> None:
@@ -72,7 +128,7 @@ def test_masking_excludes_prompt_and_padding_tokens(world: TinyWorld) -> None:
     assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1, 0, 0]]
     assert batch.position_ids[1].tolist()[2:7] == [0, 1, 2, 3, 4]  # counted from the first real token
     # Garbage in the padded slots (recorded logprobs, advantages) must not change the loss.
-    logp, _ = completion_logprobs(world.model, batch, 1.0)
+    logp, _ = completion_logprobs(world.model, batch)
     clean = weighted_loss(
         token_terms(logp, batch.old_logprobs, batch.advantages, ClipSettings()), batch.weights, batch.completion_mask
     )
@@ -90,9 +146,9 @@ def test_all_equal_group_rewards_give_zero_gradient(world: TinyWorld, rollouts: 
         parameter.requires_grad_(True)
     reference = frozen_copy(world.model)
     batch = collate(samples, pad_id=world.tokenizer.pad_token_id)
-    logp, _ = completion_logprobs(model, batch, TEMPERATURE)
+    logp, _ = completion_logprobs(model, batch)
     with torch.no_grad():
-        ref_logp, _ = completion_logprobs(reference, batch, TEMPERATURE)
+        ref_logp, _ = completion_logprobs(reference, batch)
     terms = token_terms(logp, batch.old_logprobs, batch.advantages, ClipSettings(kl_coef=0.001), ref_logp)
     weighted_loss(terms, batch.weights, batch.completion_mask).backward()
     assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in model.parameters())

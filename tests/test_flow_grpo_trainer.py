@@ -21,7 +21,7 @@ from agentflow_rl.flow_grpo import trainer  # noqa: E402
 from agentflow_rl.flow_grpo.checkpoint import latest_checkpoint  # noqa: E402
 from agentflow_rl.flow_grpo.cli import bundled_config  # noqa: E402
 from agentflow_rl.flow_grpo.config import PolicyConfig, load_train_config  # noqa: E402
-from agentflow_rl.flow_grpo.policy import export_policy, load_policy  # noqa: E402
+from agentflow_rl.flow_grpo.policy import export_weights, load_policy  # noqa: E402
 from agentflow_rl.flow_grpo.testing import write_config  # noqa: E402
 from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig, build_policy  # noqa: E402
 from agentflow_rl.flow_grpo.tracking import read_metrics  # noqa: E402
@@ -98,7 +98,7 @@ def test_a_finished_run_leaves_its_planner_loadable_by_the_hf_engine(tmp_path: P
 
     config = load_train_config(_tiny_config(tmp_path, max_steps=1, checkpoint_every=1))
     result = trainer.FlowGRPOTrainer(config).train()
-    folder = result.output_dir / "policy"
+    folder = result.output_dir / "policy" / "planner"
     trained = latest_checkpoint(config.run.output_dir)
     assert trained is not None
 
@@ -133,7 +133,7 @@ def test_exported_policy_keeps_tied_embeddings_tied(tmp_path: Path, cpu_accelera
     with torch.no_grad():
         model.model.embed_tokens.weight.add_(1.0)  # a "trained" change, seen through both ends
 
-    folder = export_policy(cpu_accelerator, model, tokenizer, tmp_path)
+    folder = export_weights(cpu_accelerator, model, tokenizer, tmp_path / "planner")
     loaded = AutoModelForCausalLM.from_pretrained(folder)
 
     assert loaded.lm_head.weight.data_ptr() == loaded.model.embed_tokens.weight.data_ptr()

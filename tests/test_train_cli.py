@@ -59,6 +59,6 @@ def test_train_real_runs_smollm2_a_step_and_leaves_a_loadable_tied_planner(tmp_p
 
     assert result.steps == 1 and result.first_success is not None and result.last_success is not None
     assert (tmp_path / "run" / "learning_curve.png").stat().st_size > 1000
-    planner = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "policy")
+    planner = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "policy" / "planner")
     assert planner.config.tie_word_embeddings
     assert planner.lm_head.weight.data_ptr() == planner.model.embed_tokens.weight.data_ptr()

@@ -11,24 +11,26 @@ is what defines the log-probabilities recorded in :class:`TokenTrace`, and nothi
 Options (``EngineConfig.options``): ``device`` (default cuda when available, else cpu), ``dtype``
 (default float32 on CPU, the checkpoint's own on GPU), ``seed``, ``trust_remote_code``, and
 ``grammar_backend`` (``"xgrammar"`` or ``"llguidance"``; default: xgrammar, llguidance if that fails),
-and ``max_batch`` (default 1): up to this many concurrent requests decode together in one padded
+``adapter`` (a PEFT/LoRA adapter folder, such as a Flow-GRPO run exports, merged into the base
+model at load), and ``max_batch`` (default 1): up to this many concurrent requests decode together in one padded
 batch (:mod:`agentflow_core.engines.batcher`), each with its own grammar, sampling and stop.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from agentflow_core.engine import Completion, EngineConfig, GenerationRequest, Message, TokenTrace, Usage
+from agentflow_core.engine import Completion, EngineConfig, GenerationRequest, GrammarTrace, Message, TokenTrace, Usage
 from agentflow_core.engines.batcher import RequestBatcher
 from agentflow_core.engines.embedded import SerialWorker, fit_schema_to_budget, is_embedded_alias, smollm2_gguf_path
-from agentflow_core.errors import ConfigError, EngineError, EngineUnavailable
+from agentflow_core.engines.grammar import Constraint, GrammarFactory, mask_logits, packed_width
+from agentflow_core.errors import ConfigError, EngineUnavailable
 
 if TYPE_CHECKING:
     import torch
@@ -38,44 +40,46 @@ DEFAULT_TEMPERATURE = 0.0
 _INSTALL_HINT = "pip install 'agentflow[hf]'"
 
 
-class _Constraint(Protocol):
-    """One request's grammar state: which tokens may come next, and whether the JSON is complete."""
-
-    def mask(self, logits: torch.Tensor) -> None: ...
-
-    def accept(self, token: int) -> None: ...
-
-    def finished(self) -> bool: ...
-
-
 @attrs.define
 class _Decoded:
     prompt_ids: list[int]
     completion_ids: list[int]
     logprobs: list[float]
     finish_reason: str
+    temperature: float = 1.0
+    grammar: GrammarTrace | None = None
     text: str = ""
 
 
 class HFEngine:
     """A transformers causal LM held in this process; loaded on the first ``generate``.
 
-    ``TokenTrace.completion_logprobs`` holds, for every sampled token, ``log_softmax(logits / T)``
-    of the raw model logits at the sampling temperature ``T`` (``T = 1`` for greedy decoding),
-    taken *before* the grammar mask. That is the policy's own log-probability, which is what a
-    trainer recomputes from a forward pass and compares against in the importance ratio; the
-    masked distribution the token was actually drawn from would not match any forward pass.
-    The stop token, when one ends the answer, is part of the trace (the policy chose to stop).
+    ``TokenTrace.completion_logprobs`` holds, for every sampled token, its log-probability under
+    the distribution it was drawn from: ``log_softmax(logits / T)`` at the sampling temperature
+    ``T`` (``T = 1`` for greedy decoding), restricted to the tokens the grammar allowed at that
+    position and renormalised when the request carried a JSON schema. The trace names the grammar
+    (``TokenTrace.grammar``), so a trainer can replay it and score the completion under the same
+    masked distribution (:meth:`GrammarFactory.replay`). A token the grammar forced (the only one
+    allowed) therefore has log-probability 0. The stop token, when one ends the answer, is part of
+    the trace (the policy chose to stop).
     """
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        worker: SerialWorker | None = None,
+        scope: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    ) -> None:
         self.config = config
         self.name = config.model
         self._model: Any = None
         self._tokenizer: Any = None
-        self._grammars: _GrammarFactory | None = None
+        self._grammars: GrammarFactory | None = None
         self._generator: torch.Generator | None = None
-        self._worker = SerialWorker()
+        self._worker = worker if worker is not None else SerialWorker()
+        self._owns_worker = worker is None
+        self._scope = scope
         self._batcher: RequestBatcher[GenerationRequest, _Decoded] | None = None
         max_batch = config.options.get("max_batch", 1)
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
@@ -85,14 +89,24 @@ class HFEngine:
 
     @classmethod
     def from_pretrained_objects(
-        cls, model: Any, tokenizer: Any, name: str = "hf:custom", config: EngineConfig | None = None
+        cls,
+        model: Any,
+        tokenizer: Any,
+        name: str = "hf:custom",
+        config: EngineConfig | None = None,
+        *,
+        worker: SerialWorker | None = None,
+        scope: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ) -> HFEngine:
         """Wraps a model and tokenizer that already live in memory, such as a policy being trained.
 
         The engine neither moves the model nor switches it between train and eval mode: the
-        caller owns it, and generation only runs it under ``torch.no_grad``.
+        caller owns it, and generation only runs it under ``torch.no_grad``. Engines that share one
+        model (several LoRA adapters on one base, say) must share one ``worker``, so that only one
+        of them runs the model at a time; each enters its ``scope`` (activating its adapter)
+        around every decode, in that worker's thread.
         """
-        engine = cls(config if config is not None else EngineConfig(model=name))
+        engine = cls(config if config is not None else EngineConfig(model=name), worker=worker, scope=scope)
         engine._model, engine._tokenizer = model, tokenizer
         return engine
 
@@ -107,11 +121,18 @@ class HFEngine:
             usage=Usage(len(decoded.prompt_ids), len(decoded.completion_ids)),
             latency_s=time.perf_counter() - started,
             finish_reason=decoded.finish_reason,
-            tokens=TokenTrace(tuple(decoded.prompt_ids), tuple(decoded.completion_ids), tuple(decoded.logprobs)),
+            tokens=TokenTrace(
+                tuple(decoded.prompt_ids),
+                tuple(decoded.completion_ids),
+                tuple(decoded.logprobs),
+                temperature=decoded.temperature,
+                grammar=decoded.grammar,
+            ),
         )
 
     async def aclose(self) -> None:
-        await self._worker.run(self._release)
+        if self._owns_worker:
+            await self._worker.run(self._release)
 
     # -- everything below runs in the worker thread, one call at a time --------------------------
 
@@ -146,8 +167,8 @@ class HFEngine:
     def _decode_rows(self, rows: list[_Row]) -> list[_Decoded]:
         torch = _import_torch()
         model, tokenizer = self._ensure_loaded()
-        with torch.no_grad():
-            decoded = _decode(model, rows, _stop_ids(model, tokenizer), _pad_id(tokenizer))
+        with torch.no_grad(), self._scope():
+            decoded = _decode(model, rows, stop_ids(model, tokenizer), _pad_id(tokenizer))
         for one in decoded:
             one.text = tokenizer.decode(one.completion_ids, skip_special_tokens=True)
         return decoded
@@ -175,14 +196,15 @@ class HFEngine:
             raise EngineUnavailable(f"{self.name}: {_first_line(exc)}; {_INSTALL_HINT}") from exc
         except (OSError, ValueError) as exc:
             raise EngineUnavailable(f"{self.name}: cannot load {source}: {_first_line(exc)}") from exc
+        adapter = options.get("adapter")
+        if adapter is not None:
+            model = _with_adapter(model, str(adapter), self.name)
         return model.to(device).eval(), tokenizer
 
-    def _grammar_factory(self) -> _GrammarFactory:
+    def _grammar_factory(self) -> GrammarFactory:
         if self._grammars is None:
             model, tokenizer = self._ensure_loaded()
-            self._grammars = _GrammarFactory(
-                tokenizer, _vocab_size(model), _stop_ids(model, tokenizer), self.config.options.get("grammar_backend")
-            )
+            self._grammars = grammar_factory(model, tokenizer, self.config.options.get("grammar_backend"))
         return self._grammars
 
     def _rng(self) -> torch.Generator | None:
@@ -216,10 +238,10 @@ class _Row:
     prompt_ids: list[int]
     sampling: _Sampling
     max_tokens: int
-    constraint: _Constraint | None
+    constraint: Constraint | None
 
 
-def _decode(model: Any, rows: Sequence[_Row], stop_ids: frozenset[int], pad_id: int) -> list[_Decoded]:
+def _decode(model: Any, rows: Sequence[_Row], stops: frozenset[int], pad_id: int) -> list[_Decoded]:
     """Token-by-token decoding of one or more requests over one KV cache.
 
     Several requests go as one batch: prompts left-padded, positions counted per row. A row that
@@ -238,7 +260,7 @@ def _decode(model: Any, rows: Sequence[_Row], stop_ids: frozenset[int], pad_id: 
         ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids, device=device)
         mask[i, width - len(row.prompt_ids) :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    results = [_Decoded(row.prompt_ids, [], [], "length") for row in rows]
+    results = [_Decoded(row.prompt_ids, [], [], "length", *_trace_of(row)) for row in rows]
     active = [True] * len(rows)
     cache = None
     step_ids, step_positions = ids, positions
@@ -264,7 +286,7 @@ def _decode(model: Any, rows: Sequence[_Row], stop_ids: frozenset[int], pad_id: 
             result.logprobs.append(logprob)
             if row.constraint is not None:
                 row.constraint.accept(token)
-            if token in stop_ids or (row.constraint is not None and row.constraint.finished()):
+            if token in stops or (row.constraint is not None and row.constraint.finished()):
                 result.finish_reason, active[i] = "stop", False
             elif len(result.completion_ids) >= row.max_tokens:
                 active[i] = False
@@ -278,6 +300,12 @@ def _decode(model: Any, rows: Sequence[_Row], stop_ids: frozenset[int], pad_id: 
     return results
 
 
+def _trace_of(row: _Row) -> tuple[float, GrammarTrace | None]:
+    """The temperature and grammar of the distribution the row's tokens are drawn from."""
+    temperature = row.sampling.temperature if row.sampling.temperature > 0.0 else 1.0
+    return temperature, row.constraint.trace if row.constraint is not None else None
+
+
 def _pad_id(tokenizer: Any) -> int:
     for candidate in (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None)):
         if isinstance(candidate, int):
@@ -285,22 +313,22 @@ def _pad_id(tokenizer: Any) -> int:
     return 0
 
 
-def _pick(logits: torch.Tensor, sampling: _Sampling, constraint: _Constraint | None) -> tuple[int, float]:
-    """Chooses the next token and returns it with the policy's (unmasked) log-probability."""
+def _pick(logits: torch.Tensor, sampling: _Sampling, constraint: Constraint | None) -> tuple[int, float]:
+    """Chooses the next token; returns it with its log-probability under the (masked) sampling distribution."""
     import torch
 
     greedy = sampling.temperature <= 0.0
-    scaled = logits if greedy else logits / sampling.temperature
-    policy_logprobs = torch.log_softmax(scaled, dim=-1)
-    allowed = scaled.clone()
+    allowed = logits / (1.0 if greedy else sampling.temperature)
     if constraint is not None:
-        constraint.mask(allowed)
+        packed = torch.zeros(packed_width(allowed.shape[-1]), dtype=torch.int32)
+        constraint.fill(packed)
+        mask_logits(allowed, packed)
+    logprobs = torch.log_softmax(allowed, dim=-1)
     if greedy:
-        token = int(torch.argmax(allowed))
+        token = int(torch.argmax(logprobs))
     else:
-        probs = torch.softmax(allowed, dim=-1)
-        token = int(torch.multinomial(probs, 1, generator=sampling.generator))
-    return token, float(policy_logprobs[token])
+        token = int(torch.multinomial(logprobs.exp(), 1, generator=sampling.generator))
+    return token, float(logprobs[token])
 
 
 def _forward_arguments(model: Any) -> tuple[str, dict[str, Any]]:
@@ -334,7 +362,13 @@ def _prompt_ids(tokenizer: Any, messages: Sequence[Message]) -> list[int]:
     return list(ids)
 
 
-def _stop_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+def grammar_factory(model: Any, tokenizer: Any, backend: str | None = None) -> GrammarFactory:
+    """The grammar factory this engine would use for ``model``: what a trainer replays grammars with."""
+    return GrammarFactory(tokenizer, _vocab_size(model), sorted(stop_ids(model, tokenizer)), backend)
+
+
+def stop_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """The token ids that end a completion (the tokenizer's and the generation config's EOS)."""
     found: set[int] = set()
     generation_config = getattr(model, "generation_config", None)
     for source in (getattr(tokenizer, "eos_token_id", None), getattr(generation_config, "eos_token_id", None)):
@@ -385,6 +419,25 @@ def _dtype_argument(
     return {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": dtype}
 
 
+def _with_adapter(model: Any, folder: str, name: str) -> Any:
+    """The base model with a PEFT (LoRA) adapter folder merged in, as a plain model again.
+
+    Merging once at load makes decoding cost what the base costs; the adapter must have been
+    trained on this base (its shapes are checked by peft).
+    """
+    if not Path(folder).expanduser().is_dir():
+        raise ConfigError(f"engine {name}: option adapter: no adapter folder at {folder}")
+    try:
+        import peft
+    except ImportError as exc:
+        raise EngineUnavailable(f"engine {name}: option adapter needs peft: pip install peft") from exc
+    try:
+        adapted = peft.PeftModel.from_pretrained(model, str(Path(folder).expanduser()))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise EngineUnavailable(f"engine {name}: cannot load the adapter in {folder}: {_first_line(exc)}") from exc
+    return adapted.merge_and_unload()
+
+
 def _first_set(*values: Any) -> Any:
     return next(value for value in values if value is not None)
 
@@ -408,122 +461,3 @@ def _import_transformers() -> Any:
     except ImportError as exc:
         raise EngineUnavailable(f"the hf engine needs torch and transformers: {_INSTALL_HINT}") from exc
     return transformers
-
-
-# -- constrained decoding ------------------------------------------------------------------------
-#
-# xgrammar is the first choice: it ships CPU wheels, compiles a JSON schema once per tokenizer into
-# a pushdown automaton with precomputed token masks (so a step costs microseconds even with a 150k
-# vocabulary), and supports maxLength, which fit_schema_to_budget relies on. llguidance is the
-# fallback for tokenizers or schemas xgrammar rejects, or installs without it. Both hand us a packed
-# bitmask; we apply it ourselves, so neither library's (sometimes torch.compile'd) kernel is needed.
-
-
-class _GrammarFactory:
-    """Builds per-request constraints for one tokenizer, caching the tokenizer-level setup."""
-
-    def __init__(self, tokenizer: Any, vocab_size: int, stop_ids: frozenset[int], backend: str | None) -> None:
-        self._tokenizer = tokenizer
-        self._vocab_size = vocab_size
-        self._stop_ids = sorted(stop_ids)
-        self._backend = backend
-        self._xgrammar_compiler: Any = None
-        self._llguidance_tokenizer: Any = None
-
-    def constraint(self, schema: Mapping[str, Any]) -> _Constraint:
-        if self._backend in (None, "xgrammar"):
-            try:
-                return self._xgrammar(schema)
-            except Exception as exc:  # any failure here is a reason to try the other library
-                if self._backend == "xgrammar":
-                    raise EngineError(f"xgrammar cannot constrain this request: {_first_line(exc)}") from exc
-        if self._backend in (None, "llguidance"):
-            return self._llguidance(schema)
-        raise EngineError(f"unknown grammar_backend {self._backend!r}; use 'xgrammar' or 'llguidance'")
-
-    def _xgrammar(self, schema: Mapping[str, Any]) -> _Constraint:
-        import xgrammar
-
-        if self._xgrammar_compiler is None:
-            info = xgrammar.TokenizerInfo.from_huggingface(
-                self._tokenizer, vocab_size=self._vocab_size, stop_token_ids=self._stop_ids
-            )
-            self._xgrammar_compiler = xgrammar.GrammarCompiler(info)
-        grammar = xgrammar.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False)
-        strict = str(grammar).replace(_XGRAMMAR_LOOSE_CHAR, _XGRAMMAR_STRICT_CHAR)
-        compiled = self._xgrammar_compiler.compile_grammar(xgrammar.Grammar.from_ebnf(strict))
-        return _XGrammarConstraint(xgrammar.GrammarMatcher(compiled), self._vocab_size)
-
-    def _llguidance(self, schema: Mapping[str, Any]) -> _Constraint:
-        try:
-            import llguidance
-            import llguidance.hf
-        except ImportError as exc:
-            raise EngineUnavailable(f"json_schema requests need xgrammar or llguidance: {_INSTALL_HINT}") from exc
-        if self._llguidance_tokenizer is None:
-            self._llguidance_tokenizer = llguidance.hf.from_tokenizer(
-                self._tokenizer, n_vocab=self._vocab_size, eos_token=self._stop_ids or None
-            )
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(dict(schema), overrides={"whitespace_flexible": False})
-        matcher = llguidance.LLMatcher(self._llguidance_tokenizer, grammar, log_level=0)
-        if matcher.is_error():
-            raise EngineError(f"llguidance cannot constrain this request: {matcher.get_error()}")
-        return _LLGuidanceConstraint(matcher, self._vocab_size)
-
-
-#: xgrammar spells a character of a length-bounded string as "not a quote, backslash or newline",
-#: which lets other control characters through and so breaks json.loads; JSON forbids all of them
-#: (the unbounded rule already does). Escapes stay impossible in such strings, a harmless loss.
-_XGRAMMAR_LOOSE_CHAR = r"[^\"\\\r\n]"
-_XGRAMMAR_STRICT_CHAR = r"[^\"\\\0-\x1f]"
-
-
-class _XGrammarConstraint:
-    def __init__(self, matcher: Any, vocab_size: int) -> None:
-        import xgrammar
-
-        self._matcher = matcher
-        self._bitmask = xgrammar.allocate_token_bitmask(1, vocab_size)
-
-    def mask(self, logits: torch.Tensor) -> None:
-        self._matcher.fill_next_token_bitmask(self._bitmask)
-        _apply_bitmask(logits, self._bitmask[0])
-
-    def accept(self, token: int) -> None:
-        if not self._matcher.accept_token(token):
-            raise EngineError(f"xgrammar rejected token {token} that its own mask allowed")
-
-    def finished(self) -> bool:
-        return bool(self._matcher.is_terminated())
-
-
-class _LLGuidanceConstraint:
-    def __init__(self, matcher: Any, vocab_size: int) -> None:
-        import torch
-
-        self._matcher = matcher
-        self._bitmask = torch.zeros((vocab_size + 31) // 32, dtype=torch.int32)
-
-    def mask(self, logits: torch.Tensor) -> None:
-        row = self._bitmask
-        self._matcher.unsafe_compute_mask_ptr(row.data_ptr(), row.numel() * row.element_size())
-        _apply_bitmask(logits, row)
-
-    def accept(self, token: int) -> None:
-        if not self._matcher.consume_token(token):
-            raise EngineError(f"llguidance rejected token {token}: {self._matcher.get_error()}")
-
-    def finished(self) -> bool:
-        return bool(self._matcher.is_stopped())
-
-
-def _apply_bitmask(logits: torch.Tensor, packed: torch.Tensor) -> None:
-    """Sets to -inf every logit whose bit is 0 in ``packed`` (32 tokens per int32, low bit first)."""
-    import torch
-
-    shifts = torch.arange(32, dtype=torch.int32, device=packed.device)
-    bits = ((packed.unsqueeze(-1) >> shifts) & 1).flatten()
-    allowed = torch.zeros(logits.shape[-1], dtype=torch.bool, device=packed.device)
-    width = min(bits.numel(), allowed.numel())
-    allowed[:width] = bits[:width].bool()
-    logits.masked_fill_(~allowed.to(logits.device), float("-inf"))

@@ -5,17 +5,27 @@ completion starts in the same column. The forward pass then needs logits only fo
 ``C + 1`` columns (``logits_to_keep``), which matters with a 49k-token vocabulary. Positions are
 counted from each row's first real token, as they were during generation, so the recomputed
 log-probabilities match those recorded in the ``TokenTrace``.
+
+With ``LogprobMode.MASKED`` (the default) each token is scored under the distribution it was drawn
+from: the tempered logits restricted to the grammar's allowed set at that position (rebuilt by
+:class:`~agentflow_rl.flow_grpo.masking.GrammarReplay`), renormalised. Positions the grammar forced
+are left out of the loss mask, so they add nothing to the loss, the KL or the entropy.
+``UNMASKED`` scores every token under the full vocabulary, forced ones included: the objective of
+earlier releases, kept for comparison.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from agentflow_core.records import ModuleRole
 from agentflow_rl.flow_grpo.loss import LossType, TurnShape, turn_weights
+from agentflow_rl.flow_grpo.masking import GrammarReplay
 from agentflow_rl.flow_grpo.rollout import Rollout
 
 if TYPE_CHECKING:
@@ -24,32 +34,62 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class TurnSample:
-    """One planner turn as the loss sees it."""
+    """One turn of a trained module, as the loss sees it."""
 
     prompt_ids: tuple[int, ...]
     completion_ids: tuple[int, ...]
     #: Log-probabilities recorded at rollout (the "old" policy of the ratio).
     old_logprobs: tuple[float, ...]
     advantage: float
-    #: The aggregation weight of each of its tokens.
+    #: The aggregation weight of each of its trained tokens.
     weight: float
+    #: The temperature the completion was sampled at (1.0 for greedy).
+    temperature: float = 1.0
+    #: Packed allowed sets per position (``[n, W]`` int32), ``None`` when sampled without a grammar
+    #: or when scoring ignores the grammar.
+    allowed: Any = None
+    #: Per position: trained (True) or forced by the grammar (False); ``None`` means all trained.
+    free: tuple[bool, ...] | None = None
+    role: ModuleRole = "planner"
+
+    @property
+    def trained_tokens(self) -> int:
+        return len(self.completion_ids) if self.free is None else sum(self.free)
 
 
 def build_samples(
-    rollouts: Sequence[Rollout], advantages: Sequence[Sequence[float]], loss_type: LossType
+    rollouts: Sequence[Rollout],
+    advantages: Sequence[Sequence[float]],
+    loss_type: LossType,
+    replay: GrammarReplay | None = None,
 ) -> list[TurnSample]:
-    """Every planner turn with tokens, weighted by ``loss_type``'s aggregation."""
-    turns, shapes = [], []
+    """Every turn of a trained module that has a real choice in it, weighted by ``loss_type``.
+
+    With a ``replay`` the grammar of each turn is rebuilt and forced positions are left out (the
+    masked objective); without one every completion token counts. Weights are computed per module,
+    so each trained module's loss is its own average and one module's turns do not dilute another's.
+    """
+    by_role: dict[str, list[tuple[TurnSample, TurnShape]]] = defaultdict(list)
     for index, (rollout, per_turn) in enumerate(zip(rollouts, advantages, strict=True)):
-        for trace, advantage in zip(rollout.turns, per_turn, strict=True):
-            if trace.completion_ids:
-                turns.append((trace, advantage))
-                shapes.append(TurnShape(len(trace.completion_ids), trajectory=index, group=rollout.group))
-    weights = turn_weights(loss_type, shapes)
-    return [
-        TurnSample(t.prompt_ids, t.completion_ids, t.completion_logprobs, a, w)
-        for (t, a), w in zip(turns, weights, strict=True)
-    ]
+        for turn, advantage in zip(rollout.turns, per_turn, strict=True):
+            trace = turn.trace
+            if not trace.completion_ids:
+                continue
+            sample = TurnSample(
+                trace.prompt_ids, trace.completion_ids, trace.completion_logprobs, advantage, 0.0, trace.temperature
+            )
+            if replay is not None:
+                sets = replay.allowed(trace)
+                sample = attrs.evolve(sample, allowed=sets.packed, free=sets.free)
+            sample = attrs.evolve(sample, role=turn.role)
+            if sample.trained_tokens:
+                shape = TurnShape(sample.trained_tokens, trajectory=index, group=rollout.group)
+                by_role[turn.role].append((sample, shape))
+    samples = []
+    for turns in by_role.values():
+        weights = turn_weights(loss_type, [shape for _, shape in turns])
+        samples += [attrs.evolve(sample, weight=w) for (sample, _), w in zip(turns, weights, strict=True)]
+    return samples
 
 
 @attrs.frozen
@@ -57,12 +97,18 @@ class TurnBatch:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
-    #: ``[B, C]``: 1 where a completion token is, 0 on padding (prompt tokens are never in it).
+    #: ``[B, C]``: 1 where a trained completion token is; 0 on padding and on forced positions
+    #: (prompt tokens are never in it).
     completion_mask: torch.Tensor
     completion_ids: torch.Tensor
     old_logprobs: torch.Tensor
     advantages: torch.Tensor
     weights: torch.Tensor
+    #: ``[B, 1, 1]`` sampling temperature of each row.
+    temperatures: torch.Tensor
+    #: ``[B, C, W]`` packed allowed sets (all bits set where unconstrained or padded); ``None`` when
+    #: no row of the batch was sampled under a grammar.
+    allowed: torch.Tensor | None = None
 
     @property
     def completion_width(self) -> int:
@@ -79,7 +125,8 @@ def collate(samples: Sequence[TurnSample], pad_id: int, device: Any = "cpu") -> 
         left, right = prompt_width - len(s.prompt_ids), width - len(s.completion_ids)
         rows.append([pad_id] * left + list(s.prompt_ids) + list(s.completion_ids) + [pad_id] * right)
         masks.append([0] * left + [1] * (len(s.prompt_ids) + len(s.completion_ids)) + [0] * right)
-        completion_mask.append([1.0] * len(s.completion_ids) + [0.0] * right)
+        free = s.free if s.free is not None else (True,) * len(s.completion_ids)
+        completion_mask.append([float(f) for f in free] + [0.0] * right)
         completion.append(list(s.completion_ids) + [pad_id] * right)
         old.append(list(s.old_logprobs) + [0.0] * right)
         advantage.append([s.advantage] * width)
@@ -94,14 +141,31 @@ def collate(samples: Sequence[TurnSample], pad_id: int, device: Any = "cpu") -> 
         old_logprobs=torch.tensor(old, device=device),
         advantages=torch.tensor(advantage, device=device),
         weights=torch.tensor(weight, device=device),
+        temperatures=torch.tensor([s.temperature for s in samples], device=device).view(-1, 1, 1),
+        allowed=_collate_allowed(samples, width, device),
     )
 
 
-def completion_logprobs(model: Any, batch: TurnBatch, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logp, entropy)``, each ``[B, C]``: the tempered policy at every completion position.
+def _collate_allowed(samples: Sequence[TurnSample], width: int, device: Any) -> torch.Tensor | None:
+    """Every row's allowed sets, padded with "everything allowed" so no softmax sees an empty set."""
+    import torch
 
-    ``temperature`` must be the sampling temperature (1 for greedy rollouts): the engine recorded
-    ``log_softmax(logits / T)``, and the ratio compares like with like.
+    known = [s.allowed for s in samples if s.allowed is not None]
+    if not known:
+        return None
+    words = int(known[0].shape[-1])
+    out = torch.full((len(samples), width, words), -1, dtype=torch.int32)  # -1: all 32 bits set
+    for row, sample in enumerate(samples):
+        if sample.allowed is not None:
+            out[row, : sample.allowed.shape[0]] = sample.allowed
+    return out.to(device)
+
+
+def completion_logprobs(model: Any, batch: TurnBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logp, entropy)``, each ``[B, C]``: the sampling distribution at every completion position.
+
+    Logits are divided by each row's sampling temperature (the engine recorded the tempered
+    distribution) and, where the batch carries allowed sets, restricted to them.
     """
     import torch
 
@@ -114,14 +178,25 @@ def completion_logprobs(model: Any, batch: TurnBatch, temperature: float) -> tup
         use_cache=False,
         **extra,
     )
-    logits = out.logits[:, -(width + 1) : -1].float() / temperature
+    logits = out.logits[:, -(width + 1) : -1].float() / batch.temperatures
+    allowed = None
+    if batch.allowed is not None:
+        from agentflow_core.engines.grammar import unpack
+
+        allowed = unpack(batch.allowed, logits.shape[-1])
+        logits = logits.masked_fill(~allowed, float("-inf"))
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
     with torch.no_grad():
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        plogp = logp_all.exp() * logp_all
+        if allowed is not None:  # 0 * -inf is nan: tokens outside the set contribute nothing
+            plogp = plogp.masked_fill(~allowed, 0.0)
+        entropy = -plogp.sum(-1)
     return logp, entropy
 
 
 def _accepts(model: Any, name: str) -> bool:
-    forward = getattr(model, "module", model).forward  # DDP wraps the model in .module
-    return name in inspect.signature(forward).parameters
+    inner = getattr(model, "module", model)  # DDP wraps the model in .module
+    if hasattr(inner, "get_base_model"):  # a peft model passes keyword arguments on to its base
+        inner = inner.get_base_model()
+    return name in inspect.signature(inner.forward).parameters

@@ -17,11 +17,27 @@ from typing import Any
 import attrs
 
 from agentflow_core import ConfigError, structure_settings
+from agentflow_core.records import MODULE_ROLES, ModuleRole
 from agentflow_rl.flow_grpo.advantages import AdvantageMode
-from agentflow_rl.flow_grpo.loss import ClipSettings, LossType
+from agentflow_rl.flow_grpo.loss import ClipSettings, LogprobMode, LossType
 from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig
 
 _ge0, _ge1, _gt0 = attrs.validators.ge(0), attrs.validators.ge(1), attrs.validators.gt(0)
+
+
+#: Llama/Qwen/Mistral spelling of every linear layer of attention and MLP (not the embeddings or head).
+LLAMA_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@attrs.frozen
+class LoraConfig:
+    """A LoRA adapter (peft) per trained module instead of training all weights."""
+
+    r: int = attrs.field(default=16, validator=_ge1)
+    alpha: float = attrs.field(default=32.0, validator=_gt0)
+    dropout: float = attrs.field(default=0.0, validator=[_ge0, attrs.validators.lt(1)])
+    #: Module names to adapt; ``["all-linear"]`` lets peft pick every linear layer but the head.
+    target_modules: tuple[str, ...] = LLAMA_LINEAR_LAYERS
 
 
 @attrs.frozen
@@ -30,6 +46,9 @@ class PolicyConfig:
     source: str = "tiny"
     #: Shape of the tiny policy; used only when ``source = "tiny"``.
     tiny: TinyPolicyConfig = attrs.field(factory=TinyPolicyConfig)
+    #: Train a LoRA adapter per module on one shared, frozen base; unset trains all weights (each
+    #: trained module then gets its own copy of the model).
+    lora: LoraConfig | None = None
 
 
 class TaskKind(enum.Enum):
@@ -60,11 +79,42 @@ class TaskConfig:
     eval_file: str | None = None
     #: An ``agentflow.toml`` for the fixed modules and the tools (``kind = "records"``).
     agent_config: str | None = None
-    #: The planner module to train, by registered name (``synthetic`` or ``synthetic_chat`` for the
-    #: synthetic task; ``default`` for an agentflow.toml agent).
+    #: The planner module, by registered name (``synthetic`` or ``synthetic_chat`` for the synthetic
+    #: task; ``default`` for an agentflow.toml agent).
     planner: str = "synthetic"
-    #: How answers are scored into the outcome reward (``records``): ``exact_match``.
+    #: The other modules by registered name; unset keeps the task's own (the synthetic task's rules,
+    #: or the agent config's). The synthetic task also has an LLM verifier, ``synthetic_chat``.
+    executor: str | None = None
+    verifier: str | None = None
+    generator: str | None = None
+    #: How answers are scored (``records``): ``exact_match``.
     scorer: str = "exact_match"
+    #: The reward, by name in the reward registry (``register_rewards``): ``outcome`` (the paper's:
+    #: 1 when the scorer calls the final answer right) or ``tool_choice`` (1 when the planner's first
+    #: tool is the record's gold tool).
+    reward: str = "outcome"
+    #: Describe the enabled tools to the modules but never run them: each call returns a fixed
+    #: note. For rewards that judge decisions rather than outcomes (``tool_choice``), so a rollout
+    #: costs no sandbox, network or tool model.
+    dry_run_tools: bool = False
+
+    def module(self, role: ModuleRole) -> str | None:
+        return self.planner if role == "planner" else getattr(self, role)
+
+
+@attrs.frozen
+class TrainModulesConfig:
+    #: The modules whose LLM calls are trained, each with its own adapter (or model); the others
+    #: keep their engines. The paper trains only the planner.
+    modules: tuple[ModuleRole, ...] = attrs.field(default=("planner",))
+
+    @modules.validator
+    def _check(self, _: Any, value: tuple[str, ...]) -> None:
+        unknown = [m for m in value if m not in MODULE_ROLES]
+        if unknown or not value or len(set(value)) != len(value):
+            raise ValueError(
+                f"train.modules must name each of {', '.join(MODULE_ROLES)} at most once, got {list(value)}"
+            )
 
 
 @attrs.frozen
@@ -83,6 +133,9 @@ class RolloutConfig:
     #: them one at a time. The G trajectories of all questions reach the planner together, so a
     #: batch this large keeps them in one pass.
     max_batch: int = attrs.field(default=1, validator=_ge1)
+    #: Deadline for one question's group of trajectories, in seconds; a group past it is dropped from
+    #: the step and counted (``train/timed_out_groups``) instead of stalling the run. 0: no deadline.
+    timeout_s: float = attrs.field(default=600.0, validator=_ge0)
 
 
 @attrs.frozen
@@ -92,6 +145,9 @@ class LossConfig:
     clip_high: float = attrs.field(default=0.3, validator=_ge0)
     #: Weight of the k3 KL to the frozen reference; 0 skips the reference model entirely.
     kl_coef: float = attrs.field(default=0.001, validator=_ge0)
+    #: Score tokens under the distribution they were sampled from (``masked``: the grammar's allowed
+    #: set, forced tokens left out) or under the full vocabulary (``unmasked``, for comparison).
+    logprobs: LogprobMode = LogprobMode.MASKED
     #: Whether turns with a zero advantage (groups whose rewards all agree) are still trained on for
     #: their KL term alone. False leaves them out of the update: early in training most groups
     #: fail together, so this skips most of a step's forward/backward work for a term that weighs
@@ -144,10 +200,26 @@ class RunConfig:
     gradient_checkpointing: bool = False
     #: accelerate trackers; ``tensorboard`` needs the ``tensorboard`` package. metrics.jsonl is always written.
     trackers: tuple[str, ...] = ("tensorboard",)
+    #: Besides ``<output_dir>/policy/<module>/`` (weights, or a PEFT adapter for LoRA runs), write
+    #: each LoRA module with its adapter merged into the base to ``<output_dir>/merged/<module>/``.
+    export_merged: bool = False
+
+
+@attrs.frozen
+class AlertsConfig:
+    """Thresholds that print a one-line warning at the step a trained module crosses them; 0 turns one off."""
+
+    #: Share of a module's calls whose reply did not parse.
+    parse_error_rate: float = attrs.field(default=0.5, validator=_ge0)
+    #: Share of tool calls that failed.
+    tool_error_rate: float = attrs.field(default=0.9, validator=_ge0)
+    #: Mean per-token k3 KL of a module to the reference.
+    kl: float = attrs.field(default=1.0, validator=_ge0)
 
 
 @attrs.frozen
 class TrainConfig:
+    train: TrainModulesConfig = TrainModulesConfig()
     policy: PolicyConfig = PolicyConfig()
     task: TaskConfig = TaskConfig()
     rollout: RolloutConfig = RolloutConfig()
@@ -155,6 +227,7 @@ class TrainConfig:
     advantage: AdvantageConfig = AdvantageConfig()
     optim: OptimConfig = OptimConfig()
     run: RunConfig = RunConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     def __attrs_post_init__(self) -> None:
         if self.policy.source == "tiny" and self.task.kind is not TaskKind.SYNTHETIC:
@@ -164,6 +237,8 @@ class TrainConfig:
             )
         if self.task.kind is TaskKind.RECORDS and not self.task.train_file:
             raise ValueError("task.kind = 'records' needs task.train_file (a JSONL or parquet of questions)")
+        if self.run.export_merged and self.policy.lora is None:
+            raise ValueError("run.export_merged merges LoRA adapters; it needs policy.lora (full weights export as is)")
 
 
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:

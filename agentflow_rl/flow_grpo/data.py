@@ -1,8 +1,13 @@
 """Training questions with gold answers, and the seeded order in which the trainer reads them.
 
 Files are JSONL (one object a line) or parquet. Field names vary between sources, so a record
-takes its question from the first of ``question``/``query``/``problem``/``prompt`` and its gold
-answers from ``answers`` (a list) or ``answer``/``result``/``gold`` (one value); ``id`` is optional.
+takes its question from the first of ``question``/``query``/``problem``/``prompt``, its gold
+answers from ``answers`` (a list) or ``answer``/``result``/``gold`` (one value), and its gold tool
+(the tool the planner should pick first, for the ``tool_choice`` reward) from ``tool`` or
+``gold_tool``. A row needs a gold answer, a gold tool, or both; ``id`` is optional::
+
+    {"id": "q1", "question": "What is 37 * 41?", "answers": ["1517"], "tool": "python_coder"}
+    {"question": "Where was Ada Lovelace born?", "tool": "wikipedia_search"}
 """
 
 from __future__ import annotations
@@ -20,14 +25,17 @@ from agentflow_core import ConfigError
 
 _QUESTION_KEYS = ("question", "query", "problem", "prompt")
 _ANSWER_KEYS = ("answers", "answer", "result", "gold")
+_TOOL_KEYS = ("tool", "gold_tool")
 
 
 @attrs.frozen
 class TrainRecord:
     id: str
     question: str
-    #: Every accepted gold answer.
+    #: Every accepted gold answer (may be empty when the record has a gold tool).
     answers: tuple[str, ...]
+    #: The tool the planner should choose first, when the record says.
+    tool: str | None = None
 
 
 def bundled_sample() -> Path:
@@ -68,14 +76,22 @@ def _record(row: Any, where: str) -> TrainRecord:
     if question is None:
         raise ConfigError(f"{where}: no question; give one of {', '.join(_QUESTION_KEYS)}")
     raw = next((row[k] for k in _ANSWER_KEYS if row.get(k) is not None), None)
-    if raw is None:
-        raise ConfigError(f"{where}: no gold answer; give one of {', '.join(_ANSWER_KEYS)}")
-    answers = tuple(str(a) for a in raw) if isinstance(raw, list | tuple) else (str(raw),)
-    return TrainRecord(id=str(row.get("id", where.rpartition(":")[2])), question=question, answers=answers)
+    tool = next((row[k] for k in _TOOL_KEYS if row.get(k) is not None), None)
+    if tool is not None and (not isinstance(tool, str) or not tool.strip()):
+        raise ConfigError(f"{where}: the gold tool must be a tool name, got {tool!r}")
+    if raw is None and tool is None:
+        raise ConfigError(f"{where}: no gold answer or gold tool; give one of {', '.join(_ANSWER_KEYS + _TOOL_KEYS)}")
+    answers = () if raw is None else tuple(str(a) for a in raw) if isinstance(raw, list | tuple) else (str(raw),)
+    return TrainRecord(id=str(row.get("id", where.rpartition(":")[2])), question=question, answers=answers, tool=tool)
 
 
 def write_records(records: Sequence[TrainRecord], path: str | Path) -> None:
-    lines = [json.dumps({"id": r.id, "question": r.question, "answers": list(r.answers)}) for r in records]
+    lines = [
+        json.dumps(
+            {"id": r.id, "question": r.question, "answers": list(r.answers), **({"tool": r.tool} if r.tool else {})}
+        )
+        for r in records
+    ]
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from agentflow_core import (
     FlowState,
@@ -26,9 +27,10 @@ from agentflow_core import (
     Step,
     ToolSuccess,
 )
+from agentflow_core.records import ModuleRole
 
-#: Words of the compact prompt besides the question itself and the tool names.
-_COMPACT_WORDS = (";", "done", ":", "none", "ok", "err")
+#: Words of the compact prompts besides the question itself and the tool names.
+_COMPACT_WORDS = (";", "done", ":", "none", "ok", "err", "stop", "?", "STOP", "CONTINUE")
 
 CHAT_SYSTEM = (
     "You plan tool calls. Names like k3 stand for stored numbers: look each one up with the lookup tool "
@@ -80,41 +82,58 @@ class _ToolChoicePlanner:
         raise NotImplementedError
 
     async def _ask(self, messages: tuple[Message, ...], names: list[str]) -> tuple[str, ModuleCall]:
-        request = GenerationRequest(messages, json_schema=tool_schema(names), max_tokens=self.max_tokens)
-        started = time.perf_counter()
-        completion = await self.engine.generate(request)
-        tool, error = _read_tool(completion.text, names)
-        call = ModuleCall(
-            role="planner",
-            purpose="next_step",
-            engine=self.engine.name,
-            messages=messages,
-            response=completion.text,
-            usage=completion.usage,
-            latency_s=completion.latency_s or time.perf_counter() - started,
-            parse_error=error,
-            tokens=completion.tokens,
+        reply, call = await ask_choice(
+            self.engine, messages, "planner", "next_step", tool_schema(names), "tool", names, self.max_tokens
         )
-        return tool, call
+        return reply or (names[0] if names else ""), call
 
 
-def _read_tool(text: str, names: list[str]) -> tuple[str, str | None]:
-    """The chosen tool; the first enabled one (and a parse error) when the reply names none."""
+async def ask_choice(
+    engine: Any,
+    messages: tuple[Message, ...],
+    role: ModuleRole,
+    purpose: str,
+    schema: JsonSchema,
+    key: str,
+    choices: Sequence[str],
+    max_tokens: int,
+) -> tuple[str | None, ModuleCall]:
+    """One constrained call whose reply is ``{key: <one of choices>}``; the choice (``None`` if the
+    reply names none, with a parse error in the record) and the call's record."""
+    request = GenerationRequest(messages, json_schema=schema, max_tokens=max_tokens)
+    started = time.perf_counter()
+    completion = await engine.generate(request)
+    choice, error = _read_choice(completion.text, key, choices)
+    call = ModuleCall(
+        role=role,
+        purpose=purpose,
+        engine=engine.name,
+        messages=messages,
+        response=completion.text,
+        usage=completion.usage,
+        latency_s=completion.latency_s or time.perf_counter() - started,
+        parse_error=error,
+        tokens=completion.tokens,
+    )
+    return choice, call
+
+
+def _read_choice(text: str, key: str, choices: Sequence[str]) -> tuple[str | None, str | None]:
     try:
         value = json.loads(text)
     except ValueError:
         value = None
-    tool = value.get("tool") if isinstance(value, dict) else None
-    if tool in names:
-        return tool, None
-    return (names[0] if names else ""), f"no enabled tool in {text[:80]!r}"
+    choice = value.get(key) if isinstance(value, dict) else None
+    if choice in choices:
+        return choice, None
+    return None, f"no valid {key} in {text[:80]!r}"
 
 
 class CompactPlanner(_ToolChoicePlanner):
     """``<question> ; done : lookup ok add err`` — every word is in the tiny tokenizer."""
 
     def messages(self, state: FlowState) -> tuple[Message, ...]:
-        history = " ".join(f"{s.tool_call.tool} {_status(s)}" for s in state.steps)
+        history = " ".join(f"{s.tool_call.tool} {status_word(s)}" for s in state.steps)
         return (Message("user", f"{state.query.text} ; done : {history or 'none'}"),)
 
 
@@ -125,16 +144,16 @@ class ChatPlanner(_ToolChoicePlanner):
 
     def messages(self, state: FlowState) -> tuple[Message, ...]:
         tools = "\n".join(f"- {t.name}: {t.description}" for t in state.tools)
-        history = "\n".join(f"{s.index}. {s.tool_call.tool} -> {_outcome(s)}" for s in state.steps) or "nothing yet"
+        history = "\n".join(f"{s.index}. {s.tool_call.tool} -> {outcome_text(s)}" for s in state.steps) or "nothing yet"
         prompt = CHAT_PROMPT.format(query=state.query.text, tools=tools, history=history)
         return (Message("system", CHAT_SYSTEM), Message("user", prompt))
 
 
-def _outcome(step: Step) -> str:
+def outcome_text(step: Step) -> str:
     if isinstance(step.result, ToolSuccess):
         return step.result.output
     return f"error: {step.result.error}"
 
 
-def _status(step: Step) -> str:
+def status_word(step: Step) -> str:
     return "ok" if isinstance(step.result, ToolSuccess) else "err"

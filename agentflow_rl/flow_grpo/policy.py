@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentflow_core import ConfigError, EngineUnavailable
 from agentflow_core.engines.embedded import is_embedded_alias, smollm2_gguf_path
 from agentflow_rl.flow_grpo.config import PolicyConfig
 from agentflow_rl.flow_grpo.tiny_policy import build_policy, build_tokenizer
+
+if TYPE_CHECKING:
+    from agentflow_rl.flow_grpo.trained import TrainedModules
 
 
 def load_policy(config: PolicyConfig, vocabulary: Sequence[str] | None = None) -> tuple[Any, Any]:
@@ -69,17 +72,47 @@ def frozen_copy(model: Any) -> Any:
     return reference
 
 
-#: Where a run leaves its trained Planner, loadable as ``hf:<output_dir>/policy``.
+#: Where a run leaves its trained modules: ``<output_dir>/policy/<module>/``.
 POLICY_DIR = "policy"
+#: Where LoRA modules merged into the base go, on request: ``<output_dir>/merged/<module>/``.
+MERGED_DIR = "merged"
 
 
-def export_policy(accelerator: Any, model: Any, tokenizer: Any, output_dir: str | Path) -> Path:
-    """The trained weights and tokenizer as a plain transformers folder, for any ``hf:`` engine to load.
+def export_policy(
+    accelerator: Any, modules: TrainedModules, tokenizer: Any, output_dir: str | Path, *, merged: bool = False
+) -> dict[str, Path]:
+    """Each trained module as something any ``hf:`` engine loads, in ``<output_dir>/policy/<module>/``.
 
-    Checkpoints are for resuming (optimizer, RNG, data position, accelerate's layout); this is the
-    deliverable. Tied embeddings stay tied: ``save_pretrained`` writes the shared tensor once.
+    Full-weight runs write a plain transformers folder (safetensors, config, tokenizer); LoRA runs
+    write a standard PEFT adapter folder, loaded with the base model (the ``hf`` engine's
+    ``adapter`` option, or ``vllm serve --enable-lora``), and with ``merged`` also a transformers
+    folder per module with its adapter merged in. Checkpoints are for resuming (optimizer, RNG, data
+    position, accelerate's layout); this is the deliverable.
     """
-    path = Path(output_dir) / POLICY_DIR
+    root = Path(output_dir) / POLICY_DIR
+    if not modules.adapters:
+        return {
+            role: export_weights(accelerator, modules.prepared(role), tokenizer, root / role) for role in modules.roles
+        }
+    from agentflow_rl.flow_grpo import lora
+
+    accelerator.wait_for_everyone()
+    folders: dict[str, Path] = {}
+    if accelerator.is_main_process:
+        model = modules.unwrapped(modules.roles[0])
+        folders = lora.export_adapters(model, tokenizer, modules.roles, root)
+        if merged:
+            lora.export_merged(model, tokenizer, modules.roles, Path(output_dir) / MERGED_DIR)
+    accelerator.wait_for_everyone()
+    return folders or {role: root / role for role in modules.roles}
+
+
+def export_weights(accelerator: Any, model: Any, tokenizer: Any, folder: str | Path) -> Path:
+    """One model's full weights and the tokenizer as a transformers folder.
+
+    Tied embeddings stay tied: ``save_pretrained`` writes the shared tensor once.
+    """
+    path = Path(folder)
     accelerator.wait_for_everyone()
     state = accelerator.get_state_dict(model)  # a gather under FSDP: every process must take part
     if accelerator.is_main_process:

@@ -1,12 +1,18 @@
-"""Reward functions: small, pure, one number per trajectory.
+"""Reward functions: small, pure, one number per trajectory, registered by name through a hook.
 
-A reward function takes one :class:`RewardContext` (the question with its gold answers, and the
-finished trajectory) and returns a float; Flow-GRPO uses a single outcome reward per trajectory
-and lets the advantage carry it to every Planner turn.
+A reward function takes one :class:`RewardContext` (the question with its gold answers and gold
+tool, the finished trajectory, and the task's scorer) and returns a float. Flow-GRPO gives each
+trajectory one reward and lets the advantage carry it to every turn of the trained modules.
+
+Rewards are plugins: ``register_rewards(register)`` calls ``register("name", fn)``; a training TOML
+picks one with ``[task] reward = "name"``. The built-ins, registered through that same hook:
+
+* ``outcome`` — 1 when the task's scorer calls the final answer right (the paper's only reward);
+* ``graded`` — the scorer's graded value in [0, 1] (token F1, say);
+* ``tool_choice`` — 1 when the planner's first chosen tool is the record's gold tool.
 
 >>> from agentflow_rl.flow_grpo.data import TrainRecord
->>> reward = outcome_reward(exact_match)
->>> reward(RewardContext(TrainRecord("1", "2+2?", ("4",)), answer="4"))
+>>> outcome(RewardContext(TrainRecord("1", "2+2?", ("4",)), answer="4"))
 1.0
 """
 
@@ -27,44 +33,6 @@ from agentflow_rl.flow_grpo.data import TrainRecord
 Scorer = Callable[[TrainRecord, str], Score]
 
 
-@attrs.frozen
-class RewardContext:
-    record: TrainRecord
-    #: The final answer text ("" when the solve produced none).
-    answer: str
-    trajectory: Trajectory | None = None
-
-
-class RewardFn(Protocol):
-    def __call__(self, context: RewardContext) -> float: ...
-
-
-def context_for(record: TrainRecord, trajectory: Trajectory) -> RewardContext:
-    return RewardContext(record, trajectory.answer or "", trajectory)
-
-
-def outcome_reward(scorer: Scorer) -> RewardFn:
-    """1.0 when ``scorer`` calls the final answer correct, else 0.0 — the paper's only reward.
-
-    >>> outcome_reward(exact_match)(RewardContext(TrainRecord("1", "q", ("Paris",)), "paris."))
-    1.0
-    """
-
-    def reward(context: RewardContext) -> float:
-        return 1.0 if scorer(context.record, context.answer).correct else 0.0
-
-    return reward
-
-
-def graded_reward(scorer: Scorer) -> RewardFn:
-    """The scorer's graded value in [0, 1] (token F1, say) instead of right/wrong."""
-
-    def reward(context: RewardContext) -> float:
-        return float(scorer(context.record, context.answer).value)
-
-    return reward
-
-
 def exact_match(record: TrainRecord, answer: str) -> Score:
     """Normalised exact match (case, punctuation, articles, spaces ignored) against any gold answer.
 
@@ -74,6 +42,65 @@ def exact_match(record: TrainRecord, answer: str) -> Score:
     got = _normalise(answer)
     correct = any(got == _normalise(gold) for gold in record.answers)
     return Score(correct=correct, value=float(correct), method="exact_match", extracted=answer.strip())
+
+
+@attrs.frozen
+class RewardContext:
+    record: TrainRecord
+    #: The final answer text ("" when the solve produced none).
+    answer: str
+    trajectory: Trajectory | None = None
+    #: How the task judges an answer against the record's gold answers.
+    scorer: Scorer = exact_match
+
+
+class RewardFn(Protocol):
+    def __call__(self, context: RewardContext) -> float: ...
+
+
+def context_for(record: TrainRecord, trajectory: Trajectory, scorer: Scorer = exact_match) -> RewardContext:
+    return RewardContext(record, trajectory.answer or "", trajectory, scorer)
+
+
+def outcome(context: RewardContext) -> float:
+    """1.0 when the scorer calls the final answer correct, else 0.0 — the paper's only reward.
+
+    >>> outcome(RewardContext(TrainRecord("1", "q", ("Paris",)), "paris."))
+    1.0
+    """
+    return 1.0 if context.scorer(context.record, context.answer).correct else 0.0
+
+
+def graded(context: RewardContext) -> float:
+    """The scorer's graded value in [0, 1] instead of right/wrong."""
+    return float(context.scorer(context.record, context.answer).value)
+
+
+def tool_choice(context: RewardContext) -> float:
+    """1.0 when the planner's first chosen tool is the record's gold tool (``tool`` in the row).
+
+    A trajectory with no turn, or a record without a gold tool, earns 0.
+    """
+    gold = context.record.tool
+    steps = context.trajectory.steps if context.trajectory is not None else ()
+    return 1.0 if gold is not None and steps and steps[0].decision.tool == gold else 0.0
+
+
+def outcome_reward(scorer: Scorer) -> RewardFn:
+    """``outcome`` judged by ``scorer`` whatever the context says, for code that holds a scorer."""
+
+    def reward(context: RewardContext) -> float:
+        return outcome(attrs.evolve(context, scorer=scorer))
+
+    return reward
+
+
+#: The built-in rewards, each with the one-line description ``agentflow plugins`` shows.
+BUILTIN_REWARDS: dict[str, tuple[RewardFn, str]] = {
+    "outcome": (outcome, "1 when the final answer is right (the task's scorer)"),
+    "graded": (graded, "the scorer's graded value in [0, 1]"),
+    "tool_choice": (tool_choice, "1 when the planner's first tool is the record's gold tool"),
+}
 
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation)

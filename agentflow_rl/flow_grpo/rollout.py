@@ -1,21 +1,26 @@
-"""Rollouts: G trajectories per question through the real ``Solver``, the Planner on the live policy.
+"""Rollouts: G trajectories per question through the real ``Solver``, trained modules on the live policy.
 
 The policy reaches the solver the way any engine does: a plugin registers the provider
-``policy`` through ``register_engines``, and its factory wraps the model being trained with
-``HFEngine.from_pretrained_objects``. Nothing is patched; the solver, its modules and tools run
-exactly as at inference time. Afterwards every planner ``ModuleCall`` that carries a
-``TokenTrace`` becomes one training turn.
+``policy`` through ``register_engines``; ``policy:<role>`` generates with that trained module's
+weights (its LoRA adapter, or its own model) and ``policy:base`` with the untrained base. Nothing is
+patched; the solver, its modules and tools run exactly as at inference time. Afterwards every
+``ModuleCall`` of a trained module that carries a ``TokenTrace`` becomes one training turn.
+
+A group that does not finish within ``timeout_s`` is cut off: its trajectories are dropped from the
+step and counted, so a hung tool or module shows in the log instead of stalling the run.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import attrs
 
 from agentflow_core import Engine, EngineConfig, EngineRegistrar, Solver, TokenTrace, Trajectory, hookimpl
+from agentflow_core.engines.embedded import SerialWorker
+from agentflow_core.records import ModuleRole
 from agentflow_rl.flow_grpo.data import TrainRecord
 
 #: The provider name under which the live policy is registered.
@@ -23,50 +28,105 @@ POLICY_PROVIDER = "policy"
 
 
 class PolicyEngines:
-    """Registers ``policy:<name>`` engines that generate with the model being trained.
+    """Registers ``policy:<name>`` engines that generate with the models being trained.
 
-    The engine shares the model's parameters, so every optimizer step is visible to the next
-    rollout without copying weights. It is not a serving engine: one generation at a time.
+    ``models`` maps an engine name to ``(model, scope)``; see ``TrainedModules.generator``. All
+    engines share one worker thread, since they may share one model. They share the parameters
+    being trained, so every optimizer step is visible to the next rollout without copying weights.
     """
 
-    def __init__(self, model: Any, tokenizer: Any) -> None:
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, models: Any, tokenizer: Any) -> None:
+        self.models, self.tokenizer = models, tokenizer
+        self._worker = SerialWorker()
 
     @hookimpl
     def register_engines(self, register: EngineRegistrar) -> None:
-        register(POLICY_PROVIDER, self._engine, description="the policy being trained by Flow-GRPO (in-process)")
+        register(POLICY_PROVIDER, self._engine, description="the modules being trained by Flow-GRPO (in-process)")
 
     def _engine(self, config: EngineConfig) -> Engine:
+        from agentflow_core import ConfigError
         from agentflow_core.engines.hf_engine import HFEngine
 
-        return HFEngine.from_pretrained_objects(self.model, self.tokenizer, name=config.model, config=config)
+        try:
+            model, scope = self.models.generator(config.model_name)
+        except (KeyError, ValueError):
+            raise ConfigError(
+                f"engine {config.model}: no such policy; a trained module's engine is policy:<its role>, "
+                "the untrained base is policy:base"
+            ) from None
+        return HFEngine.from_pretrained_objects(
+            model, self.tokenizer, name=config.model, config=config, worker=self._worker, scope=scope
+        )
+
+
+@attrs.frozen
+class TrainTurn:
+    """One LLM call of a trained module, with what it sampled."""
+
+    role: ModuleRole
+    trace: TokenTrace
 
 
 @attrs.frozen
 class Rollout:
-    """One trajectory of a group, and the planner turns the trainer learns from."""
+    """One trajectory of a group, and the trained modules' turns the trainer learns from."""
 
     record: TrainRecord
     #: Index of the question's group within the batch.
     group: int
     trajectory: Trajectory
-    turns: tuple[TokenTrace, ...]
+    turns: tuple[TrainTurn, ...]
+
+    def turns_of(self, role: ModuleRole) -> tuple[TrainTurn, ...]:
+        return tuple(t for t in self.turns if t.role == role)
 
 
-def planner_turns(trajectory: Trajectory) -> tuple[TokenTrace, ...]:
-    """Every planner call that recorded tokens, in order (analysis included when it used the model)."""
+def trained_turns(trajectory: Trajectory, roles: Collection[ModuleRole]) -> tuple[TrainTurn, ...]:
+    """Every call of a trained module that recorded tokens, in the order they were made."""
     return tuple(
-        call.tokens for call in trajectory.module_calls() if call.role == "planner" and call.tokens is not None
+        TrainTurn(call.role, call.tokens)
+        for call in trajectory.module_calls()
+        if call.role in roles and call.tokens is not None
     )
 
 
-async def rollout_group(solver: Solver, record: TrainRecord, group: int, size: int) -> list[Rollout]:
-    """``size`` concurrent solves of one question; sampling temperature is the planner engine's."""
+def planner_turns(trajectory: Trajectory) -> tuple[TokenTrace, ...]:
+    """The planner's recorded calls (analysis included when it used the model)."""
+    return tuple(turn.trace for turn in trained_turns(trajectory, ("planner",)))
+
+
+@attrs.frozen
+class RolloutBatch:
+    rollouts: list[Rollout]
+    #: Groups cut off by the deadline (their trajectories are not in ``rollouts``).
+    timed_out: int = 0
+
+
+async def rollout_group(
+    solver: Solver, record: TrainRecord, group: int, size: int, roles: Collection[ModuleRole] = ("planner",)
+) -> list[Rollout]:
+    """``size`` concurrent solves of one question; sampling temperature is each engine's."""
     trajectories = await asyncio.gather(*(solver.asolve(record.question) for _ in range(size)))
-    return [Rollout(record, group, t, planner_turns(t)) for t in trajectories]
+    return [Rollout(record, group, t, trained_turns(t, roles)) for t in trajectories]
 
 
-async def rollout_batch(solver: Solver, records: Sequence[TrainRecord], size: int) -> list[Rollout]:
+async def rollout_batch(
+    solver: Solver,
+    records: Sequence[TrainRecord],
+    size: int,
+    roles: Collection[ModuleRole] = ("planner",),
+    *,
+    timeout_s: float | None = None,
+) -> RolloutBatch:
     """All groups of a batch at once, so tools and fixed modules of one overlap another's decoding."""
-    groups = await asyncio.gather(*(rollout_group(solver, r, i, size) for i, r in enumerate(records)))
-    return [rollout for group in groups for rollout in group]
+
+    async def one(index: int, record: TrainRecord) -> list[Rollout] | None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await rollout_group(solver, record, index, size, roles)
+        except TimeoutError:
+            return None
+
+    groups = await asyncio.gather(*(one(i, r) for i, r in enumerate(records)))
+    rollouts = [rollout for group in groups if group is not None for rollout in group]
+    return RolloutBatch(rollouts, timed_out=sum(group is None for group in groups))

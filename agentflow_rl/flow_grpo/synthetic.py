@@ -46,6 +46,7 @@ from agentflow_core import (
 )
 from agentflow_rl.flow_grpo.data import TrainRecord
 from agentflow_rl.flow_grpo.planners import ChatPlanner, CompactPlanner, compact_vocabulary
+from agentflow_rl.flow_grpo.verifiers import ChatVerifier, CompactVerifier
 
 LOOKUP = "lookup"
 #: Arithmetic tools: (question word, number of operands, function).
@@ -288,4 +289,6 @@ class SyntheticPlugin:
         register("planner", "synthetic_chat", ChatPlanner)
         register("executor", "synthetic", RuleExecutor)
         register("verifier", "synthetic", RuleVerifier)
+        register("verifier", "synthetic_compact", CompactVerifier)
+        register("verifier", "synthetic_chat", ChatVerifier)
         register("generator", "synthetic", RuleGenerator)

@@ -1,9 +1,10 @@
-"""What a run trains on: questions, a scorer, the plugins and the agent config of the solver.
+"""What a run trains on: questions, a scorer, a reward, the plugins and the agent of the solver.
 
 The synthetic task brings its own tools and fixed modules (a plugin object); a ``records`` task
 uses an ``agentflow.toml`` for the tools and the fixed modules, with installed plugins loaded as
-the CLI would. Either way the Planner's engine is replaced by the live policy, registered under
-the ``policy`` provider, and the Planner module is ``task.planner``.
+the CLI would. Either way each trained module's engine is replaced by the live policy
+(``policy:<role>``); the synthetic task's untrained modules that use a model run on the untrained
+base (``policy:base``), a records task's keep the engines of its agent config.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import attrs
 from agentflow_core import Config, ConfigError, EngineConfig, load_config
 from agentflow_core.config import AgentConfig, EnginesConfig, ModulesConfig
 from agentflow_core.plugins import load_registry
+from agentflow_core.records import MODULE_ROLES
 from agentflow_core.registry import Registry
 from agentflow_rl.flow_grpo.config import TaskKind, TrainConfig
 from agentflow_rl.flow_grpo.data import TrainRecord, load_records
-from agentflow_rl.flow_grpo.rewards import Scorer, exact_match
+from agentflow_rl.flow_grpo.rewards import RewardFn, Scorer, exact_match
 from agentflow_rl.flow_grpo.rollout import POLICY_PROVIDER
 from agentflow_rl.flow_grpo.synthetic import TOOL_NAMES, SyntheticTask
+from agentflow_rl.flow_grpo.tool_choice import dry_run
+from agentflow_rl.flow_grpo.trained import BASE
 
 
 @attrs.frozen
@@ -42,15 +46,29 @@ def build_task(config: TrainConfig) -> TaskSetup:
     if task.kind is TaskKind.SYNTHETIC:
         world = SyntheticTask.make(keys=task.synthetic.keys, seed=task.synthetic.seed)
         train, held_out = world.split(task.synthetic.held_out, task.synthetic.seed, task.synthetic.max_held_out)
-        fixed = ModulesConfig(planner=task.planner, executor="synthetic", verifier="synthetic", generator="synthetic")
-        agent = Config(agent=AgentConfig(tools=TOOL_NAMES), modules=fixed, source="synthetic task")
+        rules = {role: task.module(role) or "synthetic" for role in MODULE_ROLES}
+        agent = Config(agent=AgentConfig(tools=TOOL_NAMES), modules=ModulesConfig(**rules), source="synthetic task")
         return TaskSetup(train, held_out, world.score, (world.plugin(),), False, agent, tuple(world.vocabulary()))
     if task.train_file is None:
         raise ConfigError("task.kind = 'records' needs task.train_file")
+    train = load_records(task.train_file)
     held_out = load_records(task.eval_file) if task.eval_file else []
     agent = load_config(task.agent_config) if task.agent_config else Config()
-    agent = attrs.evolve(agent, modules=attrs.evolve(agent.modules, planner=task.planner))
-    return TaskSetup(load_records(task.train_file), held_out, _scorer(task.scorer), (), True, agent)
+    chosen = {role: name for role in MODULE_ROLES if (name := task.module(role)) is not None}
+    agent = attrs.evolve(agent, modules=attrs.evolve(agent.modules, **chosen))
+    if task.reward == "tool_choice":
+        _check_gold_tools(train, task.train_file)
+        _check_gold_tools(held_out, task.eval_file)
+    return TaskSetup(train, held_out, _scorer(task.scorer), (), True, agent)
+
+
+def _check_gold_tools(records: Sequence[TrainRecord], path: str | None) -> None:
+    missing = next((r for r in records if r.tool is None), None)
+    if missing is not None:
+        raise ConfigError(
+            f"{path}: task.reward = 'tool_choice' needs a gold tool on every record; record {missing.id!r} "
+            'has none (add "tool": NAME to the row)'
+        )
 
 
 def _scorer(name: str) -> Scorer:
@@ -59,21 +77,40 @@ def _scorer(name: str) -> Scorer:
     return exact_match
 
 
-def solver_config(setup: TaskSetup, config: TrainConfig, *, temperature: float) -> Config:
-    """The task's agent with the Planner on the policy; fixed modules keep their own engines."""
-    planner = EngineConfig(
-        model=f"{POLICY_PROVIDER}:planner",
+def reward_fn(config: TrainConfig, registry: Registry) -> RewardFn:
+    """The task's reward from the registry (``register_rewards``); an unknown name lists the installed ones."""
+    try:
+        return registry.reward(config.task.reward).fn
+    except Exception as exc:
+        raise ConfigError(f"task.reward: {exc}") from None
+
+
+def policy_engine(name: str, config: TrainConfig, *, temperature: float) -> EngineConfig:
+    return EngineConfig(
+        model=f"{POLICY_PROVIDER}:{name}",
         temperature=temperature,
         max_tokens=config.rollout.max_new_tokens,
         options={"max_batch": config.rollout.max_batch},
     )
-    # The synthetic modules need no model: every role points at the policy, so nothing else loads.
-    engines = EnginesConfig(default=planner)
+
+
+def solver_config(setup: TaskSetup, config: TrainConfig, *, temperature: float) -> Config:
+    """The task's agent with every trained module on the policy; the others keep their engines."""
+    trained = {role: policy_engine(role, config, temperature=temperature) for role in config.train.modules}
     if setup.entry_points:
-        engines = attrs.evolve(setup.agent.engines, planner=planner)
+        engines = attrs.evolve(setup.agent.engines, **trained)
+    else:  # the synthetic task: untrained model-based modules run on the untrained base
+        engines = EnginesConfig(default=policy_engine(BASE, config, temperature=temperature), **trained)
     agent = attrs.evolve(setup.agent.agent, max_steps=config.rollout.max_turns)
     return attrs.evolve(setup.agent, engines=engines, agent=agent)
 
 
-def registry_for(setup: TaskSetup, policy_plugin: object) -> Registry:
-    return load_registry(entry_points=setup.entry_points, extra=[*setup.plugins, policy_plugin])
+def registry_for(setup: TaskSetup, policy_plugin: object, *, dry_run_tools: bool = False) -> Registry:
+    """The plugins of the task, the policy's engines and agentflow_rl's own (rewards, modules)."""
+    import agentflow_rl.plugin
+
+    extra = (
+        [*setup.plugins, policy_plugin] if setup.entry_points else [*setup.plugins, agentflow_rl.plugin, policy_plugin]
+    )
+    registry = load_registry(entry_points=setup.entry_points, extra=extra)
+    return dry_run(registry) if dry_run_tools else registry

@@ -22,6 +22,7 @@ from agentflow_core.registry import Registry
 from agentflow_rl.flow_grpo.rollout import PolicyEngines
 from agentflow_rl.flow_grpo.synthetic import TOOL_NAMES, SyntheticTask
 from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig, build_policy, build_tokenizer
+from agentflow_rl.flow_grpo.trained import TrainedModules
 
 
 @attrs.frozen
@@ -31,8 +32,11 @@ class TinyWorld:
     model: Any
     registry: Registry
 
-    def config(self, temperature: float = 0.7, max_turns: int = 3, planner: str = "synthetic") -> Config:
-        engine = EngineConfig(model="policy:tiny", temperature=temperature, max_tokens=8)
+    def config(
+        self, temperature: float = 0.7, max_turns: int = 3, planner: str = "synthetic", max_batch: int = 1
+    ) -> Config:
+        options = {"max_batch": max_batch}
+        engine = EngineConfig(model="policy:planner", temperature=temperature, max_tokens=8, options=options)
         return synthetic_config(engine, max_turns, planner)
 
 
@@ -47,7 +51,8 @@ def tiny_world(seed: int = 0, hidden: int = 64) -> TinyWorld:
     task = SyntheticTask.make(seed=seed)
     tokenizer = build_tokenizer(task.vocabulary())
     model = build_policy(tokenizer, TinyPolicyConfig(hidden=hidden, seed=seed)).eval()
-    registry = load_registry(entry_points=False, extra=[task.plugin(), PolicyEngines(model, tokenizer)])
+    engines = PolicyEngines(TrainedModules(model, ["planner"], keep_base=False), tokenizer)
+    registry = load_registry(entry_points=False, extra=[task.plugin(), engines])
     return TinyWorld(task, tokenizer, model, registry)
 
 

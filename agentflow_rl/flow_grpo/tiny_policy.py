@@ -18,8 +18,9 @@ import attrs
 #: Role markers of the chat template; ``END`` doubles as the end-of-sequence token.
 SYSTEM, USER, ASSISTANT, END, PAD, UNK = "<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<pad>", "<unk>"
 SPECIAL_TOKENS = (PAD, UNK, END, SYSTEM, USER, ASSISTANT)
-#: The fixed parts of ``{"tool": "NAME"}`` as xgrammar spells JSON without free whitespace.
-JSON_PIECES = ('{"tool": "', '"}')
+#: The fixed parts of ``{"tool": "NAME"}`` and ``{"decision": "STOP"}`` as xgrammar spells JSON
+#: without free whitespace.
+JSON_PIECES = ('{"tool": "', '{"decision": "', '"}')
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"

@@ -2,9 +2,9 @@
 
 One process on a CPU, or one per GPU under ``accelerate launch`` (DDP; see ``configs/accelerate``).
 Each step hands every process its share of the questions; a process samples G trajectories per
-question through the real solver with the policy as Planner, scores them, normalises rewards
-within each group, and accumulates the loss of every planner turn; DDP averages the gradients.
-A step is one rollout batch and its ``updates_per_batch`` optimizer steps.
+question through the real solver with the trained modules on the policy, scores them, normalises
+rewards within each group, and accumulates the loss of every turn of every trained module; DDP
+averages the gradients. A step is one rollout batch and its ``updates_per_batch`` optimizer steps.
 """
 
 from __future__ import annotations
@@ -12,25 +12,30 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from agentflow_core import Solver
-from agentflow_rl.flow_grpo import metrics
+from agentflow_core import ConfigError, Solver
+from agentflow_core.records import MODULE_ROLES
+from agentflow_rl.flow_grpo import alerts, lora, metrics
 from agentflow_rl.flow_grpo.advantages import advantages
 from agentflow_rl.flow_grpo.batching import build_samples
 from agentflow_rl.flow_grpo.checkpoint import Progress, latest_checkpoint, save_checkpoint
-from agentflow_rl.flow_grpo.config import TrainConfig
+from agentflow_rl.flow_grpo.config import TaskKind, TrainConfig
 from agentflow_rl.flow_grpo.data import RecordStream, TrainRecord
-from agentflow_rl.flow_grpo.policy import export_policy, frozen_copy, load_policy
-from agentflow_rl.flow_grpo.rewards import context_for, outcome_reward
-from agentflow_rl.flow_grpo.rollout import PolicyEngines, Rollout, rollout_batch
+from agentflow_rl.flow_grpo.loss import LogprobMode
+from agentflow_rl.flow_grpo.masking import GrammarReplay
+from agentflow_rl.flow_grpo.policy import export_policy, load_policy
+from agentflow_rl.flow_grpo.rewards import RewardFn, context_for
+from agentflow_rl.flow_grpo.rollout import PolicyEngines, RolloutBatch, rollout_batch
 from agentflow_rl.flow_grpo.sharded import RolloutCopy, shards_parameters
-from agentflow_rl.flow_grpo.tasks import TaskSetup, build_task, registry_for, solver_config
+from agentflow_rl.flow_grpo.tasks import TaskSetup, build_task, registry_for, reward_fn, solver_config
 from agentflow_rl.flow_grpo.tracking import JsonlTracker, read_metrics
-from agentflow_rl.flow_grpo.update import UpdateContext, learnable, policy_update
+from agentflow_rl.flow_grpo.trained import TrainedModules
+from agentflow_rl.flow_grpo.update import UpdateContext, learnable, policy_update, rescore
 
 
 @attrs.frozen
@@ -49,7 +54,7 @@ class TrainResult:
 class _Session:
     config: TrainConfig
     accelerator: Any
-    model: Any
+    modules: TrainedModules
     tokenizer: Any
     optimizer: Any
     update: UpdateContext
@@ -59,9 +64,17 @@ class _Session:
     train_solver: Solver
     eval_solver: Solver
     runner: asyncio.Runner
-    #: The unsharded twin the rollout engine generates with, when the policy is sharded (FSDP).
-    rollout_copy: RolloutCopy | None = None
+    reward: RewardFn
+    #: Rebuilds the grammar's allowed sets of a turn (the masked objective); ``None`` when unmasked.
+    replay: GrammarReplay | None = None
+    #: Unsharded twins the rollout engines generate with, when the policy is sharded (FSDP).
+    rollout_copies: dict[str, RolloutCopy] = attrs.field(factory=dict)
     started: float = attrs.field(factory=time.perf_counter)
+
+    @property
+    def model(self) -> Any:
+        """The first trained module's model (unwrapped): the policy, when one module is trained."""
+        return self.modules.unwrapped(self.config.train.modules[0])
 
     def minutes(self) -> float:
         return (self.progress.elapsed_s + time.perf_counter() - self.started) / 60
@@ -88,39 +101,47 @@ def start_session(config: TrainConfig) -> _Session:
     run = config.run
     trackers: list[Any] = [*run.trackers, JsonlTracker("flow_grpo", run.output_dir)]
     precision = "bf16" if run.bf16 else "no"
-    accelerator = Accelerator(mixed_precision=precision, log_with=trackers, project_dir=run.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=precision, log_with=trackers, project_dir=run.output_dir, kwargs_handlers=_ddp_kwargs(config)
+    )
     set_seed(run.seed + accelerator.process_index)
     accelerator.print(f"Flow-GRPO on {accelerator.num_processes} process(es), {accelerator.distributed_type.value}")
     _check_divisible(config, accelerator.num_processes)
     task = build_task(config)
-    model, tokenizer = load_policy(config.policy, task.vocabulary)
-    reference = frozen_copy(model).to(accelerator.device) if config.loss.kl_coef > 0 else None
+    base, tokenizer = load_policy(config.policy, task.vocabulary)
+    roles = config.train.modules
+    sharded = shards_parameters(accelerator)
+    if sharded and config.policy.lora is not None:
+        raise ConfigError("policy.lora under FSDP is not supported yet; use DDP (configs/accelerate/ddp.yaml)")
+    modules = TrainedModules(base, roles, lora_settings=config.policy.lora, keep_base=_needs_base(config))
     if run.gradient_checkpointing:
-        _checkpoint_activations(model)
-    optimizer = _optimizer(config, model)
-    rollout_copy = RolloutCopy.of(model, accelerator.device) if shards_parameters(accelerator) else None
-    model, optimizer = accelerator.prepare(model, optimizer)
+        for model in modules.models:
+            _checkpoint_activations(model)
+    optimizer = _optimizer(config, modules.parameters())
+    copies = {role: RolloutCopy.of(modules.unwrapped(role), accelerator.device) for role in roles} if sharded else {}
+    optimizer = modules.prepare(accelerator, optimizer)
+    if modules.adapters:
+        _checkpoint_adapters_only(accelerator)
     progress, stream = Progress(), RecordStream(task.train, seed=run.seed)
     accelerator.register_for_checkpointing(progress, stream)
     _resume(accelerator, config, progress)
     accelerator.init_trackers("flow_grpo", config=metrics.flat_config(config))
-    generator = rollout_copy.model if rollout_copy is not None else accelerator.unwrap_model(model)
-    registry = registry_for(task, PolicyEngines(generator, tokenizer))
+    engines = PolicyEngines(_Generators(modules, copies), tokenizer)
+    registry = registry_for(task, engines, dry_run_tools=config.task.dry_run_tools)
     update = UpdateContext(
         accelerator=accelerator,
-        model=model,
-        reference=reference,
+        modules=modules,
         optimizer=optimizer,
         settings=config.loss.clip(),
-        temperature=config.rollout.temperature,
         pad_id=int(tokenizer.pad_token_id),
         micro_batch_turns=config.optim.micro_batch_turns,
         max_grad_norm=config.optim.max_grad_norm,
     )
+    masked = config.loss.logprobs is LogprobMode.MASKED
     return _Session(
         config,
         accelerator,
-        model,
+        modules,
         tokenizer,
         optimizer,
         update,
@@ -130,8 +151,56 @@ def start_session(config: TrainConfig) -> _Session:
         train_solver=Solver(solver_config(task, config, temperature=config.rollout.temperature), registry=registry),
         eval_solver=Solver(solver_config(task, config, temperature=config.rollout.eval_temperature), registry=registry),
         runner=asyncio.Runner(),
-        rollout_copy=rollout_copy,
+        reward=reward_fn(config, registry),
+        replay=GrammarReplay(modules.unwrapped(roles[0]), tokenizer) if masked else None,
+        rollout_copies=copies,
     )
+
+
+class _Generators:
+    """What the rollout engines generate with: the trained models, or their unsharded twins under FSDP."""
+
+    def __init__(self, modules: TrainedModules, copies: dict[str, RolloutCopy]) -> None:
+        self._modules, self._copies = modules, copies
+
+    def generator(self, name: str) -> tuple[Any, Any]:
+        if name in self._copies:
+            return self._copies[name].model, nullcontext
+        return self._modules.generator(name)
+
+
+def _needs_base(config: TrainConfig) -> bool:
+    """Whether a frozen copy of the base is needed beside full-weight training: for the KL, or to
+    serve the synthetic task's untrained modules that ask a model (``policy:base``)."""
+    if config.loss.kl_coef > 0:
+        return True
+    if config.task.kind is not TaskKind.SYNTHETIC:
+        return False
+    untrained = [role for role in MODULE_ROLES if role not in config.train.modules]
+    return any(config.task.module(role) not in (None, "synthetic") for role in untrained)
+
+
+def _ddp_kwargs(config: TrainConfig) -> list[Any]:
+    """Several trained modules on one DDP model leave some adapters unused in a backward pass."""
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    return [DistributedDataParallelKwargs(find_unused_parameters=len(config.train.modules) > 1)]
+
+
+def _checkpoint_adapters_only(accelerator: Any) -> None:
+    """Checkpoints of a LoRA run hold the adapters, not the frozen base (rebuilt from ``policy.source``)."""
+
+    def save(models: list[Any], weights: list[dict[str, Any]], folder: str) -> None:
+        if accelerator.is_main_process:
+            lora.save_checkpoint_adapters(accelerator.unwrap_model(models[0]), folder)
+        weights.clear()
+
+    def load(models: list[Any], folder: str) -> None:
+        lora.load_checkpoint_adapters(accelerator.unwrap_model(models[0]), folder)
+        models.clear()
+
+    accelerator.register_save_state_pre_hook(save)
+    accelerator.register_load_state_pre_hook(load)
 
 
 def _checkpoint_activations(model: Any) -> None:
@@ -152,11 +221,10 @@ def _check_divisible(config: TrainConfig, processes: int) -> None:
         )
 
 
-def _optimizer(config: TrainConfig, model: Any) -> Any:
+def _optimizer(config: TrainConfig, parameters: list[Any]) -> Any:
     import torch
 
     optim = config.optim
-    parameters = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.AdamW(parameters, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
 
 
@@ -208,7 +276,7 @@ def _loop(session: _Session) -> TrainResult:
             break
     if run.checkpoint_every and not _checkpointed(session):
         _checkpoint(session)
-    export_policy(session.accelerator, session.model, session.tokenizer, run.output_dir)
+    export_policy(session.accelerator, session.modules, session.tokenizer, run.output_dir, merged=run.export_merged)
     return TrainResult(Path(run.output_dir), session.progress.step, first, last, session.minutes(), stopped)
 
 
@@ -217,10 +285,10 @@ def train_step(session: _Session) -> dict[str, float]:
     config, accelerator = session.config, session.accelerator
     started = time.perf_counter()
     records = _shard(session.stream.next_batch(config.rollout.questions_per_step), accelerator)
-    rollouts = _rollouts(session, session.train_solver, records, config.rollout.group_size)
+    batch = _rollouts(session, session.train_solver, records, config.rollout.group_size)
+    rollouts = batch.rollouts
     rolled = time.perf_counter()
-    reward_fn = outcome_reward(session.task.scorer)
-    rewards = [reward_fn(context_for(r.record, r.trajectory)) for r in rollouts]
+    rewards = [session.reward(context_for(r.record, r.trajectory, session.task.scorer)) for r in rollouts]
     per_turn = advantages(
         config.advantage.mode,
         rewards,
@@ -229,36 +297,47 @@ def train_step(session: _Session) -> dict[str, float]:
         scale=config.advantage.scale,
         seed=config.run.seed * 7919 + session.progress.step,
     )
-    samples = learnable(
-        build_samples(rollouts, per_turn, config.loss.type),
-        config.loss.kl_coef,
-        kl_on_zero_advantage=config.loss.kl_on_zero_advantage,
-    )
+    every = build_samples(rollouts, per_turn, config.loss.type, session.replay)
+    samples = learnable(every, config.loss.kl_coef, kl_on_zero_advantage=config.loss.kl_on_zero_advantage)
+    if session.replay is None:
+        samples = rescore(session.update, samples)
     updates = [policy_update(session.update, samples, first_pass=i == 0) for i in range(config.optim.updates_per_batch)]
     session.progress.step += 1
-    values = metrics.step_metrics(rollouts, rewards, per_turn, updates, rolled - started, time.perf_counter() - rolled)
+    values = metrics.step_metrics(
+        metrics.StepRecord(rollouts, rewards, per_turn, updates, config.train.modules, batch.timed_out, every),
+        rolled - started,
+        time.perf_counter() - rolled,
+    )
     values = metrics.mean_across(accelerator, values)
     values["train/minutes"] = session.minutes()
     accelerator.log(values, step=session.progress.step)
+    for line in alerts.crossed(values, config.alerts, config.train.modules):
+        accelerator.print(f"step {session.progress.step}: {line}")
     return values
 
 
-def _rollouts(session: _Session, solver: Solver, records: Sequence[TrainRecord], size: int) -> list[Rollout]:
-    session.model.eval()
-    if session.rollout_copy is not None:
-        session.rollout_copy.refresh(session.model)  # collective: every process is here, in step
-    return session.runner.run(rollout_batch(solver, records, size))
+def _rollouts(session: _Session, solver: Solver, records: Sequence[TrainRecord], size: int) -> RolloutBatch:
+    session.modules.train_mode(False)
+    for role, copy in session.rollout_copies.items():
+        copy.refresh(session.modules.prepared(role))  # collective: every process is here, in step
+    timeout = session.config.rollout.timeout_s or None
+    return session.runner.run(rollout_batch(solver, records, size, session.config.train.modules, timeout_s=timeout))
 
 
 def evaluate(session: _Session) -> float:
-    """Held-out success at the evaluation temperature (greedy by default), over all processes."""
+    """Held-out mean reward at the evaluation temperature (greedy by default), over all processes.
+
+    With the ``outcome`` reward that is the share of questions answered right; a question whose
+    rollout ran past the deadline counts as a failure.
+    """
     run = session.config.run
     records = list(session.task.held_out)[: run.eval_questions or None]
     if not records:
         return float("nan")
-    rollouts = _rollouts(session, session.eval_solver, _shard(records, session.accelerator), 1)
-    correct = sum(session.task.scorer(r.record, r.trajectory.answer or "").correct for r in rollouts)
-    return metrics.sum_across(session.accelerator, correct) / len(records)
+    batch = _rollouts(session, session.eval_solver, _shard(records, session.accelerator), 1)
+    scorer = session.task.scorer
+    total = sum(session.reward(context_for(r.record, r.trajectory, scorer)) for r in batch.rollouts)
+    return metrics.sum_across(session.accelerator, total) / len(records)
 
 
 def _log_eval(session: _Session) -> float:

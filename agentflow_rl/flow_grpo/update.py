@@ -1,14 +1,16 @@
 """One policy update: forward the turns in micro-batches, accumulate the weighted loss, step.
 
-Turns are accumulated without gradient synchronisation except on the last micro-batch, so a
-multi-GPU run all-reduces once per optimizer step. A process that has nothing to learn from
-(every advantage zero and no KL) still joins that one all-reduce with a zero loss, or the others
+Turns are grouped by trained module (each forward pass runs one module's adapter or model) and
+accumulated without gradient synchronisation except on each model's last micro-batch, so a
+multi-GPU run all-reduces once per model and optimizer step. A process that has nothing to learn
+from (every advantage zero and no KL) still joins that all-reduce with a zero loss, or the others
 would wait for it forever.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -16,18 +18,15 @@ import attrs
 
 from agentflow_rl.flow_grpo.batching import TurnSample, collate, completion_logprobs
 from agentflow_rl.flow_grpo.loss import ClipSettings, token_terms, weighted_loss
+from agentflow_rl.flow_grpo.trained import TrainedModules
 
 
 @attrs.frozen
 class UpdateContext:
     accelerator: Any
-    model: Any
-    #: Frozen reference for the KL term; ``None`` when ``kl_coef`` is 0.
-    reference: Any
+    modules: TrainedModules
     optimizer: Any
     settings: ClipSettings
-    #: The rollout sampling temperature (1.0 for greedy).
-    temperature: float
     pad_id: int
     micro_batch_turns: int
     max_grad_norm: float
@@ -37,6 +36,8 @@ class UpdateContext:
 class UpdateStats:
     loss: float = 0.0
     kl: float = 0.0
+    #: Largest per-token k3 KL of the pass.
+    kl_max: float = 0.0
     entropy: float = 0.0
     ratio_mean: float = 0.0
     clip_low_fraction: float = 0.0
@@ -48,6 +49,8 @@ class UpdateStats:
     tokens: int = 0
     #: Prompt and completion tokens forwarded (what a pass costs).
     sequence_tokens: int = 0
+    #: The same figures per trained module.
+    by_role: dict[str, UpdateStats] = attrs.field(factory=dict)
 
 
 def learnable(samples: Sequence[TurnSample], kl_coef: float, *, kl_on_zero_advantage: bool = True) -> list[TurnSample]:
@@ -59,32 +62,62 @@ def learnable(samples: Sequence[TurnSample], kl_coef: float, *, kl_on_zero_advan
 
 def policy_update(ctx: UpdateContext, samples: Sequence[TurnSample], *, first_pass: bool = True) -> UpdateStats:
     """Accumulate gradients over all ``samples`` and take one optimizer step."""
-    ctx.model.train()
-    stats, sums = UpdateStats(), _Sums()
-    chunks = list(_chunks(samples, ctx.micro_batch_turns))
-    for index, chunk in enumerate(chunks):
-        sync = index == len(chunks) - 1
-        with contextlib.nullcontext() if sync else ctx.accelerator.no_sync(ctx.model):
-            _micro_step(ctx, chunk, sums, first_pass)
-    if not chunks:
+    ctx.modules.train_mode(True)
+    sums: dict[str, _Sums] = defaultdict(_Sums)
+    by_role: dict[str, list[TurnSample]] = defaultdict(list)
+    for sample in samples:
+        by_role[sample.role].append(sample)
+    last_of_model = {ctx.modules.prepared(role): role for role in by_role}  # dicts keep the last role per model
+    for role, turns in by_role.items():
+        chunks = list(_chunks(turns, ctx.micro_batch_turns))
+        for index, chunk in enumerate(chunks):
+            sync = index == len(chunks) - 1 and last_of_model[ctx.modules.prepared(role)] == role
+            with contextlib.nullcontext() if sync else ctx.accelerator.no_sync(ctx.modules.prepared(role)):
+                _micro_step(ctx, role, chunk, sums[role], first_pass)
+    if not samples:
         _zero_backward(ctx)
+    stats = _total(sums)
     if ctx.max_grad_norm > 0:
-        stats.grad_norm = float(ctx.accelerator.clip_grad_norm_(ctx.model.parameters(), ctx.max_grad_norm))
+        parameters = ctx.modules.parameters()
+        stats.grad_norm = float(ctx.accelerator.clip_grad_norm_(parameters, ctx.max_grad_norm))
     ctx.optimizer.step()
     ctx.optimizer.zero_grad(set_to_none=True)
-    return sums.finish(stats)
+    return stats
 
 
-def _micro_step(ctx: UpdateContext, chunk: Sequence[TurnSample], sums: _Sums, first_pass: bool) -> None:
+def rescore(ctx: UpdateContext, samples: Sequence[TurnSample]) -> list[TurnSample]:
+    """``samples`` with their "old" log-probabilities recomputed by the current policy.
+
+    For the unmasked objective: the engine recorded the masked (sampling) distribution, so the
+    ratio's denominator under the full vocabulary has to come from a forward pass before any step.
+    """
+    import torch
+
+    ctx.modules.train_mode(False)
+    out: list[TurnSample] = []
+    for role in dict.fromkeys(s.role for s in samples):
+        turns = [s for s in samples if s.role == role]
+        for chunk in _chunks(turns, ctx.micro_batch_turns):
+            batch = collate(chunk, ctx.pad_id, ctx.accelerator.device)
+            with torch.no_grad(), ctx.accelerator.autocast(), ctx.modules.training(role) as model:  # type: ignore[arg-type]
+                logp, _ = completion_logprobs(model, batch)
+            for row, sample in enumerate(chunk):
+                recomputed = tuple(float(x) for x in logp[row, : len(sample.completion_ids)].tolist())
+                out.append(attrs.evolve(sample, old_logprobs=recomputed))
+    return out
+
+
+def _micro_step(ctx: UpdateContext, role: str, chunk: Sequence[TurnSample], sums: _Sums, first_pass: bool) -> None:
     batch = collate(chunk, ctx.pad_id, ctx.accelerator.device)
     with ctx.accelerator.autocast():
-        logp, entropy = completion_logprobs(ctx.model, batch, ctx.temperature)
+        with ctx.modules.training(role) as model:  # type: ignore[arg-type]
+            logp, entropy = completion_logprobs(model, batch)
         reference = None
-        if ctx.reference is not None:
+        if ctx.settings.kl_coef > 0 and ctx.modules.has_reference:
             import torch
 
-            with torch.no_grad():
-                reference, _ = completion_logprobs(ctx.reference, batch, ctx.temperature)
+            with torch.no_grad(), ctx.modules.reference_model(role) as frozen:  # type: ignore[arg-type]
+                reference, _ = completion_logprobs(frozen, batch)
     terms = token_terms(logp, batch.old_logprobs, batch.advantages, ctx.settings, reference)
     loss = weighted_loss(terms, batch.weights, batch.completion_mask)
     ctx.accelerator.backward(loss)
@@ -97,13 +130,14 @@ def _micro_step(ctx: UpdateContext, chunk: Sequence[TurnSample], sums: _Sums, fi
 
 
 def _zero_backward(ctx: UpdateContext) -> None:
-    ctx.accelerator.backward(sum(p.sum() * 0.0 for p in ctx.model.parameters() if p.requires_grad))
+    ctx.accelerator.backward(sum(p.sum() * 0.0 for p in ctx.modules.parameters()))
 
 
 @attrs.define
 class _Sums:
     loss: float = 0.0
     kl: float = 0.0
+    kl_max: float = 0.0
     entropy: float = 0.0
     ratio: float = 0.0
     low: float = 0.0
@@ -115,18 +149,43 @@ class _Sums:
     def add(self, loss: Any, terms: Any, entropy: Any, mask: Any) -> None:
         self.loss += float(loss.detach())
         self.kl += float((terms.kl * mask).sum())
+        self.kl_max = max(self.kl_max, float((terms.kl * mask).max()))
         self.entropy += float((entropy * mask).sum())
         self.ratio += float((terms.ratio * mask).sum())
         self.low += float((terms.low_clipped * mask).sum())
         self.high += float((terms.high_clipped * mask).sum())
         self.tokens += float(mask.sum())
 
-    def finish(self, stats: UpdateStats) -> UpdateStats:
+    def merge(self, other: _Sums) -> None:
+        for field in attrs.fields(_Sums):
+            if field.name in ("kl_max", "gap"):
+                setattr(self, field.name, max(getattr(self, field.name), getattr(other, field.name)))
+            else:
+                setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+    def finish(self) -> UpdateStats:
         n = max(self.tokens, 1.0)
-        stats.loss, stats.kl, stats.entropy, stats.ratio_mean = self.loss, self.kl / n, self.entropy / n, self.ratio / n
-        stats.clip_low_fraction, stats.clip_high_fraction = self.low / n, self.high / n
-        stats.logprob_gap, stats.tokens, stats.sequence_tokens = self.gap, int(self.tokens), int(self.sequence)
-        return stats
+        return UpdateStats(
+            loss=self.loss,
+            kl=self.kl / n,
+            kl_max=self.kl_max,
+            entropy=self.entropy / n,
+            ratio_mean=self.ratio / n,
+            clip_low_fraction=self.low / n,
+            clip_high_fraction=self.high / n,
+            logprob_gap=self.gap,
+            tokens=int(self.tokens),
+            sequence_tokens=int(self.sequence),
+        )
+
+
+def _total(sums: dict[str, _Sums]) -> UpdateStats:
+    whole = _Sums()
+    for one in sums.values():
+        whole.merge(one)
+    stats = whole.finish()
+    stats.by_role = {role: one.finish() for role, one in sums.items()}
+    return stats
 
 
 def _chunks(items: Sequence[TurnSample], size: int) -> Iterator[Sequence[TurnSample]]:

@@ -1,0 +1,141 @@
+"""LoRA adapters (peft): one per trained module, on one frozen base model.
+
+The base weights never change, so the reference policy of the KL term is the same model with its
+adapters switched off (``disable_adapter``): no second copy is held. Every adapter starts as a
+no-op (peft initialises LoRA's B matrix to zero), so at step 0 each trained module *is* the base.
+
+peft keeps one "active" adapter per model; a module's forward pass (rollout or update) activates
+its own first. ``set_adapter`` also freezes the adapters it does not activate; :func:`activate`
+makes them trainable again so that the optimizer and DDP always see the same parameter set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from agentflow_core import ConfigError
+from agentflow_rl.flow_grpo.config import LoraConfig
+
+#: The file a checkpoint keeps the adapters in (every adapter, LoRA tensors only).
+CHECKPOINT_FILE = "adapters.safetensors"
+
+
+def with_adapters(model: Any, roles: Sequence[str], settings: LoraConfig) -> Any:
+    """``model`` wrapped by peft with one adapter per role, all trainable; the base frozen."""
+    try:
+        import peft
+    except ImportError:
+        raise ConfigError("policy.lora needs peft: pip install 'agentflow[rl]'") from None
+    targets: Any = list(settings.target_modules)
+    if targets == ["all-linear"]:
+        targets = "all-linear"
+    config = peft.LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    try:
+        wrapped = peft.get_peft_model(model, config, adapter_name=roles[0])
+    except ValueError as exc:  # peft's message when no module matches target_modules
+        raise ConfigError(f"policy.lora.target_modules: {str(exc).splitlines()[0]}") from None
+    for role in roles[1:]:
+        wrapped.add_adapter(role, config)
+    activate(wrapped, roles[0])
+    return wrapped
+
+
+def is_adapted(model: Any) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
+
+
+def activate(model: Any, role: str) -> None:
+    """Make ``role``'s adapter the one forward passes use, keeping every adapter trainable."""
+    model.set_adapter(role)
+    for name, parameter in model.named_parameters():
+        if "lora_" in name:
+            parameter.requires_grad_(True)
+
+
+@contextmanager
+def base_only(model: Any) -> Iterator[Any]:
+    """The base model, adapters off: the reference policy, and the engine of untrained modules."""
+    with model.disable_adapter():
+        yield model
+
+
+def adapter_tensors(model: Any) -> dict[str, Any]:
+    """Every adapter's LoRA tensors, by their full parameter names (what a checkpoint holds)."""
+    return {name: tensor for name, tensor in model.state_dict().items() if "lora_" in name}
+
+
+def save_checkpoint_adapters(model: Any, folder: str | Path) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {name: t.detach().contiguous().cpu() for name, t in adapter_tensors(model).items()}
+    save_file(tensors, str(Path(folder) / CHECKPOINT_FILE))
+
+
+def load_checkpoint_adapters(model: Any, folder: str | Path) -> None:
+    """Load a checkpoint's adapters; the set of tensors must match this run's adapters exactly."""
+    from safetensors.torch import load_file
+
+    path = Path(folder) / CHECKPOINT_FILE
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {folder} holds no {CHECKPOINT_FILE}: it was not written by a LoRA run")
+    saved = load_file(str(path))
+    expected = set(adapter_tensors(model))
+    if set(saved) != expected:
+        missing, extra = sorted(expected - set(saved)), sorted(set(saved) - expected)
+        raise ConfigError(
+            f"checkpoint {folder} has other adapters than this run (missing {missing[:2]}, unexpected {extra[:2]}): "
+            "train.modules or policy.lora changed since it was written"
+        )
+    model.load_state_dict(saved, strict=False)
+
+
+def export_adapters(model: Any, tokenizer: Any, roles: Sequence[str], folder: Path) -> dict[str, Path]:
+    """A standard PEFT adapter folder per role (``adapter_config.json`` + ``adapter_model.safetensors``).
+
+    Loadable by ``PeftModel.from_pretrained``, by the ``hf`` engine's ``adapter`` option and by
+    ``vllm serve --enable-lora --lora-modules NAME=FOLDER``. The tokenizer is saved beside it.
+    """
+    folders = {}
+    for role in roles:
+        target = folder / role
+        model.save_pretrained(str(target.parent / f".{role}-tmp"), selected_adapters=[role])
+        written = target.parent / f".{role}-tmp" / role
+        target.mkdir(parents=True, exist_ok=True)
+        for item in written.iterdir():
+            item.replace(target / item.name)
+        _remove_tree(target.parent / f".{role}-tmp")
+        tokenizer.save_pretrained(str(target))
+        folders[role] = target
+    return folders
+
+
+def export_merged(model: Any, tokenizer: Any, roles: Sequence[str], folder: Path) -> dict[str, Path]:
+    """A plain transformers folder per role, its adapter merged into a copy of the base weights."""
+    import copy
+
+    folders = {}
+    for role in roles:
+        twin = copy.deepcopy(model)
+        merged = twin.merge_and_unload(adapter_names=[role])
+        target = folder / role
+        merged.save_pretrained(str(target), safe_serialization=True)
+        tokenizer.save_pretrained(str(target))
+        folders[role] = target
+        del twin, merged
+    return folders
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
