@@ -86,6 +86,9 @@ class HFEngine:
             raise ConfigError(f"engine {config.model}: option max_batch must be a whole number >= 1, got {max_batch!r}")
         if max_batch > 1:
             self._batcher = RequestBatcher(self._worker, self._generate_batch_sync, max_batch)
+        adapter = config.options.get("adapter")
+        if adapter is not None and not (isinstance(adapter, str) and Path(adapter).expanduser().is_dir()):
+            raise ConfigError(f"engine {config.model}: option adapter: no adapter folder at {adapter!r}")
 
     @classmethod
     def from_pretrained_objects(
@@ -339,7 +342,8 @@ def _forward_arguments(model: Any) -> tuple[str, dict[str, Any]]:
     """
     import inspect
 
-    parameters = inspect.signature(model.forward).parameters
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft passes **kwargs on
+    parameters = inspect.signature(inner.forward).parameters
     cache_name = "cache" if "cache" in parameters else "past_key_values"
     for name in ("logits_to_keep", "num_logits_to_keep"):
         if name in parameters:
@@ -425,8 +429,6 @@ def _with_adapter(model: Any, folder: str, name: str) -> Any:
     Merging once at load makes decoding cost what the base costs; the adapter must have been
     trained on this base (its shapes are checked by peft).
     """
-    if not Path(folder).expanduser().is_dir():
-        raise ConfigError(f"engine {name}: option adapter: no adapter folder at {folder}")
     try:
         import peft
     except ImportError as exc:

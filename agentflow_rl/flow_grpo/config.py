@@ -106,7 +106,12 @@ class TaskConfig:
 class TrainModulesConfig:
     #: The modules whose LLM calls are trained, each with its own adapter (or model); the others
     #: keep their engines. The paper trains only the planner.
-    modules: tuple[ModuleRole, ...] = attrs.field(default=("planner",))
+    #: (Typed as plain strings so that a wrong name gets the validator's message, not cattrs'.)
+    modules: tuple[str, ...] = attrs.field(default=("planner",))
+
+    @property
+    def roles(self) -> tuple[ModuleRole, ...]:
+        return self.modules  # type: ignore[return-value]  # checked below
 
     @modules.validator
     def _check(self, _: Any, value: tuple[str, ...]) -> None:

@@ -84,7 +84,7 @@ def _module_metrics(record: StepRecord, role: ModuleRole) -> dict[str, float]:
     first = record.updates[0].by_role.get(role)
     last = record.updates[-1].by_role.get(role)
     if first is not None and last is not None:
-        values.update(_loss_metrics(prefix, first, last))
+        values.update({k: v for k, v in _loss_metrics(prefix, first, last).items() if not k.endswith("grad_norm")})
     return values
 
 
@@ -98,7 +98,7 @@ def _loss_metrics(prefix: str, first: UpdateStats, last: UpdateStats) -> dict[st
         prefix + "clip_low_fraction": last.clip_low_fraction,
         prefix + "clip_high_fraction": last.clip_high_fraction,
         prefix + "logprob_gap": first.logprob_gap,
-        prefix + "grad_norm": first.grad_norm,
+        prefix + "grad_norm": first.grad_norm,  # clipped jointly: a whole-step figure
     }
 
 

@@ -96,7 +96,7 @@ def policy_engine(name: str, config: TrainConfig, *, temperature: float) -> Engi
 
 def solver_config(setup: TaskSetup, config: TrainConfig, *, temperature: float) -> Config:
     """The task's agent with every trained module on the policy; the others keep their engines."""
-    trained = {role: policy_engine(role, config, temperature=temperature) for role in config.train.modules}
+    trained = {role: policy_engine(role, config, temperature=temperature) for role in config.train.roles}
     if setup.entry_points:
         engines = attrs.evolve(setup.agent.engines, **trained)
     else:  # the synthetic task: untrained model-based modules run on the untrained base

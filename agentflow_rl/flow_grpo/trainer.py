@@ -74,7 +74,7 @@ class _Session:
     @property
     def model(self) -> Any:
         """The first trained module's model (unwrapped): the policy, when one module is trained."""
-        return self.modules.unwrapped(self.config.train.modules[0])
+        return self.modules.unwrapped(self.config.train.roles[0])
 
     def minutes(self) -> float:
         return (self.progress.elapsed_s + time.perf_counter() - self.started) / 60
@@ -109,7 +109,7 @@ def start_session(config: TrainConfig) -> _Session:
     _check_divisible(config, accelerator.num_processes)
     task = build_task(config)
     base, tokenizer = load_policy(config.policy, task.vocabulary)
-    roles = config.train.modules
+    roles = config.train.roles
     sharded = shards_parameters(accelerator)
     if sharded and config.policy.lora is not None:
         raise ConfigError("policy.lora under FSDP is not supported yet; use DDP (configs/accelerate/ddp.yaml)")
@@ -176,7 +176,7 @@ def _needs_base(config: TrainConfig) -> bool:
         return True
     if config.task.kind is not TaskKind.SYNTHETIC:
         return False
-    untrained = [role for role in MODULE_ROLES if role not in config.train.modules]
+    untrained = [role for role in MODULE_ROLES if role not in config.train.roles]
     return any(config.task.module(role) not in (None, "synthetic") for role in untrained)
 
 
@@ -184,7 +184,7 @@ def _ddp_kwargs(config: TrainConfig) -> list[Any]:
     """Several trained modules on one DDP model leave some adapters unused in a backward pass."""
     from accelerate.utils import DistributedDataParallelKwargs
 
-    return [DistributedDataParallelKwargs(find_unused_parameters=len(config.train.modules) > 1)]
+    return [DistributedDataParallelKwargs(find_unused_parameters=len(config.train.roles) > 1)]
 
 
 def _checkpoint_adapters_only(accelerator: Any) -> None:
@@ -304,14 +304,14 @@ def train_step(session: _Session) -> dict[str, float]:
     updates = [policy_update(session.update, samples, first_pass=i == 0) for i in range(config.optim.updates_per_batch)]
     session.progress.step += 1
     values = metrics.step_metrics(
-        metrics.StepRecord(rollouts, rewards, per_turn, updates, config.train.modules, batch.timed_out, every),
+        metrics.StepRecord(rollouts, rewards, per_turn, updates, config.train.roles, batch.timed_out, every),
         rolled - started,
         time.perf_counter() - rolled,
     )
     values = metrics.mean_across(accelerator, values)
     values["train/minutes"] = session.minutes()
     accelerator.log(values, step=session.progress.step)
-    for line in alerts.crossed(values, config.alerts, config.train.modules):
+    for line in alerts.crossed(values, config.alerts, config.train.roles):
         accelerator.print(f"step {session.progress.step}: {line}")
     return values
 
@@ -321,7 +321,7 @@ def _rollouts(session: _Session, solver: Solver, records: Sequence[TrainRecord],
     for role, copy in session.rollout_copies.items():
         copy.refresh(session.modules.prepared(role))  # collective: every process is here, in step
     timeout = session.config.rollout.timeout_s or None
-    return session.runner.run(rollout_batch(solver, records, size, session.config.train.modules, timeout_s=timeout))
+    return session.runner.run(rollout_batch(solver, records, size, session.config.train.roles, timeout_s=timeout))
 
 
 def evaluate(session: _Session) -> float:
