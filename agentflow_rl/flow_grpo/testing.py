@@ -103,3 +103,41 @@ def _toml(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return json.dumps(value)
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def save_tiny_chat_model(path: Path, corpus: Iterable[str], *, seed: int = 0, hidden: int = 64) -> Path:
+    """A random 2-layer Llama with a byte-level BPE tokenizer and a chat template, saved as a
+    transformers folder: a stand-in for a real chat model (``policy.source = "hf:<path>"``, or an
+    ``hf:`` engine) that loads in milliseconds. Byte-level, so every string has a spelling."""
+    import tokenizers
+    import torch
+    import transformers
+
+    backend = tokenizers.ByteLevelBPETokenizer()
+    backend.train_from_iterator(list(corpus), vocab_size=320, min_frequency=1, special_tokens=["<|end|>", "<|pad|>"])
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend._tokenizer, eos_token="<|end|>", pad_token="<|pad|>", chat_template=CHAT_TEMPLATE
+    )
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        transformers.LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
