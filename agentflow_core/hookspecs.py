@@ -20,7 +20,13 @@ import pluggy
 
 if TYPE_CHECKING:
     from agentflow_core.cli.registrar import CommandRegistrar
-    from agentflow_core.registry import BenchmarkRegistrar, EngineRegistrar, ModuleRegistrar, ToolRegistrar
+    from agentflow_core.registry import (
+        BenchmarkRegistrar,
+        EngineRegistrar,
+        ModuleRegistrar,
+        RewardRegistrar,
+        ToolRegistrar,
+    )
 
 hookspec = pluggy.HookspecMarker("agentflow")
 hookimpl = pluggy.HookimplMarker("agentflow")
@@ -44,6 +50,11 @@ def register_modules(register: ModuleRegistrar) -> None:
 @hookspec
 def register_benchmarks(register: BenchmarkRegistrar) -> None:
     """Register evaluation benchmarks: ``register("name", factory)``."""
+
+
+@hookspec
+def register_rewards(register: RewardRegistrar) -> None:
+    """Register reward functions for training: ``register("name", fn, description=...)``."""
 
 
 @hookspec

@@ -58,6 +58,16 @@ class RegisteredBenchmark:
     replaces: str | None = None
 
 
+@attrs.frozen
+class RegisteredReward:
+    name: str
+    #: ``fn(context) -> float``; the context type belongs to the trainer (``agentflow_rl``).
+    fn: Callable[[Any], float]
+    description: str
+    source: str
+    replaces: str | None = None
+
+
 class ToolRegistrar(Registrar[RegisteredTool]):
     """The ``register`` passed to ``register_tools``: ``register(spec, factory, replace=False)``."""
 
@@ -109,6 +119,17 @@ class BenchmarkRegistrar(Registrar[RegisteredBenchmark]):
         self._add(name, RegisteredBenchmark(name, factory, self.source), replace=replace)
 
 
+class RewardRegistrar(Registrar[RegisteredReward]):
+    """The ``register`` passed to ``register_rewards``: ``register(name, fn, description="...", replace=False)``."""
+
+    what = "reward"
+
+    def __call__(self, name: str, fn: Callable[[Any], float], *, description: str = "", replace: bool = False) -> None:
+        if not name or not isinstance(name, str) or not callable(fn):
+            raise PluginError("a reward was registered without a name or a callable")
+        self._add(name, RegisteredReward(name, fn, description, self.source), replace=replace)
+
+
 def _check_schema(spec: ToolSpec) -> None:
     schema = spec.input_schema
     if not isinstance(schema, Mapping) or schema.get("type") != "object":
@@ -123,6 +144,7 @@ class Registry:
     engines: Mapping[str, RegisteredEngine]
     modules: Mapping[str, RegisteredModule]
     benchmarks: Mapping[str, RegisteredBenchmark] = attrs.field(factory=dict)
+    rewards: Mapping[str, RegisteredReward] = attrs.field(factory=dict)
 
     def tool(self, name: str) -> RegisteredTool:
         return _lookup(self.tools, name, f"unknown tool {name!r}; installed tools")
@@ -137,6 +159,9 @@ class Registry:
     def benchmark(self, name: str) -> RegisteredBenchmark:
         return _lookup(self.benchmarks, name, f"unknown benchmark {name!r}; installed")
 
+    def reward(self, name: str) -> RegisteredReward:
+        return _lookup(self.rewards, name, f"unknown reward {name!r}; installed")
+
 
 #: Each collecting hook: the Registry field it fills, and the ``register`` callback its implementations
 #: receive. A new ``register_*`` hook is a spec in hookspecs.py, a Registrar, a field above and a line here.
@@ -145,6 +170,7 @@ COLLECTING_HOOKS: Mapping[str, tuple[str, type[Registrar[Any]]]] = {
     "engines": ("register_engines", EngineRegistrar),
     "modules": ("register_modules", ModuleRegistrar),
     "benchmarks": ("register_benchmarks", BenchmarkRegistrar),
+    "rewards": ("register_rewards", RewardRegistrar),
 }
 
 

@@ -39,6 +39,11 @@ class PolicyEngines:
         self.models, self.tokenizer = models, tokenizer
         self._worker = SerialWorker()
 
+    @classmethod
+    def for_model(cls, model: Any, tokenizer: Any) -> PolicyEngines:
+        """Every ``policy:<name>`` engine generates with this one model (tests, one-off rollouts)."""
+        return cls(_OneModel(model), tokenizer)
+
     @hookimpl
     def register_engines(self, register: EngineRegistrar) -> None:
         register(POLICY_PROVIDER, self._engine, description="the modules being trained by Flow-GRPO (in-process)")
@@ -57,6 +62,16 @@ class PolicyEngines:
         return HFEngine.from_pretrained_objects(
             model, self.tokenizer, name=config.model, config=config, worker=self._worker, scope=scope
         )
+
+
+class _OneModel:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def generator(self, name: str) -> tuple[Any, Any]:
+        from contextlib import nullcontext
+
+        return self.model, nullcontext
 
 
 @attrs.frozen

@@ -22,7 +22,6 @@ from agentflow_core.registry import Registry
 from agentflow_rl.flow_grpo.rollout import PolicyEngines
 from agentflow_rl.flow_grpo.synthetic import TOOL_NAMES, SyntheticTask
 from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig, build_policy, build_tokenizer
-from agentflow_rl.flow_grpo.trained import TrainedModules
 
 
 @attrs.frozen
@@ -51,7 +50,7 @@ def tiny_world(seed: int = 0, hidden: int = 64) -> TinyWorld:
     task = SyntheticTask.make(seed=seed)
     tokenizer = build_tokenizer(task.vocabulary())
     model = build_policy(tokenizer, TinyPolicyConfig(hidden=hidden, seed=seed)).eval()
-    engines = PolicyEngines(TrainedModules(model, ["planner"], keep_base=False), tokenizer)
+    engines = PolicyEngines.for_model(model, tokenizer)
     registry = load_registry(entry_points=False, extra=[task.plugin(), engines])
     return TinyWorld(task, tokenizer, model, registry)
 
