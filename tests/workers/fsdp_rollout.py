@@ -58,7 +58,8 @@ def main() -> None:
     gap = float((sharded - copied).abs().max())
     assert gap < 1e-5, f"copy and sharded model disagree by {gap}"
 
-    engine = PolicyEngines.for_model(copy.model, tokenizer)._engine(EngineConfig(model="policy:planner", temperature=1.0))
+    engines = PolicyEngines.for_model(copy.model, tokenizer)
+    engine = engines._engine(EngineConfig(model="policy:planner", temperature=1.0))
     request = GenerationRequest((Message("user", "k1 plus 3"),), max_tokens=2 + 7 * rank)
     completion = asyncio.run(engine.generate(request))
     assert completion.tokens is not None and len(completion.tokens.completion_ids) >= 1
