@@ -48,12 +48,17 @@ Which one tool should answer this question? Reply with JSON like {{"tool": "NAME
 DRY_RUN_OUTPUT = "(not run: tools are dry-run in this training task)"
 
 
+def tool_choice_messages(state: FlowState) -> tuple[Message, ...]:
+    """The planner's prompt: the question and every enabled tool with its own description."""
+    tools = "\n".join(f"- {t.name}: {t.description}" for t in state.tools)
+    return (Message("system", SYSTEM), Message("user", PROMPT.format(query=state.query.text, tools=tools)))
+
+
 class ToolChoicePlanner(_ToolChoicePlanner):
     """One decision per turn, the tool, from the tools' own descriptions."""
 
     def messages(self, state: FlowState) -> tuple[Message, ...]:
-        tools = "\n".join(f"- {t.name}: {t.description}" for t in state.tools)
-        return (Message("system", SYSTEM), Message("user", PROMPT.format(query=state.query.text, tools=tools)))
+        return tool_choice_messages(state)
 
 
 class FirstArgumentExecutor:

@@ -20,7 +20,7 @@ import attrs
 
 from agentflow_core import ConfigError, Solver
 from agentflow_core.records import MODULE_ROLES
-from agentflow_rl.flow_grpo import alerts, lora, metrics
+from agentflow_rl.flow_grpo import alerts, allocator, lora, metrics
 from agentflow_rl.flow_grpo.advantages import advantages
 from agentflow_rl.flow_grpo.batching import build_samples
 from agentflow_rl.flow_grpo.checkpoint import Progress, latest_checkpoint, save_checkpoint
@@ -105,6 +105,8 @@ def start_session(config: TrainConfig) -> _Session:
         mixed_precision=precision, log_with=trackers, project_dir=run.output_dir, kwargs_handlers=_ddp_kwargs(config)
     )
     set_seed(run.seed + accelerator.process_index)
+    if accelerator.device.type == "cpu":
+        allocator.return_freed_memory()
     accelerator.print(f"Flow-GRPO on {accelerator.num_processes} process(es), {accelerator.distributed_type.value}")
     _check_divisible(config, accelerator.num_processes)
     task = build_task(config)
