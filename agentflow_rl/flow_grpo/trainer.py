@@ -27,6 +27,7 @@ from agentflow_rl.flow_grpo.data import RecordStream, TrainRecord
 from agentflow_rl.flow_grpo.policy import export_policy, frozen_copy, load_policy
 from agentflow_rl.flow_grpo.rewards import context_for, outcome_reward
 from agentflow_rl.flow_grpo.rollout import PolicyEngines, Rollout, rollout_batch
+from agentflow_rl.flow_grpo.samples import save_samples
 from agentflow_rl.flow_grpo.sharded import RolloutCopy, shards_parameters
 from agentflow_rl.flow_grpo.tasks import TaskSetup, build_task, registry_for, solver_config
 from agentflow_rl.flow_grpo.tracking import JsonlTracker, read_metrics
@@ -236,6 +237,10 @@ def train_step(session: _Session) -> dict[str, float]:
     )
     updates = [policy_update(session.update, samples, first_pass=i == 0) for i in range(config.optim.updates_per_batch)]
     session.progress.step += 1
+    if accelerator.is_main_process:  # a few rollouts for `agentflow view`; every process would append its own
+        save_samples(
+            config.run.output_dir, session.progress.step, rollouts, rewards, per_turn, config.run.sample_rollouts
+        )
     values = metrics.step_metrics(rollouts, rewards, per_turn, updates, rolled - started, time.perf_counter() - rolled)
     values = metrics.mean_across(accelerator, values)
     values["train/minutes"] = session.minutes()
