@@ -12,9 +12,10 @@ import re
 import subprocess
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import agentflow_rl.plugin
 import agentflow_tools.plugin
@@ -41,6 +42,8 @@ ITEMS = [
     ("How many legs does a spider have?", "8"),
 ]
 XSS_ITEM = "4"
+
+T = TypeVar("T")
 
 
 def write_data(folder: Path) -> Path:
@@ -108,6 +111,26 @@ def make_eval_run(run_dir: Path, data_dir: Path, script: FlowScript) -> Path:
         with open("/dev/null", "w") as quiet:  # noqa: PTH123
             evaluate(config, request, registry, stream=quiet)
     return run_dir
+
+
+def off_the_loop(work: Callable[[], T]) -> T:
+    """``work()`` on a thread of its own: Playwright's sync API keeps an event loop running on this one,
+    and the eval runner and the trainer start theirs with ``asyncio.run``."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(work())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 @contextmanager

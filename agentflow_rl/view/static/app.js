@@ -35,6 +35,7 @@ window.AF = window.AF || {};
         const tick = async () => {
           if (mine !== generation) return;
           try { await fn(); } catch (err) { AF.status("update failed: " + err.message); }
+          document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);  // for tests and curious people
           if (mine === generation) setTimeout(tick, ms);
         };
         setTimeout(tick, ms);
