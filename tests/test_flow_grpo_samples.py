@@ -11,12 +11,14 @@ import pytest
 from agentflow_core import Query, StopReason, TokenTrace, Trajectory
 from agentflow_rl.flow_grpo.samples import choose, read_samples, sample_steps, samples_path
 
+_EMPTY = Trajectory(Query("q"), None, (), None, None, StopReason.VERIFIER_STOP, 0.0)
+
 
 @attrs.frozen
 class _Rollout:
     group: int
     record: Any = None
-    trajectory: Trajectory = Trajectory(Query("q"), None, (), None, None, StopReason.VERIFIER_STOP, 0.0)
+    trajectory: Trajectory = _EMPTY
     turns: tuple[TokenTrace, ...] = ()
 
 

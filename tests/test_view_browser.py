@@ -165,11 +165,9 @@ def test_a_tool_result_holding_markup_is_shown_as_text_and_runs_nothing(page: An
         assert page.title() != "pwned" and page.title().startswith("AgentFlow view")
         assert page.locator("main img, main script, main a[href^='javascript']").count() == 0
         # Even markup that got into the page some other way would not run: the policy forbids inline script.
-        page.evaluate(
-            """() => document.body.insertAdjacentHTML('beforeend',
-                 '<img id="probe" src="data:," onerror="window.__pwned = 4"><img id="probe2" src="x" onerror="window.__pwned = 5">')"""
-        )
-        page.wait_for_function("() => document.getElementById('probe2').complete")
+        probes = '<img src="data:," onerror="window.__pwned = 4"><img id="probe" src="x" onerror="window.__pwned = 5">'
+        page.evaluate("(html) => document.body.insertAdjacentHTML('beforeend', html)", probes)
+        page.wait_for_function("() => document.getElementById('probe').complete")
         assert page.evaluate("window.__pwned") is None
         response = page.request.get(url)
         assert "script-src 'self'" in response.headers["content-security-policy"]
@@ -290,7 +288,8 @@ def test_rows_written_while_the_page_is_open_appear_without_a_reload(
             out.write(lines[3][60:] + lines[4])
         _wait_rows(page, 5)
         assert page.locator(".count").inner_text() == "5 of 5 queries"
-        page.wait_for_function("() => document.querySelector('table.summary tbody td:nth-child(2)').textContent === '5'")
+        first_n = "document.querySelector('table.summary tbody td:nth-child(2)').textContent"
+        page.wait_for_function(f"() => {first_n} === '5'")
         with results.open("a") as out:
             out.write(lines[5])
         _wait_rows(page, 6)

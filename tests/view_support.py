@@ -27,7 +27,7 @@ from tests.helpers import config_for
 
 #: A tool result that would run script if the page ever treated data as markup.
 XSS_PAYLOAD = (
-    '<img src=x onerror="window.__pwned=1;document.title=\'pwned\'">'
+    "<img src=x onerror=\"window.__pwned=1;document.title='pwned'\">"
     "<script>window.__pwned=2;document.title='pwned'</script>"
     '<a href="javascript:window.__pwned=3">click</a>'
 )
@@ -108,7 +108,7 @@ def make_eval_run(run_dir: Path, data_dir: Path, script: FlowScript) -> Path:
         registry = load_registry(entry_points=False, extra=[agentflow_tools.plugin, agentflow_rl.plugin])
         config = config_for(server, default="m", tool="tool", agent={"max_steps": 3})
         request = EvalRequest(benchmarks=("bamboogle",), data_dir=data_dir, run_dir=run_dir, concurrency=2)
-        with open("/dev/null", "w") as quiet:  # noqa: PTH123
+        with open("/dev/null", "w") as quiet:
             evaluate(config, request, registry, stream=quiet)
     return run_dir
 
