@@ -304,7 +304,7 @@ def test_an_export_opens_from_disk(page: Any, runs: dict[str, Path], tmp_path: P
     _wait_rows(page, 2)  # the comparison of the two runs
     page.goto((site / "index.html").as_uri() + "#/eval/0")
     _wait_rows(page, 6)
-    assert page.locator("#live").inner_text() == "static export"
+    assert page.locator("#live").inner_text() == "static export · 6 queries"
     page.click(".chip[data-outcome='wrong']")
     _wait_rows(page, 3)
     _row_of(page, XSS_ITEM).click()

@@ -83,6 +83,16 @@ def test_a_record_is_read_again_in_full(run_a: Path) -> None:
     assert full["trajectory"]["steps"][0]["decision"]["call"]["messages"]  # prompts are there when opened
 
 
+def test_a_read_in_progress_does_not_hold_up_the_page(run_a: Path) -> None:
+    run = EvalRun(run_a)
+    with run._reading:  # as while another thread reads a big file for the first time
+        partial = run.rows_since("0")
+        summary = run.summary()
+    assert partial["reading"] and partial["rows"] == [] and summary["reading"] and summary["benchmarks"] == []
+    whole = run.rows_since("0")
+    assert not whole["reading"] and len(whole["rows"]) == 6
+
+
 def test_appended_and_replaced_lines_show_up_and_bad_ones_are_counted(run_a: Path, tmp_path: Path) -> None:
     lines = (run_a / "results.jsonl").read_text().splitlines()
     (tmp_path / "run").mkdir()

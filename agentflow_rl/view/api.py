@@ -41,6 +41,12 @@ class ViewData:
         except (KeyError, ValueError, IndexError):
             raise NotFound(f"nothing at {path!r}") from None
 
+    def warm(self) -> None:
+        """Read every evaluation run's results now (the server does this as it starts, on a thread)."""
+        for source in self.sources:
+            if isinstance(source, EvalRun):
+                source.refresh()
+
     def paths(self) -> Iterator[str]:
         """Every path a static export needs, each list as of now."""
         yield "sources"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,6 +65,9 @@ async def _serve(data: ViewData, host: str, port: int, open_browser: bool) -> No
     except OSError as exc:
         await runner.cleanup()
         raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port, or --port 0") from None
+    # The first read of a big results.jsonl takes seconds; start it now (the page shows the rows
+    # read so far meanwhile), on a daemon thread so that Ctrl-C does not wait for it.
+    threading.Thread(target=data.warm, name="agentflow-view-read", daemon=True).start()
     url = _url(runner.addresses)
     click.echo(f"AgentFlow view of {_names(data.sources)} at {url}  (Ctrl-C stops it)")
     sys.stdout.flush()

@@ -21,6 +21,9 @@ from agentflow_rl.eval.summary import RunSummary, summarize
 from agentflow_rl.view.rows import lean, row_of
 from agentflow_rl.view.tail import JsonlTail, read_line, seen_upto
 
+#: Lines parsed between two looks the page may take at the rows.
+BATCH = 500
+
 
 class EvalRun:
     kind = "eval"
@@ -29,7 +32,10 @@ class EvalRun:
         self.path = path
         self.name = path.resolve().name
         self._tail = JsonlTail(path / RESULTS)
-        self._lock = threading.RLock()
+        #: Held while lines are read and parsed: one reader at a time.
+        self._reading = threading.Lock()
+        #: Held while the lists below change or are read: briefly, between batches of lines.
+        self._lock = threading.Lock()
         self._epoch = 1
         self._seq = 0
         self._skipped = 0
@@ -47,15 +53,27 @@ class EvalRun:
     def version(self) -> str:
         return f"{self._epoch}-{self._seq}"
 
-    def refresh(self) -> None:
-        """Take in whatever complete lines were appended since the last call (thread-safe)."""
-        with self._lock:
+    def refresh(self, *, wait: bool = True) -> bool:
+        """Take in the complete lines appended since the last call; ``False`` if another reader is at it.
+
+        Lines are parsed outside the data lock and taken in batches, so that while a big file is
+        read for the first time the page already gets, and shows, what has been read so far.
+        """
+        if not self._reading.acquire(blocking=wait):
+            return False
+        try:
             reset, lines = self._tail.read_new()
             if reset:
-                self._forget()
-            for offset, line in lines:
-                if line.strip():
-                    self._take(offset, line)
+                with self._lock:
+                    self._forget()
+            for start in range(0, len(lines), BATCH):
+                parsed = [(offset, _parse(line)) for offset, line in lines[start : start + BATCH] if line.strip()]
+                with self._lock:
+                    for offset, record in parsed:
+                        self._take(offset, record)
+        finally:
+            self._reading.release()
+        return True
 
     def _forget(self) -> None:
         self._epoch += 1
@@ -63,10 +81,8 @@ class EvalRun:
         self._rows, self._records, self._offsets, self._where = [], [], [], {}
         self._summary = None
 
-    def _take(self, offset: int, line: bytes) -> None:
-        try:
-            record = from_dict(lean(json.loads(line)), EvalRecord)
-        except Exception:  # a record of another version, or a hand-edited line
+    def _take(self, offset: int, record: EvalRecord | None) -> None:
+        if record is None:
             self._skipped += 1
             return
         self._seq += 1
@@ -80,25 +96,35 @@ class EvalRun:
             self._rows[index], self._records[index], self._offsets[index] = row, record, offset
 
     def rows_since(self, version: str) -> dict[str, Any]:
-        """Rows changed since ``version`` (all of them when it is of another epoch), and the new version."""
-        with self._lock:
-            self.refresh()
-            return self._rows_since(version)
+        """Rows changed since ``version`` (all of them when it is of another epoch), and the new version.
 
-    def _rows_since(self, version: str) -> dict[str, Any]:
-        seen = seen_upto(version, self._epoch)
-        changed = self._rows if not seen else [row for row in self._rows if row["seq"] > seen]
-        return {"version": self.version, "reset": seen is None, "rows": changed, "skipped": self._skipped}
+        Does not wait for a read in progress: the rows read so far come back, marked ``reading``.
+        """
+        reading = not self.refresh(wait=False)
+        with self._lock:
+            seen = seen_upto(version, self._epoch)
+            changed = self._rows if not seen else [row for row in self._rows if row["seq"] > seen]
+            return {
+                "version": self.version,
+                "reset": seen is None,
+                "rows": list(changed),
+                "skipped": self._skipped,
+                "reading": reading,
+            }
 
     def summary(self) -> dict[str, Any]:
+        reading = not self.refresh(wait=False)
         with self._lock:
-            self.refresh()
-            return self._summary_now()
-
-    def _summary_now(self) -> dict[str, Any]:
-        if self._summary is None or self._summary[0] != self._seq:
-            self._summary = (self._seq, summary_payload(summarize(self._records, self.info()), self._skipped))
-        return {"name": self.name, "path": str(self.path), "version": self.version, **self._summary[1]}
+            if self._summary is None or self._summary[0] != self._seq:
+                summary = summarize(self._records, self.info())
+                self._summary = (self._seq, summary_payload(summary, self._skipped))
+            return {
+                "name": self.name,
+                "path": str(self.path),
+                "version": self.version,
+                **self._summary[1],
+                "reading": reading,
+            }
 
     def info(self) -> RunInfo | None:
         try:
@@ -108,17 +134,25 @@ class EvalRun:
 
     def record(self, index: int) -> dict[str, Any]:
         """One query in full, read again from its line."""
+        self.refresh(wait=False)
         with self._lock:
-            self.refresh()
             if not 0 <= index < len(self._offsets):
                 raise KeyError(index)
-            line = read_line(self._tail.path, self._offsets[index])
-        return to_dict(from_json(line.decode("utf-8"), EvalRecord))
+            offset = self._offsets[index]
+        return to_dict(from_json(read_line(self._tail.path, offset).decode("utf-8"), EvalRecord))
 
     def records(self) -> list[EvalRecord]:
+        """Every record as of now, waiting for a read in progress to finish."""
+        self.refresh()
         with self._lock:
-            self.refresh()
             return list(self._records)
+
+
+def _parse(line: bytes) -> EvalRecord | None:
+    try:
+        return from_dict(lean(json.loads(line)), EvalRecord)
+    except Exception:  # a record of another version, or a hand-edited line
+        return None
 
 
 def summary_payload(summary: RunSummary, skipped: int) -> dict[str, Any]:

@@ -44,7 +44,7 @@ window.AF = window.AF || {};
         document.getElementById("crumbs").replaceChildren(...items.map(([href, text]) => h("a", { href }, text)));
         document.title = "AgentFlow view · " + items.map(([, text]) => text).join(" · ");
       },
-      pulse(text) { AF.status(AF.live ? "live · " + text : text); },
+      pulse(text) { AF.status((AF.live ? "live · " : "static export · ") + text); },
     };
   }
 

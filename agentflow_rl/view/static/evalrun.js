@@ -131,12 +131,16 @@ window.AF = window.AF || {};
     drawList();
     ctx.crumbs([[`#/eval/${id}`, summary.name]]);
 
+    const pulse = () => ctx.pulse(feed.extra.reading ? `reading results.jsonl… ${feed.rows.length.toLocaleString("en-US")} queries so far`
+      : `${feed.rows.length.toLocaleString("en-US")} queries`);
+    pulse();
     ctx.every(1000, async () => {
-      if (!(await feed.poll())) return;
+      const changed = await feed.poll();
+      pulse();
+      if (!changed) return;
       drawSummary(await AF.load(`eval/${id}/summary`));
       drawControls();
       drawList();
-      ctx.pulse(`${feed.rows.length} queries`);
     });
   };
 

@@ -37,6 +37,7 @@ AF.VirtualList = class {
     const key = first + ":" + last;
     if (this.drawn === key) return;
     this.drawn = key;
+    const started = performance.now();
     const rows = [];
     for (let i = first; i < last; i++) {
       const row = this.renderRow(this.items[i], i);
@@ -46,5 +47,6 @@ AF.VirtualList = class {
       rows.push(row);
     }
     this.spacer.replaceChildren(...rows);
+    this.el.dataset.drawMs = (performance.now() - started).toFixed(2);  // read by benchmarks/view_big_run.py
   }
 };
