@@ -203,6 +203,8 @@ class RunConfig:
     #: Mixed precision for the update (accelerate's ``bf16``); rollouts stay in the model's dtype.
     bf16: bool = False
     gradient_checkpointing: bool = False
+    #: Rollouts of each step saved to ``<output_dir>/samples/`` for ``agentflow view``; 0 saves none.
+    sample_rollouts: int = attrs.field(default=4, validator=_ge0)
     #: accelerate trackers; ``tensorboard`` needs the ``tensorboard`` package. metrics.jsonl is always written.
     trackers: tuple[str, ...] = ("tensorboard",)
     #: Besides ``<output_dir>/policy/<module>/`` (weights, or a PEFT adapter for LoRA runs), write

@@ -31,6 +31,7 @@ from agentflow_rl.flow_grpo.masking import GrammarReplay
 from agentflow_rl.flow_grpo.policy import export_policy, load_policy
 from agentflow_rl.flow_grpo.rewards import RewardFn, context_for
 from agentflow_rl.flow_grpo.rollout import PolicyEngines, RolloutBatch, rollout_batch
+from agentflow_rl.flow_grpo.samples import save_samples
 from agentflow_rl.flow_grpo.sharded import RolloutCopy, shards_parameters
 from agentflow_rl.flow_grpo.tasks import TaskSetup, build_task, registry_for, reward_fn, solver_config
 from agentflow_rl.flow_grpo.tracking import JsonlTracker, read_metrics
@@ -305,6 +306,10 @@ def train_step(session: _Session) -> dict[str, float]:
         samples = rescore(session.update, samples)
     updates = [policy_update(session.update, samples, first_pass=i == 0) for i in range(config.optim.updates_per_batch)]
     session.progress.step += 1
+    if accelerator.is_main_process:  # a few rollouts for `agentflow view`; every process would append its own
+        save_samples(
+            config.run.output_dir, session.progress.step, rollouts, rewards, per_turn, config.run.sample_rollouts
+        )
     values = metrics.step_metrics(
         metrics.StepRecord(rollouts, rewards, per_turn, updates, config.train.roles, batch.timed_out, every),
         rolled - started,
