@@ -20,7 +20,13 @@ import pluggy
 
 if TYPE_CHECKING:
     from agentflow_core.cli.registrar import CommandRegistrar
-    from agentflow_core.registry import BenchmarkRegistrar, EngineRegistrar, ModuleRegistrar, ToolRegistrar
+    from agentflow_core.registry import (
+        BenchmarkRegistrar,
+        EngineRegistrar,
+        ModuleRegistrar,
+        ToolRegistrar,
+        ToolSourceRegistrar,
+    )
 
 hookspec = pluggy.HookspecMarker("agentflow")
 hookimpl = pluggy.HookimplMarker("agentflow")
@@ -29,6 +35,11 @@ hookimpl = pluggy.HookimplMarker("agentflow")
 @hookspec
 def register_tools(register: ToolRegistrar) -> None:
     """Register tools: ``register(ToolSpec, factory)``."""
+
+
+@hookspec
+def register_tool_sources(register: ToolSourceRegistrar) -> None:
+    """Register sources of tools learnt when a solver starts (MCP servers): ``register("section", factory)``."""
 
 
 @hookspec

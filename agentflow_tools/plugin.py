@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agentflow_core import hookimpl
-from agentflow_core.registry import ToolRegistrar
+from agentflow_core.registry import ToolRegistrar, ToolSourceRegistrar
 
 if TYPE_CHECKING:
     import click
@@ -23,6 +23,13 @@ def register_tools(register: ToolRegistrar) -> None:
     register(wikipedia_search.SPEC, wikipedia_search.WikipediaSearch)
     register(web_search.SPEC, web_search.WebSearch)
     register(local_search.SPEC, local_search.LocalSearch)
+
+
+@hookimpl
+def register_tool_sources(register: ToolSourceRegistrar) -> None:
+    from agentflow_tools.mcp.source import McpToolSource
+
+    register("mcp", McpToolSource, description="the tools of MCP servers, one [mcp.NAME] table per server")
 
 
 @hookimpl
