@@ -34,6 +34,8 @@ def register_tool_sources(register: ToolSourceRegistrar) -> None:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
+    from agentflow_tools.mcp.cli import mcp
     from agentflow_tools.sandbox.cli import sandbox
 
     cli.add_command(sandbox)
+    cli.add_command(mcp)

@@ -2,7 +2,8 @@
 
 Run it over stdio (``python tests/mcp_server.py``) or streamable HTTP (``--http PORT``).
 ``--pid-file`` writes the process id once it is serving; ``--marker-dir`` is where ``block``
-says it started and was cancelled, so a test can see a cancellation arrive from outside.
+says it started and was cancelled, so a test can see a cancellation arrive from outside;
+``--linger`` keeps the process alive after its input ends, as a careless server would.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import argparse
 import asyncio
 import base64
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -120,7 +123,10 @@ def main() -> None:
     parser.add_argument("--http", type=int, help="serve streamable HTTP on this port of 127.0.0.1")
     parser.add_argument("--pid-file", type=Path)
     parser.add_argument("--marker-dir", type=Path)
+    parser.add_argument("--linger", action="store_true", help="stay alive after stdin closes, until killed")
     args = parser.parse_args()
+    if args.linger:  # a server that ignores the end of its input: only a signal stops it
+        threading.Thread(target=time.sleep, args=(600,), daemon=False).start()
     if args.pid_file:
         args.pid_file.write_text(str(os.getpid()))
     server = build(args.marker_dir)

@@ -339,7 +339,7 @@ async def test_concurrent_calls_share_one_session(solver_for: Any) -> None:
 
 
 async def test_closing_the_solver_stops_its_servers(registry: Registry, tmp_path: Path) -> None:
-    servers = {"t": scripted_server("--pid-file", str(tmp_path / "t.pid"))}
+    servers = {"t": scripted_server("--pid-file", str(tmp_path / "t.pid"), "--linger")}  # deaf to end of input
     solver = await started(registry, servers, ["t.echo"])
     pid = read_pid(tmp_path / "t.pid")
     assert alive(pid)

@@ -180,7 +180,7 @@ class McpConnection:
         from mcp.types import Implementation
 
         settings = self.server.settings
-        info = Implementation(name="agentflow", version=_version())
+        info = Implementation(name="agentflow", version=agentflow_version())
         if settings.command is not None:
             params = StdioServerParameters(
                 command=settings.command, args=list(settings.args), env=dict(settings.env) or None, cwd=settings.cwd
@@ -286,7 +286,7 @@ def _last_line(stderr: IO[bytes], since: int) -> str:
     return last if len(last) <= 300 else last[:299] + "…"
 
 
-def _version() -> str:
+def agentflow_version() -> str:
     from importlib import metadata
 
     try:

@@ -107,7 +107,7 @@ def _factory(spec: ToolSpec, connection: McpConnection, mcp_name: str) -> Any:
 
 
 def _origin(server: Server) -> str:
-    return f"mcp server '{server.name}' ({server.address})"
+    return f"mcp server '{server.name}'"
 
 
 def _chosen_tools(server: Server, tools: Sequence[mcp.types.Tool]) -> list[mcp.types.Tool]:
