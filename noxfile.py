@@ -34,7 +34,8 @@ def eval(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Run the scripts under benchmarks/: all, or those named (`nox -s bench -- sandbox_latency`)."""
-    session.install("-e", ".", "playwright>=1.45")  # view_big_run drives Debian's chromium
+    # view_big_run drives Debian's chromium; mcp_latency starts the reference time server.
+    session.install("-e", ".[mcp]", "playwright>=1.45", "mcp-server-time>=2026.10")
     for script in sorted(Path("benchmarks").glob("*.py")):
         if not session.posargs or script.stem in session.posargs:
             session.run("python", str(script))

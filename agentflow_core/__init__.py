@@ -24,6 +24,7 @@ from agentflow_core.errors import (
     EngineUnavailable,
     PluginError,
     ToolError,
+    ToolSourceError,
     UsageError,
 )
 from agentflow_core.hookspecs import hookimpl
@@ -45,10 +46,18 @@ from agentflow_core.records import (
     Trajectory,
     Verdict,
 )
-from agentflow_core.registry import BenchmarkRegistrar, EngineRegistrar, ModuleRegistrar, RewardRegistrar, ToolRegistrar
+from agentflow_core.registry import (
+    BenchmarkRegistrar,
+    EngineRegistrar,
+    ModuleRegistrar,
+    RewardRegistrar,
+    ToolRegistrar,
+    ToolSourceRegistrar,
+)
 from agentflow_core.serde import converter
 from agentflow_core.solver import Solver
 from agentflow_core.tool import Tool, ToolContext, ToolExample, ToolSpec
+from agentflow_core.tool_source import ToolAnnouncer, ToolSource, ToolSourceContext
 
 __all__ = [
     "AgentFlowError",
@@ -87,6 +96,7 @@ __all__ = [
     "StopReason",
     "TokenTrace",
     "Tool",
+    "ToolAnnouncer",
     "ToolCall",
     "ToolContext",
     "ToolError",
@@ -95,6 +105,10 @@ __all__ = [
     "ToolFailure",
     "ToolRegistrar",
     "ToolResult",
+    "ToolSource",
+    "ToolSourceContext",
+    "ToolSourceError",
+    "ToolSourceRegistrar",
     "ToolSpec",
     "ToolSuccess",
     "Trajectory",

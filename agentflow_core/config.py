@@ -23,6 +23,9 @@ from agentflow_core.records import MODULE_ROLES, ModuleRole
 
 T = TypeVar("T")
 
+#: The config's own sections; every other top-level table belongs to a tool source (``[mcp]``).
+CORE_SECTIONS = ("agent", "engines", "modules", "tools")
+
 #: What every module runs on when nothing is configured: SmolLM2-135M-Instruct, shipped in a wheel.
 EMBEDDED_ENGINE = "llamacpp:smollm2"
 
@@ -82,6 +85,9 @@ class Config:
     engines: EnginesConfig = EnginesConfig()
     modules: ModulesConfig = ModulesConfig()
     tools: Mapping[str, ToolConfig] = attrs.field(factory=dict)
+    #: Every other top-level table (``[mcp]``), kept for the tool source of that name, which checks it.
+    #: A solver rejects a section no installed tool source claims.
+    tool_source_sections: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     #: Where this config was read from, for error messages; not part of the file.
     source: str = attrs.field(default="config", eq=False)
 
@@ -149,9 +155,13 @@ _converter = _config_converter()
 
 def config_from_dict(data: Mapping[str, Any], *, source: str = "config") -> Config:
     """Structure a parsed TOML document; errors name the key and ``source``."""
-    if "source" in data:
-        raise ConfigError(f"{source}: extra fields found (source)")
-    return attrs.evolve(structure_settings(Config, data, where=source), source=source)
+    core = {k: v for k, v in data.items() if k in CORE_SECTIONS}
+    sections = {k: v for k, v in data.items() if k not in CORE_SECTIONS}
+    for key, value in sections.items():
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: {key}: expected a table (a section such as [agent] or a tool source's)")
+    config = structure_settings(Config, core, where=source)
+    return attrs.evolve(config, tool_source_sections={k: dict(v) for k, v in sections.items()}, source=source)
 
 
 def structure_settings(cls: type[T], data: Mapping[str, Any], *, where: str) -> T:

@@ -6,7 +6,8 @@
     ├── UsageError         bad input from the person at the CLI (empty query, unknown tool)
     ├── EngineError        an LLM call failed for good; names the engine and model
     │   └── EngineUnavailable   the engine's optional dependency or model file is missing
-    └── ToolError          a tool could not do its job; becomes an observation in memory
+    ├── ToolError          a tool could not do its job; becomes an observation in memory
+    └── ToolSourceError    a tool source (an MCP server) could not be opened; names the source
 
 The CLI turns any of these into one line on stderr and a non-zero exit. Nothing here logs
 or prints by itself: raising is the only side effect.
@@ -41,3 +42,7 @@ class EngineUnavailable(EngineError):
 
 class ToolError(AgentFlowError):
     """A tool failed; the solver records it as a visible tool error and goes on."""
+
+
+class ToolSourceError(AgentFlowError):
+    """A tool source could not say which tools it has (an MCP server that did not start, say)."""

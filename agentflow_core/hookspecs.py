@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         ModuleRegistrar,
         RewardRegistrar,
         ToolRegistrar,
+        ToolSourceRegistrar,
     )
 
 hookspec = pluggy.HookspecMarker("agentflow")
@@ -35,6 +36,11 @@ hookimpl = pluggy.HookimplMarker("agentflow")
 @hookspec
 def register_tools(register: ToolRegistrar) -> None:
     """Register tools: ``register(ToolSpec, factory)``."""
+
+
+@hookspec
+def register_tool_sources(register: ToolSourceRegistrar) -> None:
+    """Register sources of tools learnt when a solver starts (MCP servers): ``register("section", factory)``."""
 
 
 @hookspec

@@ -8,16 +8,20 @@ plugin an item came from, so a duplicate is an error naming both (rules: ``regis
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
 from agentflow_core.benchmark import BenchmarkFactory
+from agentflow_core.config import CORE_SECTIONS
 from agentflow_core.engine import EngineFactory
 from agentflow_core.errors import PluginError
 from agentflow_core.records import MODULE_ROLES, ModuleRole
 from agentflow_core.registrar import Registrar
 from agentflow_core.tool import ToolFactory, ToolSpec
+
+if TYPE_CHECKING:
+    from agentflow_core.tool_source import ToolSourceFactory
 
 ModuleFactory = Callable[..., Any]
 T = TypeVar("T")
@@ -130,6 +134,32 @@ class RewardRegistrar(Registrar[RegisteredReward]):
         self._add(name, RegisteredReward(name, fn, description, self.source), replace=replace)
 
 
+@attrs.frozen
+class RegisteredToolSource:
+    #: Also the name of the config section the source reads (``mcp`` reads ``[mcp]``).
+    name: str
+    factory: ToolSourceFactory
+    description: str
+    source: str
+    replaces: str | None = None
+
+
+class ToolSourceRegistrar(Registrar[RegisteredToolSource]):
+    """The ``register`` passed to ``register_tool_sources``: ``register("mcp", factory, description="...")``."""
+
+    what = "tool source"
+
+    def __call__(self, name: str, factory: ToolSourceFactory, *, description: str = "", replace: bool = False) -> None:
+        if not isinstance(name, str) or not name.isidentifier() or name in CORE_SECTIONS:
+            raise PluginError(
+                f"tool source {name!r} is not a valid name: it names a config section, so it is an identifier "
+                f"other than {', '.join(CORE_SECTIONS)}"
+            )
+        if not callable(factory):
+            raise PluginError(f"tool source {name!r} was registered without a callable factory")
+        self._add(name, RegisteredToolSource(name, factory, description, self.source), replace=replace)
+
+
 def _check_schema(spec: ToolSpec) -> None:
     schema = spec.input_schema
     if not isinstance(schema, Mapping) or schema.get("type") != "object":
@@ -145,6 +175,8 @@ class Registry:
     modules: Mapping[str, RegisteredModule]
     benchmarks: Mapping[str, RegisteredBenchmark] = attrs.field(factory=dict)
     rewards: Mapping[str, RegisteredReward] = attrs.field(factory=dict)
+    #: Keyed by the config section each source reads (``mcp``).
+    tool_sources: Mapping[str, RegisteredToolSource] = attrs.field(factory=dict)
 
     def tool(self, name: str) -> RegisteredTool:
         return _lookup(self.tools, name, f"unknown tool {name!r}; installed tools")
@@ -171,6 +203,7 @@ COLLECTING_HOOKS: Mapping[str, tuple[str, type[Registrar[Any]]]] = {
     "modules": ("register_modules", ModuleRegistrar),
     "benchmarks": ("register_benchmarks", BenchmarkRegistrar),
     "rewards": ("register_rewards", RewardRegistrar),
+    "tool_sources": ("register_tool_sources", ToolSourceRegistrar),
 }
 
 

@@ -22,6 +22,7 @@ from agentflow_core.plugins import load_registry
 from agentflow_core.records import MODULE_ROLES, Answer, Decision, Query, QueryAnalysis, Step, StopReason, Trajectory
 from agentflow_core.registry import Registry
 from agentflow_core.tool import Tool, ToolContext
+from agentflow_core.tool_sources import ToolSources
 from agentflow_core.toolset import Toolset
 
 #: Receives each record as it is made (analysis, each finished step, answers); for live views.
@@ -34,28 +35,50 @@ class Solver:
         self.registry = registry if registry is not None else load_registry()
         self._pool = EnginePool(self.registry)
         self._runner: asyncio.Runner | None = None
+        self._sources = ToolSources(self.config, self.registry)
         for name in self.config.agent.tools:  # unknown tool names fail before any engine is made
-            self.registry.tool(name)
+            if name not in self.registry.tools and not self._sources.may_provide(name):
+                self.registry.tool(name)
         self.planner: Planner = self._module("planner")
         self.executor: Executor = self._module("executor")
         self.verifier: Verifier = self._module("verifier")
         self.generator: Generator = self._module("generator")
+        #: The registered tools now; those of tool sources join when the solver starts.
         self.toolset = Toolset(
-            [self._tool(name) for name in self.config.agent.tools], timeout_s=self.config.agent.tool_timeout_s
+            [self._tool(self.registry, name) for name in self.config.agent.tools if name in self.registry.tools],
+            timeout_s=self.config.agent.tool_timeout_s,
         )
+        self._started = not self._sources
+        self._start_lock = asyncio.Lock()
 
     def _module(self, role: Any) -> Any:
         name = getattr(self.config.modules, role)
         engine = self._pool.get(self.config.engines.for_module(role))
         return self.registry.module(role, name).factory(ModuleContext(engine=engine))
 
-    def _tool(self, name: str) -> Tool:
-        registered = self.registry.tool(name)
+    def _tool(self, registry: Registry, name: str) -> Tool:
+        registered = registry.tool(name)
         engine = self._pool.get(self.config.tool_engine(name)) if registered.spec.uses_engine else None
         try:
             return registered.factory(ToolContext(engine=engine, settings=self.config.tool_settings(name)))
         except AgentFlowError as exc:
             raise ConfigError(f"{self.config.source}: tools.{name}: {exc}") from None
+
+    async def start(self) -> None:
+        """Open the tool sources (MCP servers) and make their enabled tools; the first solve does it.
+
+        Concurrent solves wait for one start. A failed start raises ``ToolSourceError`` and is tried
+        again by the next solve.
+        """
+        async with self._start_lock:
+            if self._started:
+                return
+            wanted = [name for name in self.config.agent.tools if name not in self.registry.tools]
+            registry = await self._sources.open(self.registry, wanted=wanted)
+            made = {tool.spec.name: tool for tool in self.toolset.tools}
+            tools = [made.get(name) or self._tool(registry, name) for name in self.config.agent.tools]
+            self.toolset = Toolset(tools, timeout_s=self.config.agent.tool_timeout_s)
+            self._started = True
 
     @property
     def engines(self) -> dict[str, str]:
@@ -66,6 +89,7 @@ class Solver:
         return names
 
     async def asolve(self, query: str | Query, *, observe: Observer | None = None) -> Trajectory:
+        await self.start()
         flow = _Flow(query if isinstance(query, Query) else Query(query), self, observe or (lambda _: None))
         started = time.perf_counter()
         stop, error = StopReason.MAX_STEPS, None
@@ -126,6 +150,7 @@ class Solver:
 
     async def aclose(self) -> None:
         await self.toolset.aclose()
+        await self._sources.aclose()
         await self._pool.aclose()
 
     def close(self) -> None:

@@ -25,6 +25,10 @@ class Toolset:
     def specs(self) -> tuple[ToolSpec, ...]:
         return tuple(tool.spec for tool in self._tools.values())
 
+    @property
+    def tools(self) -> tuple[Tool, ...]:
+        return tuple(self._tools.values())
+
     async def run(self, call: ToolCall) -> ToolResult:
         started = time.perf_counter()
         result = await self._run(call)

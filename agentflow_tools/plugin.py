@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agentflow_core import hookimpl
-from agentflow_core.registry import ToolRegistrar
+from agentflow_core.registry import ToolRegistrar, ToolSourceRegistrar
 
 if TYPE_CHECKING:
     import click
@@ -26,7 +26,16 @@ def register_tools(register: ToolRegistrar) -> None:
 
 
 @hookimpl
+def register_tool_sources(register: ToolSourceRegistrar) -> None:
+    from agentflow_tools.mcp.source import McpToolSource
+
+    register("mcp", McpToolSource, description="the tools of MCP servers, one [mcp.NAME] table per server")
+
+
+@hookimpl
 def register_commands(cli: click.Group) -> None:
+    from agentflow_tools.mcp.cli import mcp
     from agentflow_tools.sandbox.cli import sandbox
 
     cli.add_command(sandbox)
+    cli.add_command(mcp)

@@ -67,7 +67,8 @@ def test_tool_engine_defaults_to_generator_engine() -> None:
         ({"engines": {"planner": {"base_url": "http://x"}}}, "engines.planner"),
         ({"engines": {"wizard": "openai:x"}}, "engines: extra fields found (wizard)"),
         ({"tools": {"base_generator": 3}}, "a tool's settings are a table"),
-        ({"unknown_section": {}}, "extra fields found (unknown_section)"),
+        ({"unknown_section": 3}, "unknown_section: expected a table"),
+        ({"source": "elsewhere"}, "source: expected a table"),
     ],
 )
 def test_bad_config_names_key_and_file(data: dict, expected: str) -> None:

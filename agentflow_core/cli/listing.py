@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import click
 
+from agentflow_core.config import Config, load_config
 from agentflow_core.plugins import load_registry, make_plugin_manager, plugin_source
 from agentflow_core.registrar import Registered
+from agentflow_core.registry import Registry
+from agentflow_core.tool_sources import ToolSources
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the tool specs as JSON.")
-def tools(as_json: bool) -> None:
-    """List installed tools."""
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="agentflow.toml whose tool sources to open."
+)
+def tools(as_json: bool, config_path: str | None) -> None:
+    """List installed tools, and those of the config's tool sources (MCP servers), which are started to ask."""
+    import asyncio
+
     from agentflow_core.serde import to_json
 
-    registry = load_registry()
+    registry = asyncio.run(_with_source_tools(load_config(config_path), load_registry()))
     if as_json:
         click.echo(to_json([t.spec for t in registry.tools.values()], indent=2))
         return
     for name in sorted(registry.tools):
         item = registry.tools[name]
-        click.echo(f"{name:<20} {item.spec.description}  [{_provenance(item)}]")
+        click.echo(f"{name:<20} {_first_line(item.spec.description)}  [{_provenance(item)}]")
 
 
 @click.command()
@@ -49,3 +57,15 @@ def _provenance(item: Registered) -> str:
 
 
 COMMANDS = (tools, engines, plugins)
+
+
+async def _with_source_tools(config: Config, registry: Registry) -> Registry:
+    sources = ToolSources(config, registry)
+    try:
+        return await sources.open(registry, wanted=None)
+    finally:
+        await sources.aclose()
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""

@@ -7,6 +7,7 @@ does, so that timeouts and failures are handled in one place for every executor.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,10 +32,20 @@ arguments, so copy every value it needs into them. Reply with a JSON object with
 
 
 def command_schema(tool: ToolSpec) -> JsonSchema:
-    return JsonSchema(
-        name=f"{tool.name}_call",
-        schema=object_schema({"explanation": {"type": "string"}, "arguments": dict(tool.input_schema)}),
-    )
+    """The reply's schema: the tool's input schema as ``arguments``, its definitions at the root.
+
+    A tool's ``$ref: "#/$defs/..."`` (pydantic and MCP servers write them) resolves against the
+    root of the document it sits in, so the definitions move up with it; the schema's name keeps
+    only the characters OpenAI accepts there (an MCP tool is called ``server.tool``).
+    """
+    arguments = {k: v for k, v in tool.input_schema.items() if k not in _ROOT_ONLY}
+    schema = object_schema({"explanation": {"type": "string"}, "arguments": arguments})
+    schema.update({k: tool.input_schema[k] for k in ("$defs", "definitions") if k in tool.input_schema})
+    return JsonSchema(name=re.sub(r"[^A-Za-z0-9_-]", "_", f"{tool.name}_call")[:64], schema=schema)
+
+
+#: Keywords that only mean something at the root of a schema document.
+_ROOT_ONLY = ("$defs", "definitions", "$schema", "$id")
 
 
 class DefaultExecutor:
