@@ -51,6 +51,7 @@ from agentflow_core.registry import (
     EngineRegistrar,
     ModuleRegistrar,
     RewardRegistrar,
+    RolloutBackendRegistrar,
     ToolRegistrar,
     ToolSourceRegistrar,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "Query",
     "QueryAnalysis",
     "RewardRegistrar",
+    "RolloutBackendRegistrar",
     "Score",
     "Solver",
     "Step",

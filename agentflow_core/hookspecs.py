@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         EngineRegistrar,
         ModuleRegistrar,
         RewardRegistrar,
+        RolloutBackendRegistrar,
         ToolRegistrar,
         ToolSourceRegistrar,
     )
@@ -61,6 +62,11 @@ def register_benchmarks(register: BenchmarkRegistrar) -> None:
 @hookspec
 def register_rewards(register: RewardRegistrar) -> None:
     """Register reward functions for training: ``register("name", fn, description=...)``."""
+
+
+@hookspec
+def register_rollout_backends(register: RolloutBackendRegistrar) -> None:
+    """Register where trained modules generate their rollouts: ``register("name", factory, description=...)``."""
 
 
 @hookspec

@@ -72,6 +72,16 @@ class RegisteredReward:
     replaces: str | None = None
 
 
+@attrs.frozen
+class RegisteredRolloutBackend:
+    name: str
+    #: ``factory(context) -> backend``; both types belong to the trainer (``agentflow_rl``).
+    factory: Callable[[Any], Any]
+    description: str
+    source: str
+    replaces: str | None = None
+
+
 class ToolRegistrar(Registrar[RegisteredTool]):
     """The ``register`` passed to ``register_tools``: ``register(spec, factory, replace=False)``."""
 
@@ -160,6 +170,19 @@ class ToolSourceRegistrar(Registrar[RegisteredToolSource]):
         self._add(name, RegisteredToolSource(name, factory, description, self.source), replace=replace)
 
 
+class RolloutBackendRegistrar(Registrar[RegisteredRolloutBackend]):
+    """The ``register`` passed to ``register_rollout_backends``: ``register(name, factory, description="...")``."""
+
+    what = "rollout backend"
+
+    def __call__(
+        self, name: str, factory: Callable[[Any], Any], *, description: str = "", replace: bool = False
+    ) -> None:
+        if not name or not isinstance(name, str) or not callable(factory):
+            raise PluginError("a rollout backend was registered without a name or a callable factory")
+        self._add(name, RegisteredRolloutBackend(name, factory, description, self.source), replace=replace)
+
+
 def _check_schema(spec: ToolSpec) -> None:
     schema = spec.input_schema
     if not isinstance(schema, Mapping) or schema.get("type") != "object":
@@ -175,6 +198,7 @@ class Registry:
     modules: Mapping[str, RegisteredModule]
     benchmarks: Mapping[str, RegisteredBenchmark] = attrs.field(factory=dict)
     rewards: Mapping[str, RegisteredReward] = attrs.field(factory=dict)
+    rollout_backends: Mapping[str, RegisteredRolloutBackend] = attrs.field(factory=dict)
     #: Keyed by the config section each source reads (``mcp``).
     tool_sources: Mapping[str, RegisteredToolSource] = attrs.field(factory=dict)
 
@@ -194,6 +218,9 @@ class Registry:
     def reward(self, name: str) -> RegisteredReward:
         return _lookup(self.rewards, name, f"unknown reward {name!r}; installed")
 
+    def rollout_backend(self, name: str) -> RegisteredRolloutBackend:
+        return _lookup(self.rollout_backends, name, f"unknown rollout backend {name!r}; installed")
+
 
 #: Each collecting hook: the Registry field it fills, and the ``register`` callback its implementations
 #: receive. A new ``register_*`` hook is a spec in hookspecs.py, a Registrar, a field above and a line here.
@@ -203,6 +230,7 @@ COLLECTING_HOOKS: Mapping[str, tuple[str, type[Registrar[Any]]]] = {
     "modules": ("register_modules", ModuleRegistrar),
     "benchmarks": ("register_benchmarks", BenchmarkRegistrar),
     "rewards": ("register_rewards", RewardRegistrar),
+    "rollout_backends": ("register_rollout_backends", RolloutBackendRegistrar),
     "tool_sources": ("register_tool_sources", ToolSourceRegistrar),
 }
 

@@ -13,7 +13,7 @@ from agentflow_core import hookimpl
 if TYPE_CHECKING:
     import click
 
-    from agentflow_core.registry import BenchmarkRegistrar, ModuleRegistrar, RewardRegistrar
+    from agentflow_core.registry import BenchmarkRegistrar, ModuleRegistrar, RewardRegistrar, RolloutBackendRegistrar
 
 
 @hookimpl
@@ -30,6 +30,15 @@ def register_rewards(register: RewardRegistrar) -> None:
 
     for name, (fn, description) in BUILTIN_REWARDS.items():
         register(name, fn, description=description)
+
+
+@hookimpl
+def register_rollout_backends(register: RolloutBackendRegistrar) -> None:
+    from agentflow_rl.flow_grpo.backends.inprocess import InProcessBackend
+    from agentflow_rl.flow_grpo.backends.worker import WorkerBackend
+
+    register("hf", InProcessBackend, description="generate in the training process, with the live weights")
+    register("hf_worker", WorkerBackend, description="generate in a separate process, synced after each step")
 
 
 @hookimpl

@@ -141,6 +141,11 @@ class RolloutConfig:
     #: Deadline for one question's group of trajectories, in seconds; a group past it is dropped from
     #: the step and counted (``train/timed_out_groups``) instead of stalling the run. 0: no deadline.
     timeout_s: float = attrs.field(default=600.0, validator=_ge0)
+    #: Where the trained modules generate, by name in the ``register_rollout_backends`` registry:
+    #: ``hf`` (in the training process) or ``hf_worker`` (a separate process, synced each step).
+    backend: str = "hf"
+    #: How long a worker backend may take to answer one call or take new weights; 0: no limit.
+    worker_timeout_s: float = attrs.field(default=300.0, validator=_ge0)
 
 
 @attrs.frozen

@@ -13,12 +13,12 @@ step and counted, so a hung tool or module shows in the log instead of stalling 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import attrs
 
-from agentflow_core import Engine, EngineConfig, EngineRegistrar, Solver, TokenTrace, Trajectory, hookimpl
+from agentflow_core import ConfigError, Engine, EngineConfig, EngineRegistrar, Solver, TokenTrace, Trajectory, hookimpl
 from agentflow_core.engines.embedded import SerialWorker
 from agentflow_core.records import ModuleRole
 from agentflow_rl.flow_grpo.data import TrainRecord
@@ -28,50 +28,35 @@ POLICY_PROVIDER = "policy"
 
 
 class PolicyEngines:
-    """Registers ``policy:<name>`` engines that generate with the models being trained.
+    """Registers the provider ``policy``: ``policy:<role>`` generates with that trained module's weights.
 
-    ``models`` maps an engine name to ``(model, scope)``; see ``TrainedModules.generator``. All
-    engines share one worker thread, since they may share one model. They share the parameters
-    being trained, so every optimizer step is visible to the next rollout without copying weights.
+    The engines come from the run's rollout backend (``make``), set once the registry exists (the
+    backend itself is found in it). Engine factories only run when a solver is made, afterwards.
     """
 
-    def __init__(self, models: Any, tokenizer: Any) -> None:
-        self.models, self.tokenizer = models, tokenizer
-        self._worker = SerialWorker()
+    def __init__(self, make: Callable[[EngineConfig], Engine] | None = None) -> None:
+        self.make = make
 
     @classmethod
     def for_model(cls, model: Any, tokenizer: Any) -> PolicyEngines:
         """Every ``policy:<name>`` engine generates with this one model (tests, one-off rollouts)."""
-        return cls(_OneModel(model), tokenizer)
+        from agentflow_core.engines.hf_engine import HFEngine
+
+        worker = SerialWorker()
+        return cls(
+            lambda config: HFEngine.from_pretrained_objects(
+                model, tokenizer, name=config.model, config=config, worker=worker
+            )
+        )
 
     @hookimpl
     def register_engines(self, register: EngineRegistrar) -> None:
-        register(POLICY_PROVIDER, self._engine, description="the modules being trained by Flow-GRPO (in-process)")
+        register(POLICY_PROVIDER, self._engine, description="the modules being trained by Flow-GRPO")
 
     def _engine(self, config: EngineConfig) -> Engine:
-        from agentflow_core import ConfigError
-        from agentflow_core.engines.hf_engine import HFEngine
-
-        try:
-            model, scope = self.models.generator(config.model_name)
-        except (KeyError, ValueError):
-            raise ConfigError(
-                f"engine {config.model}: no such policy; a trained module's engine is policy:<its role>, "
-                "the untrained base is policy:base"
-            ) from None
-        return HFEngine.from_pretrained_objects(
-            model, self.tokenizer, name=config.model, config=config, worker=self._worker, scope=scope
-        )
-
-
-class _OneModel:
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def generator(self, name: str) -> tuple[Any, Any]:
-        from contextlib import nullcontext
-
-        return self.model, nullcontext
+        if self.make is None:
+            raise ConfigError(f"engine {config.model}: the policy's engines exist only inside a training run")
+        return self.make(config)
 
 
 @attrs.frozen

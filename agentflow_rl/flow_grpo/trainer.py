@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from agentflow_core import ConfigError, Solver
 from agentflow_core.records import MODULE_ROLES
 from agentflow_rl.flow_grpo import alerts, allocator, lora, metrics
 from agentflow_rl.flow_grpo.advantages import advantages
+from agentflow_rl.flow_grpo.backends.base import BackendContext, RolloutBackend
 from agentflow_rl.flow_grpo.batching import build_samples
 from agentflow_rl.flow_grpo.checkpoint import Progress, latest_checkpoint, save_checkpoint
 from agentflow_rl.flow_grpo.config import TaskKind, TrainConfig
@@ -66,10 +66,10 @@ class _Session:
     eval_solver: Solver
     runner: asyncio.Runner
     reward: RewardFn
+    #: Where the trained modules generate (``rollout.backend``).
+    backend: RolloutBackend
     #: Rebuilds the grammar's allowed sets of a turn (the masked objective); ``None`` when unmasked.
     replay: GrammarReplay | None = None
-    #: Unsharded twins the rollout engines generate with, when the policy is sharded (FSDP).
-    rollout_copies: dict[str, RolloutCopy] = attrs.field(factory=dict)
     started: float = attrs.field(factory=time.perf_counter)
 
     @property
@@ -129,8 +129,10 @@ def start_session(config: TrainConfig) -> _Session:
     accelerator.register_for_checkpointing(progress, stream)
     _resume(accelerator, config, progress)
     accelerator.init_trackers("flow_grpo", config=metrics.flat_config(config))
-    engines = PolicyEngines(_Generators(modules, copies), tokenizer)
+    engines = PolicyEngines()
     registry = registry_for(task, engines, dry_run_tools=config.task.dry_run_tools)
+    backend = _backend(config, registry, BackendContext(config, modules, tokenizer, task.vocabulary, copies))
+    engines.make = backend.engine
     update = UpdateContext(
         accelerator=accelerator,
         modules=modules,
@@ -155,21 +157,17 @@ def start_session(config: TrainConfig) -> _Session:
         eval_solver=Solver(solver_config(task, config, temperature=config.rollout.eval_temperature), registry=registry),
         runner=asyncio.Runner(),
         reward=reward_fn(config, registry),
+        backend=backend,
         replay=GrammarReplay(modules.unwrapped(roles[0]), tokenizer) if masked else None,
-        rollout_copies=copies,
     )
 
 
-class _Generators:
-    """What the rollout engines generate with: the trained models, or their unsharded twins under FSDP."""
-
-    def __init__(self, modules: TrainedModules, copies: dict[str, RolloutCopy]) -> None:
-        self._modules, self._copies = modules, copies
-
-    def generator(self, name: str) -> tuple[Any, Any]:
-        if name in self._copies:
-            return self._copies[name].model, nullcontext
-        return self._modules.generator(name)
+def _backend(config: TrainConfig, registry: Any, context: BackendContext) -> RolloutBackend:
+    try:
+        registered = registry.rollout_backend(config.rollout.backend)
+    except Exception as exc:
+        raise ConfigError(f"rollout.backend: {exc}") from None
+    return registered.factory(context)  # type: ignore[no-any-return]
 
 
 def _needs_base(config: TrainConfig) -> bool:
@@ -242,6 +240,7 @@ def close_session(session: _Session) -> None:
     session.runner.run(session.train_solver.aclose())
     session.runner.run(session.eval_solver.aclose())
     session.runner.close()
+    session.backend.close()
     session.accelerator.end_training()
     # accelerate keeps one process-wide state and refuses a second Accelerator with other settings
     # (bf16 after fp32, say); forget it so that another run in this process starts clean.
@@ -325,10 +324,11 @@ def train_step(session: _Session) -> dict[str, float]:
 
 def _rollouts(session: _Session, solver: Solver, records: Sequence[TrainRecord], size: int) -> RolloutBatch:
     session.modules.train_mode(False)
-    for role, copy in session.rollout_copies.items():
-        copy.refresh(session.modules.prepared(role))  # collective: every process is here, in step
+    session.backend.sync(session.progress.step)
     timeout = session.config.rollout.timeout_s or None
-    return session.runner.run(rollout_batch(solver, records, size, session.config.train.roles, timeout_s=timeout))
+    batch = session.runner.run(rollout_batch(solver, records, size, session.config.train.roles, timeout_s=timeout))
+    session.backend.check()  # a dead or stuck generator fails the step here, in one line
+    return batch
 
 
 def evaluate(session: _Session) -> float:

@@ -1,0 +1,51 @@
+"""The interface between the trainer and whatever generates its rollouts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from agentflow_core import AgentFlowError, Engine, EngineConfig
+
+if TYPE_CHECKING:
+    from agentflow_rl.flow_grpo.config import TrainConfig
+    from agentflow_rl.flow_grpo.sharded import RolloutCopy
+    from agentflow_rl.flow_grpo.trained import TrainedModules
+
+
+class RolloutBackendError(AgentFlowError):
+    """The backend can no longer generate (its worker died or stopped answering): the step fails."""
+
+
+@attrs.frozen
+class BackendContext:
+    """What a backend factory receives."""
+
+    config: TrainConfig
+    #: The models being trained (adapters, or a model per module) and the frozen base.
+    modules: TrainedModules
+    tokenizer: Any
+    #: The synthetic task's words, when the policy is the tiny one (rebuilt elsewhere from them).
+    vocabulary: tuple[str, ...] | None = None
+    #: Unsharded twins of FSDP-sharded modules, by role.
+    copies: dict[str, RolloutCopy] = attrs.field(factory=dict)
+
+
+class RolloutBackend(Protocol):
+    """Generates for the engines ``policy:<role>`` (and ``policy:base``) with the trained weights."""
+
+    def engine(self, config: EngineConfig) -> Engine:
+        """An engine for ``config.model`` = ``policy:<role>`` or ``policy:base``; its completions
+        carry a ``TokenTrace`` (token ids, the sampling distribution's log-probabilities, grammar)."""
+
+    def sync(self, step: int) -> None:
+        """Make the next rollouts use the weights the trainer holds after ``step`` optimizer steps.
+
+        Every process calls it before each rollout batch and evaluation (it may be collective).
+        """
+
+    def check(self) -> None:
+        """Raise :class:`RolloutBackendError` when the backend cannot generate any more."""
+
+    def close(self) -> None: ...
