@@ -1,0 +1,86 @@
+"""Peak memory and step time of Flow-GRPO on SmolLM2-135M: a LoRA adapter against all weights.
+
+Each variant runs ``--steps`` training steps of ``configs/smollm2.toml`` (8 questions x 4
+trajectories, up to 3 planner turns, batched rollouts) in its own process, so that its peak resident
+memory is its own; the first step's time is left out of the mean (grammar compilation, warm-up).
+
+    python benchmarks/flow_grpo_memory.py [--steps 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "LoRA r=16, micro-batch 2": {"optim.micro_batch_turns": 2},
+    "LoRA r=16, micro-batch 4 (smollm2.toml)": {},
+    "all weights, micro-batch 4": {"policy.lora": None, "optim.lr": 1e-5},
+    "all weights, micro-batch 16": {"policy.lora": None, "optim.lr": 1e-5, "optim.micro_batch_turns": 16},
+}
+
+
+def measure(overrides: dict[str, Any], steps: int) -> dict[str, Any]:
+    from agentflow_rl.flow_grpo import trainer
+    from agentflow_rl.flow_grpo.cli import bundled_config
+    from agentflow_rl.flow_grpo.config import load_train_config
+    from agentflow_rl.flow_grpo.metrics import peak_rss_mib
+
+    with tempfile.TemporaryDirectory() as out:
+        base = {"run.output_dir": out, "run.trackers": [], "run.resume": False, "run.eval_every": 0}
+        session = trainer.start_session(load_train_config(bundled_config("smollm2.toml"), {**base, **overrides}))
+        try:
+            times, rows = [], []
+            for _ in range(steps):
+                started = time.perf_counter()
+                rows.append(trainer.train_step(session))
+                times.append(time.perf_counter() - started)
+        finally:
+            trainer.close_session(session)
+    measured = times[1:] or times
+    return {
+        "step_s": sum(measured) / len(measured),
+        "rollout_s": sum(r["perf/rollout_s"] for r in rows[1:] or rows) / len(measured),
+        "update_s": sum(r["perf/update_s"] for r in rows[1:] or rows) / len(measured),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--only", help=argparse.SUPPRESS)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    if args.only:
+        print(json.dumps(measure(VARIANTS[args.only], args.steps)))
+        return 0
+    results: dict[str, Any] = {}
+    for name in VARIANTS:
+        done = subprocess.run(
+            [sys.executable, __file__, "--only", name, "--steps", str(args.steps)], capture_output=True, text=True
+        )
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        results[name] = json.loads(lines[-1]) if done.returncode == 0 and lines else f"failed: {done.stderr[-300:]}"
+        print(name, results[name], flush=True)
+    print("| variant | peak RSS | step (s) | rollout (s) | update (s) |\n| --- | --- | --- | --- | --- |")
+    for name, row in results.items():
+        if isinstance(row, dict):
+            gib = row["peak_rss_mib"] / 1024
+            print(f"| {name} | {gib:.2f} GiB | {row['step_s']:.0f} | {row['rollout_s']:.0f} | {row['update_s']:.0f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
