@@ -90,6 +90,16 @@ class Config:
     tool_source_sections: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     #: Where this config was read from, for error messages; not part of the file.
     source: str = attrs.field(default="config", eq=False)
+    #: Keys set by command-line flags rather than the file, and the flag: ``{"engines.planner": "--planner-engine"}``.
+    origins: Mapping[str, str] = attrs.field(factory=dict, eq=False)
+
+    def where(self, key: str) -> str:
+        """How an error about ``key`` starts: the flag that set it, else the file and the key."""
+        return self.origins.get(key) or f"{self.source}: {key}"
+
+    def engine_key(self, role: ModuleRole) -> str:
+        """The key that chose ``role``'s engine: its own, else the default's."""
+        return f"engines.{role}" if getattr(self.engines, role) is not None else "engines.default"
 
     def tool_engine(self, name: str) -> EngineConfig:
         own = self.tools.get(name)
@@ -234,27 +244,30 @@ def with_overrides(
 ) -> Config:
     """Apply CLI flags on top of the file: flags win. ``engines`` maps role or 'default' to a model."""
     new_engines = config.engines
+    origins = dict(config.origins)
     for role, model in (engines or {}).items():
         if role not in ("default", *MODULE_ROLES):
             raise ConfigError(f"unknown module {role!r} for an engine override")
-        new_engines = attrs.evolve(
-            new_engines, **{role: _engine(model, base_url, "--engine" if role == "default" else f"--{role}-engine")}
-        )
+        flag = "--engine" if role == "default" else f"--{role}-engine"
+        new_engines = attrs.evolve(new_engines, **{role: _engine(model, base_url, flag)})
+        origins[f"engines.{role}"] = flag
     if base_url:
         new_engines = _with_base_url(new_engines, base_url)
     new_tools = dict(config.tools)
     for name, model in (tool_engines or {}).items():
         old = new_tools.get(name, ToolConfig())
         new_tools[name] = attrs.evolve(old, engine=_engine(model, base_url, "--tool-engine"))
+        origins[f"tools.{name}.engine"] = "--tool-engine"
     agent = config.agent
     if tools is not None:
         agent = attrs.evolve(agent, tools=tools)
+        origins["agent.tools"] = "--tools"
     if max_steps is not None:
         try:
             agent = attrs.evolve(agent, max_steps=max_steps)
         except ValueError:
             raise ConfigError(f"--max-steps must be at least 1, got {max_steps}") from None
-    return attrs.evolve(config, engines=new_engines, tools=new_tools, agent=agent)
+    return attrs.evolve(config, engines=new_engines, tools=new_tools, agent=agent, origins=origins)
 
 
 def _engine(model: str, base_url: str | None, flag: str) -> EngineConfig:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from agentflow_core.engine import Engine, EngineConfig
-from agentflow_core.registry import Registry
+from agentflow_core.registry import Registry, made
 from agentflow_core.serde import to_json
 
 
@@ -22,8 +22,10 @@ class EnginePool:
         key = to_json(config)
         engine = self._engines.get(key)
         if engine is None:
-            factory = self._registry.engine(config.provider).factory
-            engine = self._engines[key] = factory(config)
+            registered = self._registry.engine(config.provider)
+            what = f"engine {config.model} ({registered.source})"
+            engine = made(lambda: registered.factory(config), what)
+            self._engines[key] = engine
         return engine
 
     async def aclose(self) -> None:

@@ -6,6 +6,7 @@
     ├── UsageError         bad input from the person at the CLI (empty query, unknown tool)
     ├── EngineError        an LLM call failed for good; names the engine and model
     │   └── EngineUnavailable   the engine's optional dependency or model file is missing
+    ├── ModuleError        a module implementation raised; the solve stops with what it has
     ├── ToolError          a tool could not do its job; becomes an observation in memory
     └── ToolSourceError    a tool source (an MCP server) could not be opened; names the source
 
@@ -40,9 +41,23 @@ class EngineUnavailable(EngineError):
     """The engine cannot start here: a missing extra, model file or server."""
 
 
+class ModuleError(AgentFlowError):
+    """A planner, executor, verifier or generator raised something other than an ``EngineError``.
+
+    The solver makes it out of whatever the module raised, names the module and its plugin, and
+    ends the loop with ``StopReason.MODULE_ERROR``; the trajectory so far is still returned.
+    """
+
+
 class ToolError(AgentFlowError):
     """A tool failed; the solver records it as a visible tool error and goes on."""
 
 
 class ToolSourceError(AgentFlowError):
     """A tool source could not say which tools it has (an MCP server that did not start, say)."""
+
+
+def one_line(exc: BaseException | str) -> str:
+    """An error as the one line a person reads: whitespace collapsed, the type when there is no message."""
+    text = " ".join(str(exc).split())
+    return text or (type(exc).__name__ if isinstance(exc, BaseException) else "")

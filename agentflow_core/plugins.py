@@ -28,7 +28,7 @@ from typing import Any
 import pluggy
 
 from agentflow_core import hookspecs, provenance
-from agentflow_core.errors import PluginError
+from agentflow_core.errors import PluginError, one_line
 from agentflow_core.registrar import Registrar
 from agentflow_core.registry import COLLECTING_HOOKS, Registry
 
@@ -79,8 +79,8 @@ class AgentFlowPluginManager(pluggy.PluginManager):
 
     def _hook_failed(self, hook: str, attribution: provenance.Attribution, exc: Exception) -> None:
         attribution.failed = True
-        detail = " ".join(str(exc).split())  # a broken rule of the contract speaks for itself; a crash names its type
-        what = detail if isinstance(exc, PluginError) else f"{type(exc).__name__}: {detail}"
+        # A broken rule of the contract speaks for itself; a crash names its type.
+        what = one_line(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {one_line(exc)}"
         self.warn_or_raise(f"plugin {attribution.source}: {hook} failed: {what}", exc)
 
 
@@ -198,8 +198,9 @@ def _load(pm: AgentFlowPluginManager, eps: Iterable[metadata.EntryPoint]) -> Non
         try:
             plugin = ep.load()
         except Exception as exc:
-            detail = " ".join(str(exc).split())
-            pm.warn_or_raise(f'Error loading plugin "{ep.name}" from {dist}: {type(exc).__name__}: {detail}', exc)
+            pm.warn_or_raise(
+                f'Error loading plugin "{ep.name}" from {dist}: {type(exc).__name__}: {one_line(exc)}', exc
+            )
             continue
         pm.register(plugin, name=ep.name, source=source)
 

@@ -131,6 +131,8 @@ class StopReason(enum.Enum):
     MAX_TIME = "max_time"
     MAX_TOKENS = "max_tokens"
     ENGINE_ERROR = "engine_error"
+    #: A module implementation raised (a bug in it, or in its plugin); ``Trajectory.error`` says which and what.
+    MODULE_ERROR = "module_error"
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ import attrs
 from agentflow_core.benchmark import BenchmarkFactory
 from agentflow_core.config import CORE_SECTIONS
 from agentflow_core.engine import EngineFactory
-from agentflow_core.errors import PluginError
+from agentflow_core.errors import AgentFlowError, PluginError, one_line
 from agentflow_core.records import MODULE_ROLES, ModuleRole
 from agentflow_core.registrar import Registrar
 from agentflow_core.tool import ToolFactory, ToolSpec
@@ -233,6 +233,16 @@ COLLECTING_HOOKS: Mapping[str, tuple[str, type[Registrar[Any]]]] = {
     "rollout_backends": ("register_rollout_backends", RolloutBackendRegistrar),
     "tool_sources": ("register_tool_sources", ToolSourceRegistrar),
 }
+
+
+def made(make: Callable[[], T], what: str) -> T:
+    """Run a registered factory; a crash in it is one line naming the plugin, not a traceback."""
+    try:
+        return make()
+    except AgentFlowError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{what} could not be made: {type(exc).__name__}: {one_line(exc)}") from exc
 
 
 def _lookup(items: Mapping[str, T], key: str, unknown: str) -> T:

@@ -8,22 +8,34 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import attrs
 
 from agentflow_core.config import Config
 from agentflow_core.engine_pool import EnginePool
-from agentflow_core.errors import AgentFlowError, ConfigError, EngineError
+from agentflow_core.errors import AgentFlowError, ConfigError, EngineError, ModuleError, PluginError, one_line
 from agentflow_core.memory import Memory
 from agentflow_core.module import Executor, FlowState, Generator, ModuleContext, Planner, Verifier
 from agentflow_core.plugins import load_registry
-from agentflow_core.records import MODULE_ROLES, Answer, Decision, Query, QueryAnalysis, Step, StopReason, Trajectory
-from agentflow_core.registry import Registry
+from agentflow_core.records import (
+    MODULE_ROLES,
+    Answer,
+    Decision,
+    ModuleRole,
+    Query,
+    QueryAnalysis,
+    Step,
+    StopReason,
+    Trajectory,
+)
+from agentflow_core.registry import Registry, made
 from agentflow_core.tool import Tool, ToolContext
 from agentflow_core.tool_sources import ToolSources
 from agentflow_core.toolset import Toolset
+
+T = TypeVar("T")
 
 #: Receives each record as it is made (analysis, each finished step, answers); for live views.
 Observer = Callable[[Any], None]
@@ -36,9 +48,8 @@ class Solver:
         self._pool = EnginePool(self.registry)
         self._runner: asyncio.Runner | None = None
         self._sources = ToolSources(self.config, self.registry)
-        for name in self.config.agent.tools:  # unknown tool names fail before any engine is made
-            if name not in self.registry.tools and not self._sources.may_provide(name):
-                self.registry.tool(name)
+        # Unknown names fail before any engine is made; a tool source may still announce a tool at start.
+        check_names(self.config, self.registry, from_sources=self._sources.may_provide)
         self.planner: Planner = self._module("planner")
         self.executor: Executor = self._module("executor")
         self.verifier: Verifier = self._module("verifier")
@@ -51,18 +62,22 @@ class Solver:
         self._started = not self._sources
         self._start_lock = asyncio.Lock()
 
-    def _module(self, role: Any) -> Any:
-        name = getattr(self.config.modules, role)
-        engine = self._pool.get(self.config.engines.for_module(role))
-        return self.registry.module(role, name).factory(ModuleContext(engine=engine))
+    def _module(self, role: ModuleRole) -> Any:
+        registered = self.registry.module(role, getattr(self.config.modules, role))
+        context = ModuleContext(engine=self._pool.get(self.config.engines.for_module(role)))
+        return made(lambda: registered.factory(context), f"{role} module {registered.name!r} ({registered.source})")
 
     def _tool(self, registry: Registry, name: str) -> Tool:
         registered = registry.tool(name)
         engine = self._pool.get(self.config.tool_engine(name)) if registered.spec.uses_engine else None
+        context = ToolContext(engine=engine, settings=self.config.tool_settings(name))
         try:
-            return registered.factory(ToolContext(engine=engine, settings=self.config.tool_settings(name)))
-        except AgentFlowError as exc:
-            raise ConfigError(f"{self.config.source}: tools.{name}: {exc}") from None
+            tool: Tool = made(lambda: registered.factory(context), f"tool {name!r} ({registered.source})")
+        except PluginError:
+            raise
+        except AgentFlowError as exc:  # the tool turned its settings down
+            raise ConfigError(f"{self.config.where(f'tools.{name}')}: {exc}") from None
+        return tool
 
     async def start(self) -> None:
         """Open the tool sources (MCP servers) and make their enabled tools; the first solve does it.
@@ -99,8 +114,13 @@ class Solver:
         except TimeoutError:
             stop = StopReason.MAX_TIME
         except EngineError as exc:
-            stop, error = StopReason.ENGINE_ERROR, str(exc)
-        final, direct, answer_error = await self._answers(flow)
+            stop, error = StopReason.ENGINE_ERROR, one_line(exc)
+        except ModuleError as exc:
+            stop, error = StopReason.MODULE_ERROR, str(exc)
+        final, direct, answer_failure = await self._answers(flow)
+        if isinstance(answer_failure, ModuleError) and error is None:
+            stop = StopReason.MODULE_ERROR
+        answer_error = one_line(answer_failure) if answer_failure else None
         return Trajectory(
             query=flow.query,
             analysis=flow.analysis,
@@ -114,14 +134,14 @@ class Solver:
         )
 
     async def _turns(self, flow: _Flow) -> StopReason:
-        flow.analysis = await self.planner.analyze(flow.state())
+        flow.analysis = await self._step("planner", self.planner.analyze(flow.state()))
         flow.observe(flow.analysis)
         for turn in range(1, self.config.agent.max_steps + 1):
-            decision = await self.planner.next_step(flow.state())
-            tool_call = await self.executor.command(flow.state(), decision)
+            decision = await self._step("planner", self.planner.next_step(flow.state()))
+            tool_call = await self._step("executor", self.executor.command(flow.state(), decision))
             result = await self.toolset.run(tool_call)
             flow.memory.add(Step(turn, decision, tool_call, result))
-            verdict = await self.verifier.check(flow.state())
+            verdict = await self._step("verifier", self.verifier.check(flow.state()))
             flow.memory.replace_last(attrs.evolve(flow.memory.steps[-1], verdict=verdict))
             flow.observe(flow.memory.steps[-1])
             if verdict.decision is Decision.STOP:
@@ -130,17 +150,30 @@ class Solver:
                 return StopReason.MAX_TOKENS
         return StopReason.MAX_STEPS
 
-    async def _answers(self, flow: _Flow) -> tuple[Answer | None, Answer | None, str | None]:
-        """The final answer is written whatever stopped the loop; only an engine failure prevents it."""
+    async def _answers(self, flow: _Flow) -> tuple[Answer | None, Answer | None, AgentFlowError | None]:
+        """The final answer is written whatever stopped the loop; only a failure of the generator prevents it."""
         final = direct = None
         try:
-            final = await self.generator.final_answer(flow.state())
+            final = await self._step("generator", self.generator.final_answer(flow.state()))
             flow.observe(final)
             if self.config.agent.direct_answer:
-                direct = await self.generator.direct_answer(flow.state())
-        except EngineError as exc:
-            return final, direct, str(exc)
+                direct = await self._step("generator", self.generator.direct_answer(flow.state()))
+        except (EngineError, ModuleError) as exc:
+            return final, direct, exc
         return final, direct, None
+
+    async def _step(self, role: ModuleRole, call: Awaitable[T]) -> T:
+        """One module call. Whatever else it raises is a bug of that module, named as such: the loop
+        stops, but the solve still returns what it has (an engine failure keeps its own reason)."""
+        try:
+            return await call
+        except EngineError:
+            raise
+        except Exception as exc:
+            registered = self.registry.module(role, getattr(self.config.modules, role))
+            raise ModuleError(
+                f"{role} module {registered.name!r} ({registered.source}) failed: {type(exc).__name__}: {one_line(exc)}"
+            ) from exc
 
     def solve(self, query: str | Query, *, observe: Observer | None = None) -> Trajectory:
         """Blocking ``asolve`` for scripts; reuses one event loop so engine connections survive."""
@@ -172,6 +205,31 @@ class Solver:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_names(
+    config: Config, registry: Registry, *, from_sources: Callable[[str], bool] = lambda name: False
+) -> None:
+    """Every tool, module and engine provider the config names is installed (or, for a tool, may come
+    from a tool source); else which key names what."""
+    for name in config.agent.tools:
+        if not from_sources(name):
+            _known(config.where("agent.tools"), registry.tool, name)
+    for name, tool in config.tools.items():
+        if not from_sources(name):
+            _known(config.where(f"tools.{name}"), registry.tool, name)
+        if tool.engine is not None:
+            _known(config.where(f"tools.{name}.engine"), registry.engine, tool.engine.provider)
+    for role in MODULE_ROLES:
+        _known(config.where(f"modules.{role}"), registry.module, role, getattr(config.modules, role))
+        _known(config.where(config.engine_key(role)), registry.engine, config.engines.for_module(role).provider)
+
+
+def _known(where: str, lookup: Callable[..., object], *key: Any) -> None:
+    try:
+        lookup(*key)
+    except PluginError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 class _Flow:

@@ -8,6 +8,7 @@ titles, links and snippets, which is what the planner needs to decide what to re
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -51,6 +52,11 @@ SPEC = ToolSpec(
 )
 
 
+DEFAULT_CX_ENV = "GOOGLE_CSE_ID"
+#: The engine-id variable earlier versions read; still honoured when ``GOOGLE_CSE_ID`` is unset.
+LEGACY_CX_ENV = "GOOGLE_CX"
+
+
 @attrs.frozen
 class Settings:
     #: ``google``: Custom Search JSON API (key and engine id); ``serper``: serper.dev (one key).
@@ -64,8 +70,9 @@ class Settings:
     google_url: str = "https://www.googleapis.com/customsearch/v1"
     #: Environment variable holding the Custom Search API key.
     api_key_env: str = "GOOGLE_API_KEY"
-    #: Environment variable holding the Programmable Search Engine id (``cx``).
-    cx_env: str = "GOOGLE_CX"
+    #: Environment variable holding the Programmable Search Engine id (``cx``); when left at this default
+    #: and unset, ``GOOGLE_CX`` (the name read before) is used instead.
+    cx_env: str = DEFAULT_CX_ENV
     serper_url: str = "https://google.serper.dev/search"
     #: Environment variable holding the Serper API key.
     serper_api_key_env: str = "SERPER_API_KEY"
@@ -107,13 +114,28 @@ class GoogleSearch:
 async def search_google(settings: Settings, query: str, count: int) -> Results:
     """``GET customsearch/v1?key&cx&q&num``; the answer's ``items`` is absent when nothing matched."""
     key = require_env(settings.api_key_env, "Google API key", "api_key_env")
-    cx = require_env(settings.cx_env, "Programmable Search Engine id (cx)", "cx_env")
+    cx_env = settings.cx_env
+    if (
+        cx_env == DEFAULT_CX_ENV
+        and not os.environ.get(cx_env, "").strip()
+        and os.environ.get(LEGACY_CX_ENV, "").strip()
+    ):
+        cx_env = LEGACY_CX_ENV
+    cx = require_env(cx_env, "Programmable Search Engine id (cx)", "cx_env")
     service = Service("Google Custom Search", settings.timeout_s, key_env=settings.api_key_env)
     params = {"key": key, "cx": cx, "q": query, "num": count}
     payload = await request_json(service, "GET", settings.google_url, params=params)
     if not isinstance(payload, Mapping) or not ("items" in payload or "searchInformation" in payload):
         raise malformed(service, "neither 'items' nor 'searchInformation' in the reply")
     return Results(_results(service, payload.get("items", []), "items")[:count])
+
+
+def _cx_env(settings: Settings) -> str:
+    """``cx_env``; at its default and unset, the variable earlier versions read, if that one is set."""
+    unset = not os.environ.get(settings.cx_env, "").strip()
+    if settings.cx_env == DEFAULT_CX_ENV and unset and os.environ.get(LEGACY_CX_ENV, "").strip():
+        return LEGACY_CX_ENV
+    return settings.cx_env
 
 
 async def search_serper(settings: Settings, query: str, count: int) -> Results:

@@ -96,3 +96,32 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class BrokenModules:
+    """A plugin whose modules crash the way buggy plugins do: ``[modules] ROLE = "broken"`` selects one."""
+
+    __test__ = False
+
+    @hookimpl
+    def register_modules(self, register: Any) -> None:
+        register("verifier", "broken", lambda context: _BrokenVerifier())
+        register("generator", "broken", lambda context: _BrokenGenerator())
+        register("planner", "unmakeable", _unmakeable)
+
+
+class _BrokenVerifier:
+    async def check(self, state: Any) -> Any:
+        raise IndexError("list index out of range\n  (while reading the memory)")
+
+
+class _BrokenGenerator:
+    async def final_answer(self, state: Any) -> Any:
+        raise AttributeError("'NoneType' object has no attribute 'text'")
+
+    async def direct_answer(self, state: Any) -> Any:
+        raise AttributeError("unused")
+
+
+def _unmakeable(context: Any) -> Any:
+    raise TypeError("__init__() missing 1 required positional argument: 'tokenizer'")

@@ -221,3 +221,49 @@ def test_a_plugin_command_named_like_a_builtin_is_an_error_unless_it_says_replac
     replaced = run_with_site(meant, "solve", "hi", cwd=tmp_path)
     assert replaced.returncode == 0, replaced.stderr
     assert replaced.stdout == "the plugin's solve: hi\n"
+
+
+BROKEN_VERIFIER_PLUGIN = """
+import click
+from agentflow_core import hookimpl
+
+class Broken:
+    async def check(self, state):
+        raise ZeroDivisionError("division by zero")
+
+@hookimpl
+def register_modules(register):
+    register("verifier", "broken", lambda context: Broken())
+
+@hookimpl
+def register_commands(cli):
+    @cli.command()
+    def crash():
+        raise ValueError("a plugin bug")
+"""
+
+
+def test_a_crashing_module_or_command_is_one_line_never_a_traceback(
+    tmp_path: Path, server: ScriptedOpenAIServer
+) -> None:
+    from tests.test_plugins import fake_distribution
+
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, "af-broken-verifier", "af_test_verifier", BROKEN_VERIFIER_PLUGIN)
+    config = write_config(tmp_path / "agentflow.toml", server)
+    config.write_text(config.read_text() + '\n[modules]\nverifier = "broken"\n')
+    script_one_turn(server)
+
+    solved = run_with_site(site, "solve", "Which planet is largest?", "--quiet", cwd=tmp_path)
+    assert solved.returncode == 1
+    assert solved.stdout == "Jupiter (per tool observation #4711)\n"  # the answer was still written
+    assert solved.stderr.splitlines() == [
+        "Error: verifier module 'broken' (af-broken-verifier 1.2 (af_test_verifier)) failed: "
+        "ZeroDivisionError: division by zero"
+    ]
+    crashed = run_with_site(site, "crash", cwd=tmp_path)
+    assert crashed.returncode == 1 and "Traceback" not in crashed.stderr
+    assert crashed.stderr.splitlines() == [
+        "Error: unexpected ValueError: a plugin bug (a bug; AGENTFLOW_DEBUG=1 shows the traceback)"
+    ]

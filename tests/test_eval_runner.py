@@ -33,12 +33,13 @@ from agentflow_core import (
     Usage,
     UsageError,
 )
+from agentflow_core.config import ModulesConfig
 from agentflow_core.plugins import load_registry
 from agentflow_core.serde import from_json
-from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer
+from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, registry_with
 from agentflow_rl.eval import EvalRecord, EvalRequest, Mode, RunDir, RunInfo, evaluate, finish, load_tasks
 from tests.eval_support import DATA_DIR, agentflow_command, clean_env, needs_data, run_agentflow
-from tests.helpers import config_for
+from tests.helpers import BrokenModules, config_for
 
 
 def _gold_by_question() -> dict[str, str]:
@@ -195,6 +196,32 @@ def test_an_unreachable_engine_stops_the_run_with_one_line(tmp_path: Path) -> No
     missing = run_agentflow("eval", "--benchmarks", "bamboogle", "--data-dir", str(data), cwd=tmp_path)
     assert missing.returncode == 1 and "bamboogle.json not found" in missing.stderr
     assert "agentflow data download" in missing.stderr
+
+
+@pytest.mark.parametrize("role", ["verifier", "generator"])
+def test_a_crashing_module_is_recorded_like_any_failed_query(
+    tmp_path: Path, server: ScriptedOpenAIServer, role: str
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "amc23.json").write_text(json.dumps([{"question": f"What is {i} + 0?", "answer": i} for i in range(3)]))
+    server.set_default_responder(flow_responder({}))  # answers "0" to every free-text call
+    config = attrs.evolve(config_for(server, default="m"), modules=ModulesConfig(**{role: "broken"}))
+    request = EvalRequest(benchmarks=("amc23",), data_dir=data, run_dir=tmp_path / "run", concurrency=1)
+    summary = evaluate(config, request, registry_with(BrokenModules()), stream=open(os.devnull, "w"))  # noqa: SIM115
+
+    records = sorted(RunDir(tmp_path / "run").read().values(), key=lambda r: r.item_id)
+    assert [r.item_id for r in records] == ["0", "1", "2"]
+    for record in records:
+        assert record.error is not None and record.error.startswith(f"{role} module 'broken' (tests.helpers.")
+        assert record.trajectory is not None and record.trajectory.stop_reason is StopReason.MODULE_ERROR
+        assert len(record.trajectory.steps) == 1  # the turn the module broke on (or after) is kept
+    # A broken verifier still lets the generator answer, so those records are kept; without an answer
+    # a record is tried again on the next run, as after an engine failure.
+    assert [r.final for r in records] == [role == "verifier"] * 3
+    assert [r.score.correct for r in records] == [role == "verifier", False, False]  # "0" is right for item 0 only
+    [bench] = summary.benchmarks
+    assert bench.errors == 3 and bench.stop_reasons == {"module_error": 3}
 
 
 # -- summaries from a hand-made run directory -----------------------------------------------------

@@ -211,7 +211,7 @@ async def test_a_tools_subset_and_a_prefix(registry: Registry, solver_for: Any) 
     servers = {"t": scripted_server(tools=["echo", "whoami"], prefix="demo")}
     solver = await solver_for(servers, ["demo.echo"])
     assert [s.name for s in solver.toolset.specs] == ["demo.echo"]
-    with pytest.raises(PluginError, match=r"unknown tool 'demo\.crash'"):
+    with pytest.raises(ConfigError, match=r"agent\.tools: unknown tool 'demo\.crash'"):
         Solver(mcp_config(servers, ["demo.crash"]), registry=registry)  # not in the subset: known at once
 
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 
+import attrs
 import pytest
 
 import agentflow_tools.plugin
-from agentflow_core import ConfigError, Solver, StopReason, ToolFailure, ToolSuccess, Trajectory
-from agentflow_core.config import config_from_dict
+from agentflow_core import ConfigError, PluginError, Solver, StopReason, ToolFailure, ToolSuccess, Trajectory
+from agentflow_core.config import Config, ModulesConfig, config_from_dict, load_config, with_overrides
 from agentflow_core.plugins import load_registry
 from agentflow_core.records import ToolErrorKind
 from agentflow_core.registry import Registry
 from agentflow_core.serde import from_json, to_json
-from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, scripted_json
-from tests.helpers import TestTools, config_for, engine_table
+from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, registry_with, scripted_json
+from tests.helpers import BrokenModules, TestTools, config_for, engine_table
 
 MODELS = {"planner": "m-plan", "executor": "m-exec", "verifier": "m-verify", "generator": "m-gen", "tool": "m-tool"}
 
@@ -244,3 +246,91 @@ def test_bad_tool_settings_name_file_tool_and_key(registry: Registry) -> None:
         Solver(config, registry=registry)
     assert str(info.value).startswith("a.toml: tools.base_generator: settings: ")
     assert "max_tokens: expected an integer" in str(info.value) and "colour" in str(info.value)
+
+
+def broken(server: ScriptedOpenAIServer, **modules: str) -> tuple[Registry, Config]:
+    config = config_for(server, default="m")
+    return registry_with(BrokenModules()), attrs.evolve(config, modules=ModulesConfig(**modules))
+
+
+async def test_a_module_that_raises_ends_the_loop_not_the_solve(server: ScriptedOpenAIServer) -> None:
+    registry, config = broken(server, verifier="broken")
+    server.enqueue("m", Reply("analysis"), step(), args(query="6 times 7?"), Reply("42"), Reply("It is 42."))
+    async with Solver(config, registry=registry) as solver:
+        trajectory = await solver.asolve("What is 6 times 7?")
+
+    assert trajectory.stop_reason is StopReason.MODULE_ERROR
+    assert trajectory.error == (
+        "verifier module 'broken' (tests.helpers.BrokenModules) failed: IndexError: list index out of range "
+        "(while reading the memory)"
+    )
+    [only] = trajectory.steps  # the turn the verifier broke on is kept, with its tool result
+    assert only.result.output == "42" and only.verdict is None  # type: ignore[union-attr]
+    assert trajectory.answer == "It is 42."  # the generator still wrote the answer
+    assert from_json(to_json(trajectory), Trajectory) == trajectory
+
+
+async def test_a_generator_that_raises_leaves_the_steps_and_says_so(server: ScriptedOpenAIServer) -> None:
+    registry, config = broken(server, generator="broken")
+    server.enqueue("m", Reply("analysis"), step(), args(query="q"), Reply("tool"), verdict("STOP"))
+    async with Solver(config, registry=registry) as solver:
+        trajectory = await solver.asolve("q")
+    assert trajectory.stop_reason is StopReason.MODULE_ERROR and trajectory.final_answer is None
+    assert len(trajectory.steps) == 1
+    assert trajectory.error == (
+        "generator module 'broken' (tests.helpers.BrokenModules) failed: AttributeError: "
+        "'NoneType' object has no attribute 'text'"
+    )
+
+
+def test_a_module_factory_that_raises_is_one_line_naming_it(server: ScriptedOpenAIServer) -> None:
+    registry, config = broken(server, planner="unmakeable")
+    with pytest.raises(PluginError) as info:
+        Solver(config, registry=registry)
+    assert str(info.value) == (
+        "planner module 'unmakeable' (tests.helpers.BrokenModules) could not be made: TypeError: "
+        "__init__() missing 1 required positional argument: 'tokenizer'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            '[agent]\ntools = ["base_generator", "serch"]\n',
+            "{file}: agent.tools: unknown tool 'serch'; installed tools: ",
+        ),
+        ("[tools.pyhton_coder]\nimage = 'x'\n", "{file}: tools.pyhton_coder: unknown tool 'pyhton_coder'; "),
+        (
+            '[engines]\nplanner = "opnai:gpt-4o"\n',
+            "{file}: engines.planner: unknown engine provider 'opnai'; installed: ",
+        ),
+        ('[engines]\ndefault = "opnai:gpt-4o"\n', "{file}: engines.default: unknown engine provider 'opnai'; "),
+        (
+            '[tools.base_generator]\nengine = "olama:x"\n',
+            "{file}: tools.base_generator.engine: unknown engine provider",
+        ),
+        (
+            '[modules]\nverifier = "strict"\n',
+            "{file}: modules.verifier: unknown verifier module 'strict'; installed: default",
+        ),
+    ],
+)
+def test_unknown_names_in_a_config_file_name_the_file_and_the_key(
+    tmp_path: Path, registry: Registry, toml: str, message: str
+) -> None:
+    path = tmp_path / "agentflow.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        Solver(load_config(path), registry=registry)
+    assert str(info.value).startswith(message.format(file=path)), str(info.value)
+
+
+def test_an_unknown_name_from_a_flag_names_the_flag(tmp_path: Path, registry: Registry) -> None:
+    (tmp_path / "agentflow.toml").write_text('[engines]\nplanner = "openai:m"\n')
+    config = with_overrides(load_config(tmp_path / "agentflow.toml"), engines={"planner": "opnai:m"}, tools=("x",))
+    with pytest.raises(ConfigError, match=r"^--tools: unknown tool 'x'"):
+        Solver(config, registry=registry)
+    config = with_overrides(load_config(tmp_path / "agentflow.toml"), engines={"planner": "opnai:m"})
+    with pytest.raises(ConfigError, match=r"^--planner-engine: unknown engine provider 'opnai'"):
+        Solver(config, registry=registry)

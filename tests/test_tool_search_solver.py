@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agentflow_core import ConfigError, Solver, StopReason, ToolSuccess, Trajectory
+from agentflow_core import ConfigError, Solver, StopReason, ToolErrorKind, ToolFailure, ToolSuccess, Trajectory
 from agentflow_core.config import config_from_dict
 from agentflow_core.registry import Registry
 from agentflow_core.testing import Reply, ScriptedOpenAIServer, scripted_json
@@ -63,16 +63,47 @@ def observation(trajectory: Trajectory, llm: ScriptedOpenAIServer) -> str:
     return step.result.output
 
 
+@pytest.mark.parametrize("cx_variable", ["GOOGLE_CSE_ID", "GOOGLE_CX"])  # the README's name, and the old one
 async def test_google_search(
-    llm: ScriptedOpenAIServer, site: LoopbackServer, registry: Registry, monkeypatch: pytest.MonkeyPatch
+    llm: ScriptedOpenAIServer,
+    site: LoopbackServer,
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+    cx_variable: str,
 ) -> None:
+    for variable in ("GOOGLE_CSE_ID", "GOOGLE_CX"):
+        monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("GOOGLE_API_KEY", "k")
-    monkeypatch.setenv("GOOGLE_CX", "cx")
-    site.handler = lambda request: json_answer(GOOGLE_OK)
+    monkeypatch.setenv(cx_variable, "engine-id-42")
+    seen: list[str] = []
+
+    def answer(request: Any) -> Any:
+        seen.append(request.query.get("cx"))
+        return json_answer(GOOGLE_OK)
+
+    site.handler = answer
     script_one_turn(llm, "google_search", {"query": "barn owl"}, "Tyto alba")
     trajectory = await solve(llm, registry, "google_search", {"google_url": site.url("/customsearch/v1")})
     assert "1. Barn owl - Wikipedia" in observation(trajectory, llm)
     assert trajectory.answer == "Tyto alba"
+    assert seen == ["engine-id-42"]
+
+
+async def test_google_search_without_an_engine_id_names_the_documented_variable(
+    llm: ScriptedOpenAIServer, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("GOOGLE_CSE_ID", "GOOGLE_CX"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("GOOGLE_API_KEY", "k")
+    script_one_turn(llm, "google_search", {"query": "barn owl"}, "no idea")
+    trajectory = await solve(llm, registry, "google_search", {})
+    [step] = trajectory.steps
+    assert step.result == ToolFailure(
+        ToolErrorKind.FAILED,
+        "no Programmable Search Engine id (cx): set the environment variable GOOGLE_CSE_ID "
+        "(the setting cx_env names it)",
+        step.result.elapsed_s,
+    )
 
 
 async def test_wikipedia_search(llm: ScriptedOpenAIServer, site: LoopbackServer, registry: Registry) -> None:

@@ -99,7 +99,7 @@ async def test_an_announced_tool_clashing_with_a_registered_one() -> None:
 
 
 def test_an_unknown_tool_outside_every_source_fails_at_once() -> None:
-    with pytest.raises(PluginError, match=r"unknown tool 'shuot\.hey'"):
+    with pytest.raises(ConfigError, match=r"^t\.toml: agent\.tools: unknown tool 'shuot\.hey'"):
         solver(["shuot.hey"], ["hey"])
 
 

@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from typing import Any
 
 import click
 
-from agentflow_core.errors import AgentFlowError
+from agentflow_core.errors import AgentFlowError, one_line
+
+#: Set to see the traceback of an unexpected error instead of its one line.
+DEBUG_VARIABLE = "AGENTFLOW_DEBUG"
 
 
 class AgentFlowGroup(click.Group):
-    """Turns every anticipated failure into ``Error: <one line>`` and exit status 1."""
+    """Turns every failure into ``Error: <one line>`` and exit status 1.
+
+    Anticipated ones say what to fix; anything else is a bug (ours or a plugin's), still one
+    line, with the variable that shows the traceback.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except AgentFlowError as exc:
-            raise click.ClickException(_one_line(exc)) from None
+            raise click.ClickException(one_line(exc)) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise
+        except Exception as exc:
+            if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {one_line(exc)} (a bug; {DEBUG_VARIABLE}=1 shows the traceback)"
+            ) from None
 
 
 @click.group(cls=AgentFlowGroup)
@@ -35,7 +47,7 @@ def cli() -> None:
 
 
 def _show_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
-    click.echo(f"warning: {_one_line(Exception(str(message)))}", err=True)
+    click.echo(f"warning: {one_line(Exception(str(message)))}", err=True)
 
 
 def main() -> None:
@@ -48,6 +60,6 @@ def main() -> None:
         make_plugin_manager().hook.register_commands(cli=commands)
         commands.add_to(cli)
     except AgentFlowError as exc:
-        click.echo(f"Error: {_one_line(exc)}", err=True)
+        click.echo(f"Error: {one_line(exc)}", err=True)
         sys.exit(1)
     cli(prog_name="agentflow")

@@ -17,13 +17,14 @@ import enum
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from agentflow_core.engine import Completion, EngineConfig, GenerationRequest, Usage
 from agentflow_core.engines.chat_http import ChatHTTP
+from agentflow_core.engines.ladder import StructuredOutputLadder
 from agentflow_core.engines.retry import CallFailure, RetryPolicy
 from agentflow_core.errors import ConfigError, EngineUnavailable
 
@@ -188,32 +189,17 @@ class ResponseFormat(enum.Enum):
     JSON_OBJECT = "json_object"
 
 
-class ResponseFormatLadder:
-    """Finds, once per engine, the best structured-output request the server accepts.
+class ResponseFormatLadder(StructuredOutputLadder[ResponseFormat]):
+    """The OpenAI-shaped ladder: ``json_schema``, then ``json_object`` carrying the schema, then no ``response_format``.
 
     OpenAI, vLLM and most gateways take ``json_schema``; llama-cpp-python's server refuses it (with a
-    500) but constrains ``json_object`` to a schema; some servers take neither. A request the server
-    turns down for its ``response_format`` is sent again one rung lower, and the engine remembers the
-    rung, so the cost is one failed call per engine. The caller parses replies tolerantly anyway.
+    500) but constrains ``json_object`` to a schema; some servers take neither.
     """
 
-    _RUNGS: tuple[ResponseFormat | None, ...] = (ResponseFormat.JSON_SCHEMA, ResponseFormat.JSON_OBJECT, None)
-
     def __init__(self) -> None:
-        self._rung = 0
-
-    async def send(
-        self, request: GenerationRequest, send: Callable[[ResponseFormat | None], Awaitable[Completion]]
-    ) -> Completion:
-        while True:
-            rung = self._rung
-            response_format = self._RUNGS[rung] if request.json_schema is not None else None
-            try:
-                return await send(response_format)
-            except CallFailure as failure:
-                if response_format is None or not rejects_response_format(failure):
-                    raise
-            self._rung = max(self._rung, rung + 1)  # concurrent calls may have stepped down already
+        super().__init__(
+            (ResponseFormat.JSON_SCHEMA, ResponseFormat.JSON_OBJECT, None), rejects=rejects_response_format
+        )
 
 
 def rejects_response_format(failure: CallFailure) -> bool:

@@ -1,9 +1,10 @@
-"""One retry policy for every engine that talks HTTP.
+"""One retry policy for every engine that talks HTTP, built-in or third-party.
 
-The OpenAI and LiteLLM engines fail in SDK-specific ways; each translates its exceptions into a
-:class:`CallFailure`, and this module alone decides what is worth another attempt, how long to
-wait, and how the final failure reads. That keeps both engines behaving (and erroring) the same
-way, and keeps the retry rules testable in one place.
+Each engine translates its own failures (SDK exceptions, HTTP statuses) into a :class:`CallFailure`,
+and this module alone decides what is worth another attempt, how long to wait, and how the final
+failure reads. That keeps every engine behaving (and erroring) the same way, and keeps the retry
+rules testable in one place. Public (exported by ``agentflow_core``): an engine plugin needs only
+``RetryPolicy.from_config(config).run(attempt, engine=..., where=...)`` and ``CallFailure``.
 
 What is retried: 408/409/425/429 and every 5xx, timeouts, dropped or refused connections, and a
 malformed success body (at most once more: a server that answers garbage rarely recovers).
@@ -19,15 +20,18 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
-import tenacity
 
 from agentflow_core.engine import EngineConfig
 from agentflow_core.errors import ConfigError, EngineError
 
+if TYPE_CHECKING:
+    import tenacity
+
 __all__ = [
+    "Advice",
     "CallFailure",
     "FailureKind",
     "RetryPolicy",
@@ -38,6 +42,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: Extra advice for the final error line, by failure: ``"pull it first: ollama pull llama3.2"``, or ``None``.
+Advice = Callable[["CallFailure"], "str | None"]
 
 #: http: the server answered with an error status; timeout: no answer in time; connection: no
 #: connection at all; malformed: a success status with a body we cannot read; error: anything else.
@@ -165,11 +172,13 @@ class RetryPolicy:
         engine: str,
         where: str,
         auth_hint: str = "",
+        advice: Advice | None = None,
     ) -> T:
         """Run ``call`` until it succeeds or the policy gives up; then raise one-line :class:`EngineError`.
 
         ``call`` must raise :class:`CallFailure` for failures it understands; anything else is a
-        bug and propagates untouched.
+        bug and propagates untouched. ``engine`` and ``where`` (the server, as a person knows it)
+        name the failure; ``advice`` may add what to do about it (see :func:`describe_failure`).
         """
         # The first attempt runs bare: almost every call succeeds, and building tenacity's machinery
         # for it cost about a fifth of an HTTP call's CPU. Only a retryable failure enters the loop,
@@ -178,9 +187,13 @@ class RetryPolicy:
             return await call()
         except CallFailure as failure:
             if self.attempts_for(failure) <= 1:
-                message = describe_failure(failure, engine=engine, where=where, attempts=1, auth_hint=auth_hint)
+                message = describe_failure(
+                    failure, engine=engine, where=where, attempts=1, auth_hint=auth_hint, advice=advice
+                )
                 raise EngineError(message) from failure
             replay: list[CallFailure] = [failure]
+        import tenacity  # imported by the first retry, not with agentflow_core
+
         attempts = 1
 
         async def counted() -> T:
@@ -200,7 +213,9 @@ class RetryPolicy:
         try:
             return await retrying(counted)
         except CallFailure as failure:
-            message = describe_failure(failure, engine=engine, where=where, attempts=attempts, auth_hint=auth_hint)
+            message = describe_failure(
+                failure, engine=engine, where=where, attempts=attempts, auth_hint=auth_hint, advice=advice
+            )
             raise EngineError(message) from failure
 
     def _should_stop(self, state: tenacity.RetryCallState) -> bool:
@@ -209,6 +224,8 @@ class RetryPolicy:
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         """The server's ``Retry-After`` when it sent one, else exponential backoff with jitter."""
+        import tenacity
+
         failure = _failure_of(state)
         if failure is not None and failure.retry_after_s is not None:
             return min(failure.retry_after_s, self.retry_after_cap_s)
@@ -233,18 +250,32 @@ def _option(config: EngineConfig, key: str, default: float) -> float:
     return float(value)
 
 
-def describe_failure(failure: CallFailure, *, engine: str, where: str, attempts: int, auth_hint: str = "") -> str:
-    """The one line the user sees: which engine, what went wrong, what the server said."""
+def describe_failure(
+    failure: CallFailure,
+    *,
+    engine: str,
+    where: str,
+    attempts: int,
+    auth_hint: str = "",
+    advice: Advice | None = None,
+) -> str:
+    """The one line the user sees: which engine, what went wrong, what the server said.
+
+    ``auth_hint`` is added to a 401 / 403; ``advice(failure)``, when it returns text, is added to any
+    failure, and replaces the generic "is the server running?" of a connection failure.
+    """
     tries = f" (gave up after {attempts} attempts)" if attempts > 1 else ""
     detail = failure.detail
+    extra = advice(failure) if advice is not None else None
+    tail = f"; {extra}" if extra else ""
     if failure.kind == "http":
         hint = f" {auth_hint}" if auth_hint and failure.status in (401, 403) else ""
-        return f"engine {engine}: HTTP {failure.status} from {where}: {detail}{hint}{tries}"
+        return f"engine {engine}: HTTP {failure.status} from {where}: {detail}{hint}{tail}{tries}"
     if failure.kind == "timeout":
-        return f"engine {engine}: timed out waiting for {where}: {detail}{tries}"
+        return f"engine {engine}: timed out waiting for {where}: {detail}{tail}{tries}"
     if failure.kind == "connection":
         counted = f", {attempts} attempts" if attempts > 1 else ""
-        return f"engine {engine}: cannot reach {where} ({detail}{counted}); is the server running?"
+        return f"engine {engine}: cannot reach {where} ({detail}{counted}); {extra or 'is the server running?'}"
     if failure.kind == "malformed":
-        return f"engine {engine}: the server at {where} returned a malformed response: {detail}{tries}"
-    return f"engine {engine}: {detail}{tries}"
+        return f"engine {engine}: the server at {where} returned a malformed response: {detail}{tail}{tries}"
+    return f"engine {engine}: {detail}{tail}{tries}"

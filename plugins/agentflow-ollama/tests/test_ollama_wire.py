@@ -23,7 +23,7 @@ def test_knobs_go_under_options_with_ollamas_names() -> None:
         "ollama:qwen2.5:7b",  # the model part keeps its own colon (a tag)
         temperature=0.2,
         max_tokens=100,
-        options={"num_ctx": 8192, "keep_alive": "10m", "retry_wait_s": 0},
+        options={"num_ctx": 8192, "keep_alive": "10m", "retry_base_s": 0},
     )
     body = chat_body(config, GenerationRequest(messages=HELLO.messages, max_tokens=50))
     assert body["model"] == "qwen2.5:7b"
@@ -35,7 +35,7 @@ def test_a_schema_is_the_format_or_plain_json_for_old_servers() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
     request = GenerationRequest(messages=HELLO.messages, json_schema=JsonSchema("answer", schema))
     assert chat_body(EngineConfig("ollama:m"), request)["format"] == schema
-    assert chat_body(EngineConfig("ollama:m"), request, schema_format=False)["format"] == "json"
+    assert chat_body(EngineConfig("ollama:m"), request, form="json")["format"] == "json"
 
 
 def test_a_response_becomes_a_completion() -> None:

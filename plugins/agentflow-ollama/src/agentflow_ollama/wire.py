@@ -14,23 +14,28 @@ from typing import Any
 
 from agentflow_core import Completion, EngineConfig, GenerationRequest, Usage
 
-#: Keys of ``EngineConfig.options`` this engine uses itself; every other key goes to Ollama's ``options``.
-ENGINE_OPTIONS = frozenset({"keep_alive", "retry_wait_s"})
+#: Keys of ``EngineConfig.options`` this engine (or the core's retry policy) uses itself; every other key
+#: goes to Ollama's ``options``.
+ENGINE_OPTIONS = frozenset({"keep_alive", "retry_base_s", "retry_max_s", "retry_after_cap_s"})
 
 
 class MalformedResponse(ValueError):
     """A success status with a body that is not a chat response."""
 
 
-def chat_body(config: EngineConfig, request: GenerationRequest, *, schema_format: bool = True) -> dict[str, Any]:
-    """The JSON body of one non-streaming chat call; unset knobs are left out so the model's defaults apply."""
+def chat_body(config: EngineConfig, request: GenerationRequest, *, form: str | None = "schema") -> dict[str, Any]:
+    """The JSON body of one non-streaming chat call; unset knobs are left out so the model's defaults apply.
+
+    ``form`` is how a request's schema goes as ``format``: ``"schema"`` (the schema itself), ``"json"``
+    (servers before 0.5), or ``None`` (not at all).
+    """
     body: dict[str, Any] = {
         "model": config.model_name,
         "messages": [{"role": m.role, "content": m.content} for m in request.messages],
         "stream": False,
     }
-    if request.json_schema is not None:
-        body["format"] = dict(request.json_schema.schema) if schema_format else "json"
+    if request.json_schema is not None and form is not None:
+        body["format"] = dict(request.json_schema.schema) if form == "schema" else "json"
     options = {k: v for k, v in config.options.items() if k not in ENGINE_OPTIONS}
     temperature = request.temperature if request.temperature is not None else config.temperature
     if temperature is not None:
