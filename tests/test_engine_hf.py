@@ -25,10 +25,6 @@ SENTENCES = [
     "A small model can still write valid JSON when a grammar guides it.",
     "Paris is the capital of France; Berlin is the capital of Germany.",
 ]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
 VERDICT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -41,39 +37,12 @@ VERDICT_SCHEMA: dict[str, Any] = {
 QUESTION = (Message("system", "Answer briefly."), Message("user", "Is Paris the capital of France?"))
 
 
-def _build_tokenizer() -> transformers.PreTrainedTokenizerFast:
-    """A byte-level BPE, so every string (JSON included) has a spelling in its vocabulary."""
-    special = ["<|end|>", "<|pad|>"]
-    backend = tokenizers.ByteLevelBPETokenizer()
-    backend.train_from_iterator(SENTENCES, vocab_size=320, min_frequency=1, special_tokens=special)
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=backend._tokenizer,
-        eos_token="<|end|>",
-        pad_token="<|pad|>",
-        chat_template=CHAT_TEMPLATE,
-    )
-
-
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = _build_tokenizer()
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-    )
-    transformers.LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    """A random 2-layer Llama with a byte-level BPE, so every string (JSON included) has a spelling."""
+    from agentflow_rl.flow_grpo.testing import save_tiny_chat_model
+
+    return save_tiny_chat_model(tmp_path_factory.mktemp("tiny-llama"), SENTENCES)
 
 
 @pytest.fixture
