@@ -26,10 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     real = commands.add_parser("real", help="SmolLM2-135M-Instruct as the Planner")
     real.add_argument("--output", default="runs/train-real")
     real.add_argument("--steps", type=int, default=None)
+    plot = commands.add_parser("plot", help="held-out success, KL, gradient norm and reward of runs, side by side")
+    plot.add_argument("runs", nargs="+", metavar="LABEL=OUTPUT_DIR", help="a run folder, or its metrics.jsonl")
+    plot.add_argument("--out", required=True, help="the PNG to write")
+    plot.add_argument("--title", default="Flow-GRPO")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             cli.train(args.config, dict(_override(item) for item in args.set))
+        elif args.command == "plot":
+            _plot(args.runs, args.out, args.title)
         elif args.command == "smoke":
             cli.smoke(args.output, minutes=args.minutes, ablation=not args.no_ablation)
         else:
@@ -38,6 +44,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _plot(runs: list[str], out: str, title: str) -> None:
+    from agentflow_rl.flow_grpo.tracking import plot_diagnostics, read_metrics
+
+    pairs = []
+    for item in runs:
+        label, sep, folder = item.partition("=")
+        if not sep:
+            raise SystemExit(f"plot: {item!r} is not LABEL=OUTPUT_DIR")
+        rows = read_metrics(folder)
+        if not rows:
+            raise SystemExit(f"plot: {folder} holds no metrics.jsonl")
+        pairs.append((label, rows))
+    print(plot_diagnostics(pairs, out, title))
 
 
 def _override(item: str) -> tuple[str, object]:

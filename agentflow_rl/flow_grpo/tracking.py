@@ -43,7 +43,8 @@ class JsonlTracker(GeneralTracker):
 
 
 def read_metrics(output_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(output_dir) / METRICS_FILE
+    """A run's metrics, from its output folder (or from a metrics JSONL file itself)."""
+    path = Path(output_dir) if Path(output_dir).is_file() else Path(output_dir) / METRICS_FILE
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -67,6 +68,44 @@ def plot_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: str 
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return Path(path)
+
+
+#: What ``plot_diagnostics`` draws against the step, after held-out success against minutes.
+DIAGNOSTICS = (
+    ("loss/kl", "mean k3 KL per token", True),
+    ("loss/kl_max", "largest k3 KL of a token", True),
+    ("loss/grad_norm", "gradient norm (before clipping)", True),
+    ("train/reward", "mean training reward", False),
+)
+
+
+def plot_diagnostics(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: str | Path, title: str) -> Path:
+    """Held-out success, KL (mean and largest), gradient norm and reward of several runs, side by side:
+    how two objectives or settings compare on the same task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 1 + len(DIAGNOSTICS), figsize=(4.2 * (1 + len(DIAGNOSTICS)), 3.8))
+    for label, rows in runs:
+        evals = [r for r in rows if "eval/success" in r]
+        axes[0].plot([r["train/minutes"] for r in evals], [r["eval/success"] for r in evals], marker="o", label=label)
+        for ax, (key, _, _) in zip(axes[1:], DIAGNOSTICS, strict=True):
+            points = [(r["step"], r[key]) for r in rows if key in r and r[key] > 0]
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=label)
+    axes[0].set(xlabel="training time (min)", ylabel="held-out success (greedy)", ylim=(0, 1.02), title=title)
+    for ax, (_, name, log) in zip(axes[1:], DIAGNOSTICS, strict=True):
+        ax.set(xlabel="step", title=name)
+        if log:
+            ax.set_yscale("log")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
