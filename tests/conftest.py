@@ -15,6 +15,20 @@ def registry() -> Registry:
     return registry_with()
 
 
+@pytest.fixture(scope="session")
+def benchmark_data() -> None:
+    """The shipped test sets (``tests.eval_support.DATA_DIR``): a skip without them, a failure under CI."""
+    import os
+
+    from tests.eval_support import data_missing
+
+    missing = data_missing()
+    if missing and os.environ.get("CI"):
+        pytest.fail(f"CI needs the benchmark files: {missing}")
+    if missing:
+        pytest.skip(missing)
+
+
 # -- Docker sandbox (python_coder) -------------------------------------------------------------
 
 #: The image the sandbox tests run in, made by ``agentflow sandbox build`` when missing.

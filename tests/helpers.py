@@ -63,7 +63,7 @@ class TestTools:
 
     @staticmethod
     async def _sleep(args: Mapping[str, Any]) -> str:
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # never set: the call outlives any time limit until it is cancelled
         return "woke up"
 
     @staticmethod

@@ -8,12 +8,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from agentflow_core.testing import wait_until
 from tests.helpers import closed_port
 
 TEST_SERVER = str(Path(__file__).with_name("mcp_server.py"))
@@ -32,13 +32,6 @@ def time_server(**settings: Any) -> dict[str, Any]:
 def fetch_server(*flags: str, **settings: Any) -> dict[str, Any]:
     """The reference ``mcp-server-fetch`` from PyPI."""
     return {"command": sys.executable, "args": ["-m", "mcp_server_fetch", *flags], **settings}
-
-
-def wait_until(condition: Callable[[], bool], *, timeout_s: float = 20.0, what: str = "the condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def alive(pid: int) -> bool:

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from agentflow_core import (
 from agentflow_core.config import ModulesConfig
 from agentflow_core.plugins import load_registry
 from agentflow_core.serde import from_json
-from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, registry_with
+from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, registry_with, wait_until
 from agentflow_rl.eval import EvalRecord, EvalRequest, Mode, RunDir, RunInfo, evaluate, finish, load_tasks
 from tests.eval_support import DATA_DIR, agentflow_command, clean_env, needs_data, run_agentflow
 from tests.helpers import BrokenModules, config_for
@@ -105,9 +104,7 @@ def test_killed_run_resumes_and_runs_each_query_once(
     process = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
-    deadline = time.monotonic() + 90
-    while len(_lines(results)) < 4 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: len(_lines(results)) >= 4 or process.poll() is not None, timeout_s=90, what="4 results")
     os.killpg(process.pid, signal.SIGKILL)  # the whole group, as a closed terminal would: nox and its child
     process.communicate(timeout=30)
     before = {(r["benchmark"], r["item_id"]) for r in map(json.loads, _lines(results)[:4])}

@@ -7,11 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from agentflow_core.testing import wait_until
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -161,11 +162,14 @@ def test_a_killed_run_resumes_with_the_same_step_count_and_optimizer_state(tmp_p
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def checkpointed_twice() -> bool:
+        assert process.poll() is None, "the training run died"
+        saved = latest_checkpoint(tmp_path / "run")
+        return saved is not None and saved.name >= "step-0000002"
+
     try:
-        deadline = time.monotonic() + 120
-        while latest_checkpoint(tmp_path / "run") is None or latest_checkpoint(tmp_path / "run").name < "step-0000002":
-            assert process.poll() is None and time.monotonic() < deadline, "the run died or never checkpointed"
-            time.sleep(0.2)
+        wait_until(checkpointed_twice, timeout_s=120, what="the run to write its second checkpoint")
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()

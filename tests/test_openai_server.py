@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from agentflow_core.testing import Reply, ScriptedOpenAIServer, scripted_json
+from agentflow_core.testing import Reply, ScriptedOpenAIServer, scripted_json, wait_until
 
 
 @pytest.fixture
@@ -175,7 +175,7 @@ def test_stop_is_quick_with_idle_connections_and_delayed_replies() -> None:
     idle.connect()
     waiting = threading.Thread(target=_post_ignoring_errors, args=(server.port,), daemon=True)
     waiting.start()
-    time.sleep(0.2)
+    wait_until(lambda: len(server.requests) == 1, what="the delayed request to arrive")
 
     started = time.perf_counter()
     server.stop()

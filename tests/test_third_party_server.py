@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from agentflow_core import Solver
 from agentflow_core.config import config_from_dict
 from agentflow_core.engines.embedded import smollm2_gguf_path
 from agentflow_core.registry import Registry
+from agentflow_core.testing import wait_until
 from tests.helpers import closed_port
 
 
@@ -39,16 +39,18 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{base_url}/models", timeout=2):
+                return True
+        except OSError:
+            return False
+
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"llama_cpp.server did not start: {log.read_text()[-2000:]}") from None
-                time.sleep(0.5)
+        wait_until(answers, timeout_s=120, what=f"llama_cpp.server to answer on {base_url}", interval_s=0.25)
         yield base_url
     finally:
         process.terminate()

@@ -8,6 +8,7 @@ import warnings
 from typing import Any
 
 import click
+import pluggy
 
 from agentflow_core.errors import AgentFlowError, one_line
 
@@ -40,10 +41,20 @@ class AgentFlowGroup(click.Group):
             ) from None
 
 
-@click.group(cls=AgentFlowGroup)
-@click.version_option(package_name="agentflow")
-def cli() -> None:
-    """AgentFlow: plan, execute, verify and answer with tools; train the planner in the flow."""
+def make_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
+    """A fresh ``agentflow`` group holding every command the plugins (built-ins first) register."""
+    from agentflow_core.cli.registrar import CommandRegistrar
+    from agentflow_core.plugins import make_plugin_manager
+
+    @click.group(cls=AgentFlowGroup)
+    @click.version_option(package_name="agentflow")
+    def agentflow() -> None:
+        """AgentFlow: plan, execute, verify and answer with tools; train the planner in the flow."""
+
+    commands = CommandRegistrar()
+    (pm or make_plugin_manager()).hook.register_commands(cli=commands)
+    commands.add_to(agentflow)
+    return agentflow
 
 
 def _show_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
@@ -51,14 +62,9 @@ def _show_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> 
 
 
 def main() -> None:
-    from agentflow_core.cli.registrar import CommandRegistrar
-    from agentflow_core.plugins import make_plugin_manager
-
     warnings.showwarning = _show_warning
     try:
-        commands = CommandRegistrar()
-        make_plugin_manager().hook.register_commands(cli=commands)
-        commands.add_to(cli)
+        cli = make_cli()
     except AgentFlowError as exc:
         click.echo(f"Error: {one_line(exc)}", err=True)
         sys.exit(1)

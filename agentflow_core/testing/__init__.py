@@ -11,5 +11,14 @@ from agentflow_core.testing.openai_server import (
     scripted_json,
 )
 from agentflow_core.testing.registry import registry_with
+from agentflow_core.testing.waiting import wait_until
 
-__all__ = ["RecordedRequest", "Reply", "Responder", "ScriptedOpenAIServer", "registry_with", "scripted_json"]
+__all__ = [
+    "RecordedRequest",
+    "Reply",
+    "Responder",
+    "ScriptedOpenAIServer",
+    "registry_with",
+    "scripted_json",
+    "wait_until",
+]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,6 +44,8 @@ class ScriptedOllamaServer:
         self._replies: deque[OllamaReply] = deque()
         self.requests: list[ChatRequest] = []
         self._httpd: ThreadingHTTPServer | None = None
+        #: Set by ``stop()``: wakes replies held back for ``delay_s``, so stopping never waits on one.
+        self.stopping = threading.Event()
 
     def enqueue(self, *replies: OllamaReply) -> None:
         with self._lock:
@@ -60,6 +61,7 @@ class ScriptedOllamaServer:
 
     def stop(self) -> None:
         httpd, self._httpd = self._httpd, None
+        self.stopping.set()
         if httpd is not None:
             httpd.shutdown()
             httpd.server_close()
@@ -100,8 +102,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except ValueError:
             body = {}
-        reply = self.server.scripted._next(ChatRequest(self.path, body))  # type: ignore[attr-defined]
-        time.sleep(reply.delay_s)
+        scripted = self.server.scripted  # type: ignore[attr-defined]
+        reply = scripted._next(ChatRequest(self.path, body))
+        scripted.stopping.wait(reply.delay_s)  # a slow model, cut short when the server stops
         if reply.raw_body is not None:
             self._send(reply.status, reply.raw_body)
         elif reply.status >= 400:
