@@ -25,7 +25,7 @@ def _override(item: str) -> tuple[str, Any]:
 @click.argument("config", type=click.Path(dir_okay=False, exists=True))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
 def train_command(config: str, overrides: tuple[str, ...]) -> None:
-    """Train the planner with Flow-GRPO as CONFIG says; a killed run resumes from its last checkpoint."""
+    """Train the modules CONFIG names with Flow-GRPO; a killed run resumes from its last checkpoint."""
     from agentflow_rl.flow_grpo import cli
 
     cli.train(config, dict(_override(item) for item in overrides))

@@ -253,6 +253,11 @@ def main() -> None:
     parser.add_argument("--out", default="runs/race")
     parser.add_argument("--only", choices=["flow-grpo", "trl"], default=None)
     args = parser.parse_args()
+    import importlib.util
+
+    if args.only != "flow-grpo" and importlib.util.find_spec("trl") is None:
+        print("skipped: the race needs TRL (pip install trl datasets), or --only flow-grpo")
+        return
     from agentflow_rl.flow_grpo.tool_choice_data import write
 
     out = Path(args.out)
