@@ -125,7 +125,7 @@ def report(found: dict[str, object]) -> None:
     print(f"sandbox latency of print(1) in {found['image']}, on {os.cpu_count()} CPUs")
     print(f"  load average (1 min) {before[0]:.1f} before, {after[0]:.1f} after")
     print(f"  cold start (start + first run): median {cold['median_ms']:.0f} ms, p95 {cold['p95_ms']:.0f} ms")
-    print(f"  warm run:                        median {warm['median_ms']:.0f} ms, p95 {warm['p95_ms']:.0f} ms")
+    print(f"  warm run:                        median {warm['median_ms']:.1f} ms, p95 {warm['p95_ms']:.1f} ms")
     print(f"  bare `docker exec sleep 0`:      median {floor['median_ms']:.0f} ms, p95 {floor['p95_ms']:.0f} ms")
     print(
         f"  {load['runs']} concurrent runs on a pool of {load['pool_size']}: {load['runs_per_s']:.1f} runs/s, "

@@ -47,10 +47,11 @@ SCRIPT = WORKDIR + "/main.py"
 SCRATCH = (WORKDIR, "/tmp", "/dev/shm", "/dev/mqueue")
 #: The whole environment of the code, and of this process once it re-executed itself.
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "LANG": "C.UTF-8"}
-#: How long processes the run left may take to die, the zygote to report or answer, output to drain.
-KILL_WAIT_S = 2.0
-ZYGOTE_WAIT_S = 2.0
-DRAIN_S = 0.5
+#: How long processes the run left may take to die, the zygote to report or answer, output to drain;
+#: together well inside the host's grace after the deadline (``WATCHDOG_GRACE_S``).
+KILL_WAIT_S = 1.0
+ZYGOTE_WAIT_S = 1.0
+DRAIN_S = 0.25
 MAX_LINE = 256
 PR_SET_DUMPABLE = 4
 EXIT_SIGINT = -signal.SIGINT
