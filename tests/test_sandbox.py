@@ -207,6 +207,17 @@ async def test_subprocesses_and_the_shell_work(box: Sandbox) -> None:
 
 
 @in_pool_loop
+async def test_the_longest_program_runs_and_a_longer_one_is_refused(box: Sandbox) -> None:
+    body = "x = 0\n" + "x += 1  # padding to make the program long\n" * 12_000
+    program = body + "print(x)\n"
+    assert 500_000 < len(program) <= 512 * 1024
+    result = await box.run(program)
+    assert result.stdout == "12000\n", result.stderr
+    with pytest.raises(SandboxError, match="at most 524288 bytes"):
+        await box.run(program + "#" * 30_000)
+
+
+@in_pool_loop
 async def test_binary_output_is_decoded_with_replacement(box: Sandbox) -> None:
     result = await box.run("import sys\nsys.stdout.buffer.write(bytes(range(256)) * 4)")
     assert result.ok
