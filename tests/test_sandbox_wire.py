@@ -97,6 +97,26 @@ def test_the_stream_reads_to_a_deadline_and_notices_the_end() -> None:
     stream.close()
 
 
+def test_a_long_request_goes_out_after_the_idle_check() -> None:
+    """The idle check leaves the socket non-blocking; a request larger than the socket buffer still goes."""
+    ours, theirs = socket.socketpair()
+    stream = RunnerStream(ours)
+    assert stream.idle_and_open()
+    received = bytearray()
+
+    def drain() -> None:
+        while len(received) < 2_000_000 and (chunk := theirs.recv(65536)):
+            received.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    stream.send(b"x" * 2_000_000, time.monotonic() + 30)
+    reader.join(timeout=30)
+    assert len(received) == 2_000_000
+    stream.close()
+    theirs.close()
+
+
 def test_closing_the_stream_wakes_a_blocked_reader() -> None:
     ours, theirs = socket.socketpair()
     stream = RunnerStream(ours)

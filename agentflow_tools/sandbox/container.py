@@ -76,8 +76,9 @@ class RunnerContainer:
             exec_id = api.exec_create(container.id, runner_command(), stdin=True, user=RUN_USER, workdir="/")["Id"]
             box = cls(client, container.id, exec_id, RunnerStream(api.exec_start(exec_id, socket=True)))
             live[box.id] = box
-            box.stream.send(HELLO)  # we speak first: the SDK's HTTP reader must not swallow the runner's line
-            ready = box.stream.read_line(MAX_HEADER, time.monotonic() + START_TIMEOUT_S)
+            deadline = time.monotonic() + START_TIMEOUT_S
+            box.stream.send(HELLO, deadline)  # we speak first: the SDK's HTTP reader must not swallow the reply
+            ready = box.stream.read_line(MAX_HEADER, deadline)
             if ready != READY:
                 raise ProtocolError(f"the runner did not start: {ready[:80]!r} {box.stream.stderr[-300:]!r}")
             return box
@@ -106,7 +107,7 @@ class RunnerContainer:
             if ticket.cancelled:
                 return Outcome(None, True)
             try:
-                self.stream.send(request)
+                self.stream.send(request, deadline)  # the idle check left the socket non-blocking
             except StreamClosed as exc:
                 raise NotSent(str(exc)) from None
             ticket.sent = True

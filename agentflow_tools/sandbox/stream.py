@@ -34,9 +34,14 @@ class RunnerStream:
         """The end of what the runner wrote to stderr: its traceback, if it crashed."""
         return bytes(self._frames.stderr)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, deadline: float | None = None) -> None:
+        """Write ``data``; with a ``deadline``, the socket's timeout is set for it (and stays for the
+        reads that follow), so only the thread that runs a request passes one. A cancel, sent from
+        another thread while that one reads, leaves the timeout alone."""
         try:
             with self._send_lock:
+                if deadline is not None:
+                    self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
                 self._sock.sendall(data)
         except OSError as exc:
             raise StreamClosed(str(exc) or type(exc).__name__) from None
