@@ -734,9 +734,16 @@ async def test_a_timeout_keeps_the_container_when_the_cleanup_is_complete(lone: 
     assert lone.container_ids == containers
 
 
-def test_run_before_start_is_an_error() -> None:
+def test_run_before_start_or_on_another_loop_is_an_error(sandbox_image: str) -> None:
     with pytest.raises(SandboxError, match="not running"):
         asyncio.run(DockerSandbox().run("print(1)"))
+    sandbox = DockerSandbox(sandbox_image, pool_size=1)
+    asyncio.run(sandbox.start())
+    try:
+        with pytest.raises(SandboxError, match="another event loop"):
+            asyncio.run(sandbox.run("print(1)", 5))
+    finally:
+        asyncio.run(sandbox.aclose())  # nothing waits on the first loop, so another may close it
 
 
 # -- a daemon that goes away, a runner that is broken --------------------------------------------

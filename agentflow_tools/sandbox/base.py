@@ -61,7 +61,7 @@ class Sandbox(Protocol):
         """Check the backend and get ready to run (start containers); raises ``SandboxError``."""
         ...
 
-    async def run(self, code: str, *, timeout_s: float | None = None) -> ExecutionResult:
+    async def run(self, code: str, timeout_s: float | None = None) -> ExecutionResult:
         """Run ``code`` as a fresh ``__main__`` with nothing of earlier runs left behind.
 
         ``timeout_s`` (default: the sandbox's own) bounds the run's wall-clock time.

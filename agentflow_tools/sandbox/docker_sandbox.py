@@ -55,6 +55,7 @@ class DockerSandbox:
         self._live: dict[str, RunnerContainer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def image(self) -> str | None:
@@ -93,9 +94,9 @@ class DockerSandbox:
             raise
         for box in made:
             self._idle.put_nowait(box)
-        self._started = True
+        self._started, self._loop = True, asyncio.get_running_loop()
 
-    async def run(self, code: str, *, timeout_s: float | None = None) -> ExecutionResult:
+    async def run(self, code: str, timeout_s: float | None = None) -> ExecutionResult:
         """Run ``code`` as a fresh ``python3 main.py`` and say how it ended; waits for a free container.
 
         Every ending of the code is data in the result; ``SandboxError`` means the sandbox itself
@@ -106,6 +107,8 @@ class DockerSandbox:
             raise ValueError(f"timeout_s must be positive, not {timeout_s!r}")
         if not self._started or self._closed:
             raise SandboxError("the sandbox is not running; call start() or use `async with`")
+        if asyncio.get_running_loop() is not self._loop:
+            raise SandboxError("this sandbox was started on another event loop; run it there, or use SyncSandbox")
         request = encode_request(code, timeout, self.settings.max_output_chars)
         for _ in range(2):  # once more on another container if the request never reached a runner
             box = await self._checkout()

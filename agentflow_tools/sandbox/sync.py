@@ -48,7 +48,7 @@ class SyncSandbox:
             self.close()
             raise
 
-    def run(self, code: str, *, timeout_s: float | None = None) -> ExecutionResult:
+    def run(self, code: str, timeout_s: float | None = None) -> ExecutionResult:
         """As ``Sandbox.run``, blocking; an interrupt (Ctrl-C) cancels the run."""
         return self._call(self.sandbox.run(code, timeout_s=timeout_s))
 
