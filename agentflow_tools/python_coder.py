@@ -2,7 +2,7 @@
 
 The code never runs in our process. It runs in a throwaway-state container with no network,
 a read-only root, no capabilities, an empty environment and memory / CPU / process / time /
-output limits (see ``agentflow_tools.sandbox.docker_sandbox`` for exactly what is and is not
+output limits (see ``agentflow_tools.sandbox.settings`` for exactly what is and is not
 isolated). Only the standard library is there unless ``image`` names a richer one.
 
 The argument is the sub-goal in words, not code: the tool's engine gets instructions a planner
@@ -34,8 +34,7 @@ from agentflow_core import (
     structure_settings,
 )
 from agentflow_core.tool import query_input
-from agentflow_tools.sandbox.base import ExecutionResult
-from agentflow_tools.sandbox.docker_sandbox import DockerSandbox, DockerSettings
+from agentflow_tools.sandbox import DockerSandbox, DockerSettings, ExecutionResult
 
 SPEC = ToolSpec(
     name="python_coder",
@@ -78,10 +77,8 @@ _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 
 @attrs.frozen
 class Settings(DockerSettings):
-    """``[tools.python_coder]``: the sandbox's settings, plus the run's limit and the code's length."""
+    """``[tools.python_coder]``: the sandbox's settings (its ``timeout_s`` bounds each run), plus the engine's."""
 
-    #: Wall-clock limit of one run, enforced in the container and again by a host watchdog.
-    timeout_s: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
     #: Longest code the engine may write, in tokens.
     max_tokens: int = attrs.field(default=1024, validator=attrs.validators.ge(16))
     #: Times the engine sees its failed program and the error, and writes a fixed one; 0 turns it off.
@@ -96,7 +93,7 @@ class PythonCoder:
             raise ToolError("python_coder needs an engine")
         self._engine: Engine = context.engine
         self._settings = structure_settings(Settings, context.settings, where="settings")
-        self._sandbox = DockerSandbox(self._settings)
+        self._sandbox = DockerSandbox(settings=self._settings)
         self._starting = asyncio.Lock()
 
     async def run(self, arguments: Mapping[str, Any]) -> str:

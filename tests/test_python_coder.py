@@ -17,6 +17,7 @@ from agentflow_core.records import ToolErrorKind
 from agentflow_core.registry import Registry
 from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, scripted_json
 from agentflow_tools.python_coder import PythonCoder, extract_code
+from agentflow_tools.sandbox import DEFAULT_TAG
 from tests.helpers import engine_table
 
 PRODUCT = 123456789 * 987654321  # 121932631112635269
@@ -249,7 +250,8 @@ def test_extract_code_is_tolerant(reply: str, expected: str | None) -> None:
 def test_agentflow_solve_with_python_coder_prints_the_computed_product(
     server: ScriptedOpenAIServer, sandbox_image: str, tmp_path: Any
 ) -> None:
-    """The issue's bar: `agentflow solve --tools python_coder` answers what only execution knows."""
+    """The issue's bar: `agentflow solve --tools python_coder` answers what only execution knows, and a new
+    user's config names no image: after `agentflow sandbox build` the tool finds the built one."""
     from tests.test_cli import agentflow
 
     server.enqueue("m", Reply("Exact multiplication: use python_coder."), step(), args(), verdict("STOP"))
@@ -260,8 +262,9 @@ def test_agentflow_solve_with_python_coder_prints_the_computed_product(
         f'[engines]\ndefault = {{ model = "openai:m", base_url = "{server.base_url}" }}\n'
         f'generator = {{ model = "openai:m-gen", base_url = "{server.base_url}" }}\n'
         f'[tools.python_coder]\nengine = {{ model = "openai:m-tool", base_url = "{server.base_url}" }}\n'
-        f'image = "{sandbox_image}"\npool_size = 1\n'
+        "pool_size = 1\n"
     )
+    assert sandbox_image == DEFAULT_TAG
     result = agentflow(
         "solve", "What is 123456789 times 987654321?", "--tools", "python_coder", "--config", str(config), cwd=tmp_path
     )

@@ -18,9 +18,6 @@ TEST_FILES = sorted([*ROOT.glob("tests/**/*.py"), *ROOT.glob("plugins/*/tests/**
 SLEEPS_ON_PURPOSE = {
     # The scripted MCP server's tools that wait, block or linger are what the MCP tests time out and cancel.
     "tests/mcp_server.py": "tools that are slow or stuck by design",
-    # The sandbox tests belong to the sandbox's own suite, which keeps its own hygiene.
-    "tests/test_sandbox.py": "owned by the sandbox work",
-    "tests/test_python_coder.py": "owned by the sandbox work",
 }
 
 

@@ -61,8 +61,11 @@ class Sandbox(Protocol):
         """Check the backend and get ready to run (start containers); raises ``SandboxError``."""
         ...
 
-    async def run(self, code: str, *, timeout_s: float) -> ExecutionResult:
-        """Run ``code`` as a fresh ``__main__`` with nothing of earlier runs left behind."""
+    async def run(self, code: str, timeout_s: float | None = None) -> ExecutionResult:
+        """Run ``code`` as a fresh ``__main__`` with nothing of earlier runs left behind.
+
+        ``timeout_s`` (default: the sandbox's own) bounds the run's wall-clock time.
+        """
         ...
 
     async def aclose(self) -> None:

@@ -18,8 +18,10 @@ from agentflow_core.config import load_config, structure_settings
 from agentflow_core.errors import UsageError
 from agentflow_tools.python_coder import Settings
 from agentflow_tools.sandbox.base import ExecutionResult
-from agentflow_tools.sandbox.docker_sandbox import OWNER_LABEL, DockerSandbox, connect, sandbox_containers
+from agentflow_tools.sandbox.container import connect, sandbox_containers
+from agentflow_tools.sandbox.docker_sandbox import DockerSandbox
 from agentflow_tools.sandbox.image import DEFAULT_TAG, build_image
+from agentflow_tools.sandbox.settings import OWNER_LABEL
 
 
 @click.group()
@@ -35,13 +37,16 @@ def build(tag: str) -> None:
     image_id = build_image(client, tag)
     size_mb = client.images.get(image_id).attrs.get("Size", 0) / 1e6
     click.echo(f"built {tag} ({image_id[:19]}, {size_mb:.0f} MB) from Python {sys.version.split()[0]}")
-    click.echo(f'use it with [tools.python_coder] image = "{tag}"', err=True)
+    if tag == DEFAULT_TAG:
+        click.echo("python_coder and `agentflow sandbox run` use it when no image is configured", err=True)
+    else:
+        click.echo(f'use it with [tools.python_coder] image = "{tag}"', err=True)
 
 
 @sandbox.command()
 @click.argument("file", required=False, type=click.File("r", encoding="utf-8"))
 @click.option("-c", "code", help="Code to run instead of FILE.")
-@click.option("--image", help="Image to run in (default: [tools.python_coder] image).")
+@click.option("--image", help=f"Image to run in (default: [tools.python_coder] image, else {DEFAULT_TAG}).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), help="Wall-clock limit, seconds.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="agentflow.toml to read.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
@@ -60,13 +65,13 @@ def run(
         raise UsageError("give exactly one of FILE or -c CODE")
     source = code if code is not None else file.read()  # type: ignore[union-attr]
     settings = _settings(config_path, image=image, timeout_s=timeout_s)
-    result = asyncio.run(_run_once(settings, source))
+    result, image_used = asyncio.run(_run_once(settings, source))
     if as_json:
         click.echo(to_json(result, indent=2))
     else:
         click.echo(result.stdout, nl=False)
         click.echo(result.stderr, nl=False, err=True)
-        click.echo(f"[{result.describe()}, {result.elapsed_s:.2f} s in {settings.image}]", err=True)
+        click.echo(f"[{result.describe()}, {result.elapsed_s:.2f} s in {image_used}]", err=True)
     sys.exit(_status(result))
 
 
@@ -90,9 +95,9 @@ def _settings(config_path: str | None, *, image: str | None, timeout_s: float | 
     return attrs.evolve(settings, **changes, pool_size=1)
 
 
-async def _run_once(settings: Settings, code: str) -> ExecutionResult:
-    async with DockerSandbox(settings) as box:
-        return await box.run(code, timeout_s=settings.timeout_s)
+async def _run_once(settings: Settings, code: str) -> tuple[ExecutionResult, str | None]:
+    async with DockerSandbox(settings=settings) as box:
+        return await box.run(code), box.image
 
 
 def _status(result: ExecutionResult) -> int:

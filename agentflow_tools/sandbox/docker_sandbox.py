@@ -1,26 +1,21 @@
-"""The Docker backend of ``Sandbox``: a warm pool of locked-down containers, one ``docker exec`` per run.
+"""``DockerSandbox``: run untrusted Python in a warm pool of locked-down containers, a few ms a run.
 
-What it isolates: each container has no network, a read-only root filesystem, no capabilities,
-``no-new-privileges``, its own PID and IPC namespaces, memory (without swap), CPU, PID, file-size
-and open-file limits, and an environment that holds nothing of ours. Code runs as uid 65534;
-the container's idle process runs as 65533, so the run's ``kill(-1)`` cannot touch it.
+    async with DockerSandbox(pool_size=4, timeout_s=10) as box:
+        result = await box.run("print(6 * 7)")      # ExecutionResult(stdout='42\\n', exit_code=0, ...)
 
-What it does not: it shares the host kernel (a kernel exploit escapes it, as it escapes any
-container), and it trusts the image. It is no defence against a hostile Docker daemon or
-image; it is a defence against code an LLM wrote.
-
-Between runs the in-container runner (``runner.py``) kills every process of the sandbox uid
-and empties every place it can write; after a timeout, an OOM kill or anything unexpected the
-container is thrown away and a new one started in the background.
+Each container runs one long-lived runner (``runner.py``) reached over a ``docker exec`` stream
+that stays open; a run is one request and one report on that stream. The runner starts every run
+as a fork of a process that never ran any code, and after it kills every process of the sandbox
+uid, wipes every writable place and System V IPC, and checks itself; a container whose runner
+does not report, reports garbage or cannot clean up is removed and replaced in the background.
+What is isolated is in ``settings.py``; what is not: the host kernel is shared (a kernel exploit
+escapes, as from any container), and the image and the Docker daemon are trusted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import os
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -29,58 +24,48 @@ from typing import Any, TypeVar
 import attrs
 
 from agentflow_tools.sandbox.base import ExecutionResult, SandboxError
-from agentflow_tools.sandbox.image import DEFAULT_TAG
-from agentflow_tools.sandbox.protocol import (
-    BYTES_PER_CHAR,
-    encode_code,
-    parse_report,
-    read_bounded,
-    report_limit,
-    runner_source,
-)
+from agentflow_tools.sandbox.container import NotSent, Outcome, Removed, RunnerContainer, RunTicket, connect
+from agentflow_tools.sandbox.image import resolve_image
+from agentflow_tools.sandbox.protocol import encode_request
+from agentflow_tools.sandbox.settings import DockerSettings
 
 T = TypeVar("T")
 
-WORKDIR = "/sandbox"
-RUN_USER = "65534:65534"
-IDLE_USER = "65533:65533"
-#: Every container we start carries these labels, so ``agentflow sandbox prune`` can find leftovers.
-LABEL, OWNER_LABEL = "agentflow.sandbox", "agentflow.sandbox.owner"
-#: The host watchdog fires this long after the in-container deadline (exec setup, runner start-up).
-WATCHDOG_GRACE_S = 3.0
-
-
-@attrs.frozen
-class DockerSettings:
-    #: Any image with ``python3`` on PATH; ``agentflow sandbox build`` makes one with no download.
-    image: str = "python:3.11-slim"
-    memory_mb: int = attrs.field(default=256, validator=attrs.validators.ge(32))
-    cpus: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
-    #: Processes and threads in one container, the idle ones included.
-    pids: int = attrs.field(default=64, validator=attrs.validators.ge(8))
-    #: Containers kept warm; also the most runs at once.
-    pool_size: int = attrs.field(default=2, validator=attrs.validators.ge(1))
-    #: Kept of stdout (its start) and of stderr (its end); the rest is dropped and flagged.
-    max_output_chars: int = attrs.field(default=8000, validator=attrs.validators.ge(100))
-    tmp_mb: int = attrs.field(default=16, validator=attrs.validators.ge(1))
-    workdir_mb: int = attrs.field(default=32, validator=attrs.validators.ge(1))
-    #: Largest file the code may write (RLIMIT_FSIZE), and most open files (RLIMIT_NOFILE).
-    max_file_mb: int = attrs.field(default=16, validator=attrs.validators.ge(1))
-    max_open_files: int = attrs.field(default=256, validator=attrs.validators.ge(16))
+#: The host watchdog fires this long after the in-container deadline: the runner's worst case after
+#: it (killing, waiting for the zygote twice, draining) is 3.25 s.
+WATCHDOG_GRACE_S = 5.0
 
 
 class DockerSandbox:
-    """Cheap to construct; ``start()`` (or ``async with``) connects and starts the pool."""
+    """A pool of sandbox containers. Cheap to construct; ``start()`` (or ``async with``) starts it.
 
-    def __init__(self, settings: DockerSettings | None = None) -> None:
-        self.settings = settings or DockerSettings()
+    ``image`` and every keyword are the fields of ``DockerSettings`` (``timeout_s``, ``pool_size``,
+    ``memory_mb``, ...); ``settings`` gives them all at once, keywords then override it. Use one
+    sandbox from one event loop; runs may be concurrent (as many at once as ``pool_size``, the rest
+    wait for a container).
+    """
+
+    def __init__(self, image: str | None = None, *, settings: DockerSettings | None = None, **options: Any) -> None:
+        self.settings = _settings(settings or DockerSettings(), image, options)
+        self._image: str | None = None
         self._client: Any = None
-        self._executor: ThreadPoolExecutor | None = None
-        #: Warm containers by id; ``None`` stands for a slot whose container could not be replaced.
-        self._idle: asyncio.Queue[str | None] = asyncio.Queue()
-        self._live: set[str] = set()
+        self._threads: ThreadPoolExecutor | None = None
+        #: Warm containers; ``None`` stands for a slot whose container could not be replaced.
+        self._idle: asyncio.Queue[RunnerContainer | None] = asyncio.Queue()
+        self._live: dict[str, RunnerContainer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def image(self) -> str | None:
+        """The image the containers run: the configured one, or the one found by ``start()``."""
+        return self._image or self.settings.image
+
+    @property
+    def container_ids(self) -> frozenset[str]:
+        """The Docker ids of the pool's containers now (for ``docker inspect``); replacements change it."""
+        return frozenset(self._live)
 
     async def __aenter__(self) -> DockerSandbox:
         await self.start()
@@ -92,94 +77,150 @@ class DockerSandbox:
         await self.aclose()
 
     async def start(self) -> None:
+        """Connect, find the image and start ``pool_size`` containers; ``SandboxError`` says what is missing."""
         if self._started:
             return
         if self._closed:
             raise SandboxError("this sandbox was closed; make a new one")
-        # Threads for: a blocked exec per container, a replacement per container, and a watchdog kill.
-        self._executor = ThreadPoolExecutor(2 * self.settings.pool_size + 2, thread_name_prefix="agentflow-sandbox")
+        pool = self.settings.pool_size
+        # Threads for: a blocked run and a replacement per container, cancels and removals.
+        self._threads = ThreadPoolExecutor(3 * pool + 4, thread_name_prefix="agentflow-sandbox")
         try:
-            self._client = await self._call(connect, 2 * self.settings.pool_size + 4)
-            await self._call(require_image, self._client, self.settings.image)
-            made = await asyncio.gather(*(self._call(self._create) for _ in range(self.settings.pool_size)))
+            self._client = await self._call(connect, 2 * pool + 4)
+            self._image = await self._call(resolve_image, self._client, self.settings.image)
+            made = await asyncio.gather(*(self._call(self._create) for _ in range(pool)))
         except BaseException:
             await self._teardown()  # a later start() may try again (after `agentflow sandbox build`, say)
             raise
-        for container in made:
-            self._idle.put_nowait(container)
-        self._started = True
+        for box in made:
+            self._idle.put_nowait(box)
+        self._started, self._loop = True, asyncio.get_running_loop()
 
-    async def run(self, code: str, *, timeout_s: float) -> ExecutionResult:
-        """Run ``code`` on a warm container; waits for one when all are busy."""
+    async def run(self, code: str, timeout_s: float | None = None) -> ExecutionResult:
+        """Run ``code`` as a fresh ``python3 main.py`` and say how it ended; waits for a free container.
+
+        Every ending of the code is data in the result; ``SandboxError`` means the sandbox itself
+        failed (closed, no daemon, no container could be started), ``ValueError`` a bad timeout.
+        """
+        timeout = self.settings.timeout_s if timeout_s is None else timeout_s
+        if not timeout > 0:
+            raise ValueError(f"timeout_s must be positive, not {timeout_s!r}")
         if not self._started or self._closed:
             raise SandboxError("the sandbox is not running; call start() or use `async with`")
-        if timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
-        args = encode_code(code)
-        try:
-            return await self._run_once(args, timeout_s)
-        except _ExecNotStarted:  # the code never ran (its container was gone): one more try on a fresh one
+        if asyncio.get_running_loop() is not self._loop:
+            raise SandboxError("this sandbox was started on another event loop; run it there, or use SyncSandbox")
+        request = encode_request(code, timeout, self.settings.max_output_chars)
+        for _ in range(2):  # once more on another container if the request never reached a runner
+            box = await self._checkout()
             try:
-                return await self._run_once(args, timeout_s)
-            except _ExecNotStarted as exc:
-                raise SandboxError(f"the sandbox container failed: {exc}") from None
+                outcome = await self._run_on(box, request, timeout + WATCHDOG_GRACE_S)
+            except NotSent:
+                self._retire(box)
+                continue
+            self._checkin(box, outcome.healthy)
+            assert outcome.result is not None  # only a cancelled run has none
+            return outcome.result
+        raise SandboxError("the sandbox containers failed before the code could run; is the Docker daemon healthy?")
 
     async def aclose(self) -> None:
+        """Stop runs in flight (they raise ``SandboxError``) and remove every container; safe to call twice."""
         if not self._closed:
             self._closed = True
+            self._idle.put_nowait(None)  # wakes runs waiting for a container; each passes it on
             await self._teardown()
 
-    async def _teardown(self) -> None:
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._client is not None:
-            await asyncio.gather(*(self._call(self._remove, c) for c in list(self._live)), return_exceptions=True)
-            await self._call(self._client.close)
-            self._client = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-        waiting, self._idle = self._idle, asyncio.Queue()
-        for _ in range(self.settings.pool_size):  # wake runs still waiting for a container; they raise
-            waiting.put_nowait(None)
+    # -- one run -----------------------------------------------------------------------------
+
+    async def _run_on(self, box: RunnerContainer, request: bytes, watchdog_s: float) -> Outcome:
+        ticket = RunTicket()
+        try:
+            future = asyncio.get_running_loop().run_in_executor(
+                self._threads, box.run, ticket, request, self.settings.max_output_chars, watchdog_s
+            )
+        except RuntimeError:  # the executor is shut down: closing
+            self._retire(box)
+            raise SandboxError("the sandbox was closed while this run started") from None
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The caller gave up: the runner stops the code, and the container serves again if clean.
+            self._spawn(self._finish_cancelled(box, ticket, future))
+            raise
+        except NotSent:
+            raise
+        except Removed:
+            raise SandboxError("the sandbox was closed while the code ran") from None
+        except BaseException:
+            self._retire(box)
+            raise
+
+    async def _finish_cancelled(self, box: RunnerContainer, ticket: RunTicket, future: asyncio.Future[Outcome]) -> None:
+        healthy = False
+        try:
+            await self._call(box.cancel, ticket)
+            healthy = (await future).healthy
+        except BaseException:  # the container is suspect; replacing it is all there is to do
+            pass
+        self._checkin(box, healthy)
 
     # -- the pool ----------------------------------------------------------------------------
 
-    async def _run_once(self, args: list[str], timeout_s: float) -> ExecutionResult:
-        container = await self._checkout()
-        healthy = False
-        try:
-            result, healthy = await self._watched(container, args, timeout_s)
-            return result
-        finally:
-            self._checkin(container, healthy)
+    async def _checkout(self) -> RunnerContainer:
+        queue = self._idle
+        while True:
+            box = await queue.get()
+            if self._closed:
+                queue.put_nowait(None)
+                raise SandboxError("the sandbox was closed while this run waited for a container")
+            if box is None:
+                return await self._create_for_slot(queue)
+            if box.stream.idle_and_open():
+                return box
+            self._retire(box)  # its runner ended while idle (daemon restart, say); the replacement queues up
 
-    async def _checkout(self) -> str:
-        slot = await self._idle.get()
-        if self._closed:
-            raise SandboxError("the sandbox was closed while this run waited for a container")
-        if slot is not None:
-            return slot
+    async def _create_for_slot(self, queue: asyncio.Queue[RunnerContainer | None]) -> RunnerContainer:
+        """A container for an empty slot; the slot stays empty (and says why next time) if that fails."""
+        future = asyncio.get_running_loop().run_in_executor(self._threads, self._create)
         try:
-            return await self._call(self._create)
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(lambda done: self._fill_slot(queue, done))
+            raise
         except BaseException:
-            self._idle.put_nowait(None)
+            queue.put_nowait(None)
             raise
 
-    def _checkin(self, container: str, healthy: bool) -> None:
-        if healthy and not self._closed:
-            self._idle.put_nowait(container)
-            return
-        task = asyncio.get_running_loop().create_task(self._replace(container))
+    def _fill_slot(self, queue: asyncio.Queue[RunnerContainer | None], done: asyncio.Future[RunnerContainer]) -> None:
+        box = None if done.cancelled() or done.exception() else done.result()
+        if box is not None and self._closed:
+            self._retire(box)
+        else:
+            queue.put_nowait(box)
+
+    def _checkin(self, box: RunnerContainer, healthy: bool) -> None:
+        if healthy and not self._closed and not box.removed:
+            self._idle.put_nowait(box)
+        else:
+            self._retire(box)
+
+    def _retire(self, box: RunnerContainer) -> None:
+        self._spawn(self._replace(box))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _replace(self, old: str) -> None:
+    async def _replace(self, old: RunnerContainer) -> None:
         """Throw ``old`` away and put a fresh container (or an empty slot) into the pool."""
-        await self._call(self._remove, old)
+        try:
+            await self._call(self._remove, old)
+        except RuntimeError:  # closing: the teardown removes it
+            return
         if self._closed:
             return
         try:
-            new: str | None = await self._call(self._create)
+            new: RunnerContainer | None = await self._call(self._create)
         except Exception:  # daemon trouble: the next run on this slot tries again and says why
             new = None
         if self._closed and new is not None:
@@ -187,155 +228,39 @@ class DockerSandbox:
         elif not self._closed:
             self._idle.put_nowait(new)
 
-    def _create(self) -> str:
-        container = None
-        try:
-            container = self._client.containers.create(**container_options(self.settings))
-            self._live.add(container.id)
-            container.start()
-            return str(container.id)
-        except Exception as exc:
-            if container is not None:
-                self._remove(container.id)
-            image = self.settings.image
-            raise SandboxError(f"cannot start a sandbox container from {image!r}: {_reason(exc)}") from None
+    def _create(self) -> RunnerContainer:
+        assert self._image is not None
+        return RunnerContainer.start(self._client, self.settings, self._image, self._live)
 
-    def _remove(self, container: str) -> None:
-        with contextlib.suppress(Exception):  # already gone, or the daemon went away: nothing left to do
-            self._client.api.remove_container(container, force=True)
-        self._live.discard(container)
+    def _remove(self, box: RunnerContainer) -> None:
+        box.remove()
+        self._live.pop(box.id, None)
 
-    # -- one run -----------------------------------------------------------------------------
-
-    async def _watched(self, container: str, args: list[str], timeout_s: float) -> tuple[ExecutionResult, bool]:
-        """The exec, with the host watchdog: a runner that does not report in time loses its container."""
-        started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self._exec, container, args, timeout_s)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout_s + WATCHDOG_GRACE_S)
-        except TimeoutError:
-            future.add_done_callback(_forget)  # whatever the thread ends with, the run is over
-            await self._call(self._remove, container)  # ends the exec stream the thread is reading
-            elapsed = time.perf_counter() - started
-            return ExecutionResult("", "killed by the host watchdog", -9, timed_out=True, elapsed_s=elapsed), False
-
-    def _exec(self, container: str, args: list[str], timeout_s: float) -> tuple[ExecutionResult, bool]:
-        api = self._client.api
-        command = ["python3", "-I", "-S", "-c", runner_source(), f"{timeout_s:g}"]
-        command += [str(self.settings.max_output_chars * BYTES_PER_CHAR), WORKDIR, *args]
-        try:
-            exec_id = api.exec_create(container, command, user=RUN_USER, workdir=WORKDIR)["Id"]
-            stream = api.exec_start(exec_id, stream=True, demux=True)
-        except Exception as exc:
-            raise _ExecNotStarted(_reason(exc)) from None
-        try:
-            out, err, overflow = read_bounded(stream, report_limit(self.settings.max_output_chars))
-        except Exception as exc:
-            raise SandboxError(f"lost the sandbox container during the run: {_reason(exc)}") from None
-        if overflow:
-            note = "the sandbox sent more than a report can hold; the run was stopped and its container dropped"
-            return ExecutionResult("", note, -1, truncated=True), False
-        report = parse_report(out, self.settings.max_output_chars)
-        if report is None:
-            return self._unreported(exec_id, err), False
-        result, clean = report
-        return result, clean and not (result.timed_out or result.oom)
-
-    def _unreported(self, exec_id: str, err: bytes) -> ExecutionResult:
-        """The runner died before its report: most often the code killed it (``os.kill(-1, 9)``)."""
-        code: Any = None
-        with contextlib.suppress(Exception):
-            code = self._client.api.exec_inspect(exec_id).get("ExitCode")
-        code = code if isinstance(code, int) else -1
-        tail = err.decode("utf-8", "replace").strip()[-500:]
-        why = f"the sandbox runner ended (status {code}) without reporting; did the code kill other processes?"
-        return ExecutionResult("", f"{why} {tail}".strip(), -9 if code == 137 else code or -1)
+    async def _teardown(self) -> None:
+        threads = self._threads
+        if threads is not None:
+            await asyncio.gather(*(self._call(self._remove, b) for b in list(self._live.values())))
+            while self._tasks:  # replacements and cancels notice the close and finish
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            # Work still in the threads (a container being made) ends, and what it made is removed.
+            await asyncio.to_thread(threads.shutdown, wait=True, cancel_futures=True)
+            await asyncio.to_thread(lambda: [self._remove(b) for b in list(self._live.values())])
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+        self._client, self._threads = None, None
+        if not self._closed:
+            self._idle = asyncio.Queue()
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Blocking docker SDK calls run on our own threads, so the event loop stays free."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+        return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(fn, *args))
 
 
-def _forget(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-class _ExecNotStarted(Exception):
-    """``docker exec`` failed before the code ran (the container is gone, say)."""
-
-
-def connect(max_pool_size: int = 10) -> Any:
-    """A docker client, or one ``SandboxError`` line saying how to get a daemon."""
-    import docker  # imported here: only code that runs a sandbox needs the SDK
-
-    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    try:
-        client = docker.from_env(timeout=60, max_pool_size=max_pool_size)
-        client.ping()
-    except Exception as exc:
-        raise SandboxError(
-            f"cannot reach the Docker daemon at {where}: start dockerd, or set DOCKER_HOST to a running daemon "
-            f"({_reason(exc)})"
-        ) from None
-    return client
-
-
-def require_image(client: Any, image: str) -> None:
-    import docker.errors
-
-    try:
-        client.images.get(image)
-    except docker.errors.ImageNotFound:
-        build = f'run `agentflow sandbox build` and set [tools.python_coder] image = "{DEFAULT_TAG}"'
-        if image == DEFAULT_TAG:
-            raise SandboxError(f"Docker image {image!r} is missing: run `agentflow sandbox build`") from None
-        raise SandboxError(f"Docker image {image!r} is missing: {build}, or `docker pull {image}`") from None
-
-
-def container_options(settings: DockerSettings) -> dict[str, Any]:
-    """Everything ``containers.create`` gets; the container only idles until a run's exec."""
-    from docker.types import Ulimit
-
-    memory = f"{settings.memory_mb}m"
-    file_size = settings.max_file_mb * 1024 * 1024
-    tmpfs_flags = "nosuid,nodev,noexec"
-    return {
-        "image": settings.image,
-        "command": ["sleep", "infinity"],
-        "init": True,  # an init as PID 1 reaps the orphans a run leaves behind
-        "user": IDLE_USER,
-        "working_dir": WORKDIR,
-        "hostname": "sandbox",
-        "environment": {},
-        "network_mode": "none",
-        "read_only": True,
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
-        "mem_limit": memory,
-        "memswap_limit": memory,  # equal: no swap
-        "nano_cpus": int(settings.cpus * 1e9),
-        "pids_limit": settings.pids,
-        "shm_size": f"{settings.tmp_mb}m",
-        "tmpfs": {
-            "/tmp": f"size={settings.tmp_mb}m,mode=1777,{tmpfs_flags}",
-            WORKDIR: f"size={settings.workdir_mb}m,uid=65534,gid=65534,mode=0700,{tmpfs_flags}",
-        },
-        "ulimits": [
-            Ulimit(name="fsize", soft=file_size, hard=file_size),
-            Ulimit(name="nofile", soft=settings.max_open_files, hard=settings.max_open_files),
-            Ulimit(name="core", soft=0, hard=0),
-        ],
-        "labels": {LABEL: "1", OWNER_LABEL: str(os.getpid())},
-    }
-
-
-def _reason(exc: BaseException) -> str:
-    explanation = getattr(exc, "explanation", None) or str(exc) or type(exc).__name__
-    return " ".join(str(explanation).split())[:300]
-
-
-def sandbox_containers(client: Any) -> list[Any]:
-    """Every container a ``DockerSandbox`` started on this daemon, from any process."""
-    return list(client.containers.list(all=True, filters={"label": LABEL}))
+def _settings(base: DockerSettings, image: str | None, options: dict[str, Any]) -> DockerSettings:
+    known = [field.name for field in attrs.fields(DockerSettings)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(f"DockerSandbox got unknown option(s) {', '.join(unknown)}; it takes {', '.join(known)}")
+    if image is not None:
+        options = {**options, "image": image}
+    return attrs.evolve(base, **options)

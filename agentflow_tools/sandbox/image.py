@@ -63,10 +63,37 @@ def build_image(client: Any, tag: str = DEFAULT_TAG) -> str:
     return str(built)
 
 
+def resolve_image(client: Any, configured: str | None, default: str = DEFAULT_TAG) -> str:
+    """The image to run: the configured one, else ``default``, the one ``agentflow sandbox build`` makes.
+
+    Never pulls: registries are often out of reach, and a pull in the middle of a solve is a surprise.
+    """
+    wanted = configured or default
+    try:
+        found = _image_id(client, wanted)
+    except Exception as exc:  # the daemon answered, but not about images
+        raise SandboxError(f"cannot look up the Docker image {wanted!r}: {exc}") from None
+    if found is not None:
+        return wanted
+    if configured is None:
+        raise SandboxError(
+            f"no sandbox image: run `agentflow sandbox build` (it makes {default} from this machine's Python, "
+            "no download), or set [tools.python_coder] image to an image with python3"
+        )
+    if configured == DEFAULT_TAG:
+        raise SandboxError(f"Docker image {configured!r} is missing: run `agentflow sandbox build`")
+    raise SandboxError(
+        f"Docker image {configured!r} is missing: `docker pull {configured}` (or build it), or run "
+        f'`agentflow sandbox build` and set [tools.python_coder] image = "{DEFAULT_TAG}" (or leave it unset)'
+    )
+
+
 def _image_id(client: Any, tag: str) -> str | None:
+    import docker.errors
+
     try:
         return str(client.images.get(tag).id)
-    except Exception:  # docker.errors.ImageNotFound; the SDK is not imported at module level
+    except docker.errors.ImageNotFound:
         return None
 
 

@@ -1,74 +1,96 @@
-"""The wire between host and runner: code out as exec arguments, one report line back.
+"""The host's half of the wire to the in-container runner: requests out, reports back, Docker's framing.
 
-Kept apart from the Docker code because it is plain data handling, testable without a daemon,
-and what another backend (anything that can run ``python3 -c`` somewhere) would reuse.
+Plain data handling, kept apart from the Docker calls so that it is testable without a daemon and
+reusable by another backend (anything that can keep a ``python3`` process's stdin and stdout
+open). The runner's half and the exact byte format are in ``runner.py``'s docstring.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
 from pathlib import Path
-from typing import Any
+
+import attrs
 
 from agentflow_tools.sandbox.base import ExecutionResult, SandboxError
 
-#: Code travels as base64 arguments of the exec; one argument may hold at most 128 KiB.
+#: The longest program a run takes (UTF-8 bytes).
 MAX_CODE_BYTES = 512 * 1024
-_ARG_CHUNK = 96 * 1024
-_MARKER = b"AGENTFLOW-RESULT "
 #: UTF-8 needs at most four bytes a character: the runner keeps this many bytes per character we keep.
 BYTES_PER_CHAR = 4
+HELLO = b"HELLO 1\n"
+READY = b"READY 1"
+CANCEL = b"C\n"
+#: The longest report header we read before calling the runner broken.
+MAX_HEADER = 256
+#: Interpreter flags of the runner: isolated (no env, no user site, no script dir on sys.path),
+#: no bytecode written, unbuffered output (nothing lost to a kill), UTF-8 whatever the locale.
+RUNNER_FLAGS = ("-I", "-B", "-u", "-X", "utf8")
+
+
+class ProtocolError(Exception):
+    """The runner sent something that is not a report: it is broken or was subverted."""
 
 
 @functools.cache
 def runner_source() -> str:
-    """The in-container half (``runner.py``), sent as ``python3 -c`` source with every run."""
+    """The in-container half (``runner.py``), started once per container as ``python3 -c`` source."""
     return Path(__file__).with_name("runner.py").read_text(encoding="utf-8")
 
 
-def encode_code(code: str) -> list[str]:
-    """The code as base64 exec arguments, each under the kernel's 128 KiB limit for one argument."""
+def runner_command() -> list[str]:
+    return ["python3", *RUNNER_FLAGS, "-c", runner_source()]
+
+
+def encode_request(code: str, timeout_s: float, max_chars: int) -> bytes:
+    """One ``RUN`` request; the runner keeps ``max_chars`` characters' worth of each output."""
     raw = code.encode("utf-8", "surrogatepass")
     if len(raw) > MAX_CODE_BYTES:
         raise SandboxError(f"the code is {len(raw)} bytes; the sandbox takes at most {MAX_CODE_BYTES} bytes")
-    text = base64.b64encode(raw).decode("ascii")
-    return [text[i : i + _ARG_CHUNK] for i in range(0, len(text), _ARG_CHUNK)] or [""]
+    return b"RUN %.6g %d %d\n" % (timeout_s, max_chars * BYTES_PER_CHAR, len(raw)) + raw
 
 
-def read_bounded(stream: Any, limit: int) -> tuple[bytes, bytes, bool]:
-    """Collect a demuxed exec stream, giving up past ``limit`` bytes so our memory stays bounded."""
-    out, err = bytearray(), bytearray()
+@attrs.frozen
+class ReportHeader:
+    exit_code: int
+    timed_out: bool
+    oom: bool
+    #: The runner killed and wiped everything the run left and its zygote is as it was.
+    healthy: bool
+    elapsed_s: float
+    stdout_total: int
+    stderr_total: int
+    stdout_kept: int
+    stderr_kept: int
+
+    @property
+    def body_size(self) -> int:
+        return self.stdout_kept + self.stderr_kept
+
+
+def parse_header(line: bytes, max_chars: int) -> ReportHeader:
+    """The ``RESULT`` line, checked strictly: anything else means the runner cannot be trusted."""
+    fields = line.split(b" ")
+    if len(fields) != 10 or fields[0] != b"RESULT":
+        raise ProtocolError(f"not a report: {line[:80]!r}")
     try:
-        for stdout, stderr in stream:
-            out += stdout or b""
-            err += stderr or b""
-            if len(out) + len(err) > limit:
-                return bytes(out), bytes(err), True
-    finally:
-        stream.close()
-    return bytes(out), bytes(err), False
+        code, timed_out, oom, healthy = (int(f) for f in fields[1:5])
+        elapsed = float(fields[5])
+        totals = [int(f) for f in fields[6:10]]
+    except ValueError:
+        raise ProtocolError(f"malformed report: {line[:80]!r}") from None
+    limit = max_chars * BYTES_PER_CHAR
+    if min(totals) < 0 or totals[2] > min(limit, totals[0]) or totals[3] > min(limit + 4096, totals[1]):
+        raise ProtocolError(f"inconsistent report sizes: {line[:80]!r}")
+    return ReportHeader(code, timed_out == 1, oom == 1, healthy == 1, elapsed, *totals)
 
 
-def parse_report(out: bytes, max_chars: int) -> tuple[ExecutionResult, bool] | None:
-    """The runner's ``AGENTFLOW-RESULT`` line as a result and whether its cleanup was complete.
-
-    ``None`` when there is no complete, well-formed line: the runner died before reporting.
-    """
-    at = out.rfind(_MARKER)
-    fields = out[at + len(_MARKER) :].rstrip(b"\n").split(b" ") if at >= 0 else []
-    if len(fields) != 9:
-        return None
-    try:
-        code, timed_out, oom, clean, elapsed, out_total, err_total = (float(f) for f in fields[:7])
-        stdout, out_cut = decode_output(base64.b64decode(fields[7], validate=True), int(out_total), max_chars)
-        stderr, err_cut = decode_output(
-            base64.b64decode(fields[8], validate=True), int(err_total), max_chars, tail=True
-        )
-    except ValueError:  # binascii.Error is a ValueError
-        return None
-    result = ExecutionResult(stdout, stderr, int(code), bool(timed_out), bool(oom), out_cut or err_cut, elapsed)
-    return result, bool(clean)
+def result_from(header: ReportHeader, body: bytes, max_chars: int) -> ExecutionResult:
+    stdout, out_cut = decode_output(body[: header.stdout_kept], header.stdout_total, max_chars)
+    stderr, err_cut = decode_output(body[header.stdout_kept :], header.stderr_total, max_chars, tail=True)
+    return ExecutionResult(
+        stdout, stderr, header.exit_code, header.timed_out, header.oom, out_cut or err_cut, header.elapsed_s
+    )
 
 
 def decode_output(data: bytes, total: int, max_chars: int, *, tail: bool = False) -> tuple[str, bool]:
@@ -78,6 +100,50 @@ def decode_output(data: bytes, total: int, max_chars: int, *, tail: bool = False
     return kept, total > len(data) or len(kept) < len(text)
 
 
-def report_limit(max_chars: int) -> int:
-    # Two base64 captures of up to four bytes a character, and a few numbers.
-    return 2 * (4 * BYTES_PER_CHAR * max_chars // 3 + 4) + 4096
+class FrameReader:
+    """Splits Docker's multiplexed exec stream into stdout and stderr.
+
+    Each frame is an 8-byte header (stream: 1 stdout, 2 stderr; three zero bytes; the payload's
+    length, big-endian) and the payload. Frames cut writes anywhere, so stdout is a byte buffer
+    that the caller consumes; stderr (only ever the runner's own traceback) keeps its last bytes.
+    """
+
+    def __init__(self, stderr_limit: int = 4096) -> None:
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self._pending = bytearray()
+        self._stderr_limit = stderr_limit
+
+    def feed(self, data: bytes) -> None:
+        self._pending += data
+        while len(self._pending) >= 8:
+            kind, size = self._pending[0], int.from_bytes(self._pending[4:8], "big")
+            if kind not in (1, 2) or any(self._pending[1:4]):
+                raise ProtocolError(f"not a Docker stream frame: {bytes(self._pending[:8])!r}")
+            if len(self._pending) < 8 + size:
+                return
+            payload = self._pending[8 : 8 + size]
+            del self._pending[: 8 + size]
+            if kind == 1:
+                self.stdout += payload
+            else:
+                self.stderr += payload
+                del self.stderr[: -self._stderr_limit]
+
+    def take_line(self, limit: int) -> bytes | None:
+        """The next stdout line without its newline; None until it is complete."""
+        at = self.stdout.find(b"\n", 0, limit + 1)
+        if at < 0:
+            if len(self.stdout) > limit:
+                raise ProtocolError(f"a line longer than {limit} bytes: {bytes(self.stdout[:80])!r}")
+            return None
+        line = bytes(self.stdout[:at])
+        del self.stdout[: at + 1]
+        return line
+
+    def take(self, size: int) -> bytes | None:
+        if len(self.stdout) < size:
+            return None
+        data = bytes(self.stdout[:size])
+        del self.stdout[:size]
+        return data

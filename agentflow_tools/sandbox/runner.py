@@ -1,35 +1,446 @@
-"""The in-container half of a run: start the script under a deadline, cap its output, leave nothing behind.
+"""The in-container half: a supervisor that never runs code, a zygote that forks each run, one report per run.
 
-The host sends this file's source with every ``docker exec``
-(``python3 -I -S -c <source> TIMEOUT_S MAX_BYTES WORKDIR CODE_BASE64...``), so any image with a
-``python3`` (3.8 or newer) can be a sandbox image; nothing needs installing. It runs as the
-sandbox uid, like the script, and prints exactly one line:
-``AGENTFLOW-RESULT exit timed_out oom clean elapsed_s stdout_bytes stderr_bytes STDOUT_B64 STDERR_B64``
-with the first MAX_BYTES of stdout and the last MAX_BYTES of stderr; the host decodes them.
+The host starts this file once per container (``docker exec -i``, as the sandbox uid,
+``python3 -I -B -u -X utf8 -c <this source>``) and keeps the exec's stream open for the container's
+life: requests come on stdin, reports go out on stdout. Three kinds of process live here:
 
-Before and after the script it kills every other process of its uid (``kill(-1)``: daemons and
-orphans included) and empties every place that uid can write (work dir, /tmp, /dev/shm,
-/dev/mqueue, System V IPC). It makes itself non-dumpable, so the script (same uid) can neither
-ptrace it nor open its /proc files; the script can still kill or stop it, which is why the host
-keeps its own watchdog and throws away a container whose runner did not report.
+- the *supervisor* (the exec's process) reads a request, writes the code to ``/sandbox/main.py``,
+  reads the run's two output pipes under caps, enforces the deadline, then kills whatever the run
+  left, wipes every place the sandbox uid can write, checks the zygote, and writes one report;
+- the *zygote*, forked from the supervisor before the first request, so that it holds no byte of
+  any run; it forks on a one-byte command and reports the exit status of its child;
+- the *run*: a fork of the zygote, in its own session, with ``/dev/null`` as stdin and the output
+  pipes as stdout and stderr, that executes ``main.py`` as ``__main__``. Its interpreter state is
+  a copy of one that never ran user code, without the cost of starting an interpreter.
 
-Only modules that import in microseconds (no subprocess, json, base64 or re): every millisecond
-here is paid by every run. Never imports agentflow.
+The code runs under the same uid as supervisor and zygote, which is what lets the supervisor kill
+and wipe everything the code left. Both are non-dumpable, so the code can neither ptrace them, nor
+read their memory, nor open their file descriptors. It can signal them or lower their limits; so
+after every run the supervisor checks that the zygote answers and passes on what it passed on
+before, and otherwise reports the container unhealthy, and the host throws it away. A supervisor
+that stops answering is the host's watchdog's business.
+
+Wire (bytes; see ``protocol.py`` for the host's half):
+``HELLO 1\\n`` -> ``READY 1\\n``; ``RUN timeout_s limit_bytes code_bytes\\n`` + code -> ``RESULT exit
+timed_out oom healthy elapsed_s stdout_total stderr_total stdout_kept stderr_kept\\n`` + the kept
+bytes of stdout (its head) and stderr (its tail). Any bytes during a run cancel it; ``C`` lines
+between runs are ignored (a cancel that crossed the report); end of input stops everything.
+
+Standard library only, no agentflow, Python 3.8 or newer, so any image with a ``python3`` works.
 """
 
-import binascii
+import atexit
+import contextlib
+import ctypes
+import gc
+import io
 import os
 import select
 import signal
 import sys
 import time
 
-MARKER = "AGENTFLOW-RESULT"
-SCRATCH = ("/tmp", "/dev/shm", "/dev/mqueue")
-ENV_PATH = "/usr/local/bin:/usr/bin:/bin"
-#: Output still readable after the script ended is drained for at most this long.
-DRAIN_S = 0.5
+VERSION = b"1"
+WORKDIR = "/sandbox"
+SCRIPT = WORKDIR + "/main.py"
+#: Every place the sandbox uid can write; all emptied after every run.
+SCRATCH = (WORKDIR, "/tmp", "/dev/shm", "/dev/mqueue")
+#: The whole environment of the code, and of this process once it re-executed itself.
+ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "LANG": "C.UTF-8"}
+#: How long processes the run left may take to die, the zygote to report or answer, output to drain;
+#: together well inside the host's grace after the deadline (``WATCHDOG_GRACE_S``).
+KILL_WAIT_S = 1.0
+ZYGOTE_WAIT_S = 1.0
+DRAIN_S = 0.25
+MAX_LINE = 256
 PR_SET_DUMPABLE = 4
+EXIT_SIGINT = -signal.SIGINT
+#: Loaded once here, before the zygote forks: a dlopen in every run costs half a millisecond.
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def main():
+    """Set up, fork the zygote, serve. Returns only in a run's process, with its two output pipes."""
+    if dict(os.environ) != ENV and hasattr(sys, "orig_argv"):
+        # Once per container: docker exec's environment (HOSTNAME, ...) must not even be in /proc/self/environ.
+        os.execve(sys.executable, sys.orig_argv, ENV)
+    os.environ.clear()
+    os.environ.update(ENV)
+    os.chdir("/")
+    os.chmod(WORKDIR, 0o700)  # Docker copies the image's mode onto the tmpfs; the wipe restores this one
+    set_dumpable(False)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    commands_r, commands_w = os.pipe()
+    status_r, status_w = os.pipe()
+    zygote = os.fork()
+    if zygote == 0:
+        for fd in (out_r, err_r, commands_w, status_r):
+            os.close(fd)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # the exec's stream belongs to the supervisor alone
+            os.dup2(null, fd)
+        os.close(null)
+        return zygote_loop(commands_r, status_w, out_w, err_w)
+    for fd in (out_w, err_w, commands_r, status_w):
+        os.close(fd)
+    try:
+        Supervisor(zygote, commands_w, status_r, out_r, err_r).serve()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()  # the host shows the end of it
+        os._exit(1)
+    os._exit(0)
+
+
+# -- the zygote and the run ----------------------------------------------------------------------
+
+
+def zygote_loop(commands, status, out_w, err_w):
+    """Fork on ``R``, answer ``P``; never reads anything else, so no run's data is ever in this process."""
+    warm_up()
+    gc.freeze()  # inherited objects stay out of the children's collections: fewer copied pages
+    while True:
+        command = os.read(commands, 1)
+        if command == b"P":
+            os.write(status, b"p")
+        elif command == b"R":
+            child = os.fork()
+            if child == 0:
+                return out_w, err_w
+            _, wait_status = os.waitpid(child, 0)
+            os.write(status, b"E%d\n" % exit_code_of(wait_status))
+        else:  # end of input: the supervisor is gone
+            os._exit(0)
+
+
+#: Compiled once in the zygote: the compiler's first use builds lazy state that cost every forked
+#: run 1.5 ms (and 150 page faults) here. Ordinary syntax, so that the common paths are warm.
+WARM_UP = """
+import math
+class Point:
+    def __init__(self, x: int, y: int = 0) -> None:
+        self.x, self.y = x, y
+    def __repr__(self):
+        return f"Point({self.x!r}, {self.y:>3})"
+async def later(items, *args, **kwargs):
+    async with items as handle:
+        return [await handle for _ in args]
+def main():
+    total = sum(i * i for i in range(10) if i % 2) + len({k: v for k, v in zip("ab", (1, 2))})
+    values = sorted({3, 1, 2}, key=lambda v: -v)[::2]
+    try:
+        with open("/dev/null") as handle:
+            handle.read()
+    except (OSError, ValueError) as exc:
+        raise RuntimeError("no") from exc
+    finally:
+        pass
+    while total > 1e3 and not values or total is None:
+        total //= 2
+    match values:
+        case [first, *rest]:
+            print(first, rest, sep=", ", end="\\n")
+        case _:
+            pass
+    global math
+    return total if values else None
+if __name__ == "__main__":
+    main()
+"""
+
+
+def warm_up():
+    try:
+        compile(WARM_UP, "<warm-up>", "exec", dont_inherit=True)
+    except SyntaxError:  # an interpreter older than 3.10 has no match statement
+        compile(WARM_UP.split("    match ")[0], "<warm-up>", "exec", dont_inherit=True)
+
+
+def run_script(out_w, err_w):
+    """In the run's process: become ``python3 /sandbox/main.py`` and end as it would. Never returns."""
+    try:
+        module, source = become_script(out_w, err_w)
+    except BaseException as exc:
+        os.write(2, f"sandbox: the run could not start: {exc!r}\n".encode())
+        os._exit(70)
+    status = execute(source, module)
+    status = finish(status, module)
+    if status == EXIT_SIGINT:  # like the interpreter after an uncaught KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(status & 0xFF)
+
+
+def become_script(out_w, err_w):
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.closerange(3, max(256, os.sysconf("SC_OPEN_MAX")))  # nothing of the supervisor's or the zygote's
+    set_dumpable(True)
+    _write_file("/proc/self/oom_score_adj", b"1000")  # under memory pressure the run dies, not us
+    os.chdir(WORKDIR)
+    import builtins
+
+    module = type(sys)("__main__")
+    module.__file__ = SCRIPT
+    module.__cached__ = None
+    module.__builtins__ = builtins
+    external = sys.modules.get("_frozen_importlib_external")
+    if external is not None:
+        module.__loader__ = external.SourceFileLoader("__main__", SCRIPT)
+    sys.modules["__main__"] = module
+    sys.argv[:] = [SCRIPT]
+    if hasattr(sys, "orig_argv"):
+        sys.orig_argv[:] = [sys.executable, SCRIPT]
+    sys.path.insert(0, WORKDIR)
+    with open(SCRIPT, "rb") as handle:
+        return module, handle.read()
+
+
+def execute(source, module):
+    """Run the script; the exit status, printing what the interpreter would print for an uncaught exception."""
+    try:
+        exec(compile(source, SCRIPT, "exec", dont_inherit=True), module.__dict__)
+    except SystemExit as exc:
+        return exit_status(exc)
+    except BaseException as exc:
+        tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None  # not our own frame
+        exc.__traceback__ = tb
+        with contextlib.suppress(BaseException):
+            sys.excepthook(type(exc), exc, tb)
+        return EXIT_SIGINT if isinstance(exc, KeyboardInterrupt) else 1
+    return 0
+
+
+def exit_status(exc):
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    with contextlib.suppress(BaseException):
+        sys.stderr.write(f"{exc.code}\n")
+    return 1
+
+
+def finish(status, module):
+    """The interpreter's exit, minus the teardown of every module (10 ms in a forked child):
+    join non-daemon threads, run atexit callbacks, flush what the script left open."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        with contextlib.suppress(BaseException):
+            threading._shutdown()
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+
+    for value in list(module.__dict__.values()):
+        if isinstance(value, io.IOBase):
+            _flush(value)
+    if not _flush(sys.stdout) and status == 0:
+        status = 120
+    _flush(sys.stderr)
+    return status
+
+
+def _flush(stream):
+    try:
+        stream.flush()
+        return True
+    except Exception:
+        return getattr(stream, "closed", False) is True
+
+
+# -- the supervisor --------------------------------------------------------------------------------
+
+
+class Supervisor:
+    def __init__(self, zygote, commands, status, out_r, err_r):
+        self.zygote, self.commands, self.status = zygote, commands, status
+        self.outputs = (out_r, err_r)
+        for fd in self.outputs:
+            os.set_blocking(fd, False)
+        self.inbox = Inbox(0)
+        self.exempt = (os.getpid(), zygote)
+        self.inherited = self.inheritance()
+        self.oom_seen = oom_kills()
+
+    def serve(self):
+        if self.inbox.line() != b"HELLO " + VERSION:
+            return
+        write_all(1, b"READY " + VERSION + b"\n")
+        while True:
+            line = self.inbox.line()
+            if line == b"C":  # a cancel that crossed its run's report
+                continue
+            fields = line.split() if line else []
+            if len(fields) != 4 or fields[0] != b"RUN":
+                return
+            code = self.inbox.exact(int(fields[3]))
+            if code is None:
+                return
+            try:
+                report, healthy = self.run(code, float(fields[1]), int(fields[2]))
+            except Exception as exc:  # a limit the code lowered, say: this container is done
+                report, healthy = failure_report(exc), False
+            write_all(1, report)
+            if not healthy:
+                return
+
+    def run(self, code, timeout_s, limit):
+        write_new_file(SCRIPT, code)
+        captures = {self.outputs[0]: Capture(limit, "head"), self.outputs[1]: Capture(limit, "tail")}
+        started = time.monotonic()
+        os.write(self.commands, b"R")
+        exit_code, ending = self.watch(captures, started + timeout_s)
+        elapsed = time.monotonic() - started
+        killed_all = self.kill_leftovers()
+        if ending in ("timeout", "cancel"):
+            exit_code = self.zygote_report(time.monotonic() + ZYGOTE_WAIT_S)
+        drain(captures, time.monotonic() + DRAIN_S)
+        wiped = wipe()
+        if ending == "host":
+            os._exit(0)
+        notes = []
+        if exit_code is None:
+            notes.append("the sandbox's zygote stopped answering; did the code signal other processes?")
+        if not killed_all:
+            notes.append("processes of the run survived SIGKILL")
+        if not wiped:
+            notes.append("files of the run could not be removed")
+        healthy = not notes and self.zygote_intact()
+        oom = self.oom_during(exit_code, ending)
+        out, err = captures.values()
+        for note in notes:
+            err.add(f"\n[sandbox: {note}]\n".encode())
+        exit_code = -signal.SIGKILL if exit_code is None else exit_code
+        timed_out = ending in ("timeout", "cancel")
+        kept_out, kept_err = out.kept(), err.kept()
+        fields = (exit_code, int(timed_out), int(oom), int(healthy), f"{elapsed:.4f}", out.total, err.total)
+        header = " ".join(map(str, ("RESULT", *fields, len(kept_out), len(kept_err)))).encode() + b"\n"
+        return header + kept_out + kept_err, healthy
+
+    def watch(self, captures, deadline):
+        """Read output until the script exits; (exit code or None, how the run ended)."""
+        if self.inbox.pending():
+            return None, "cancel"
+        poller = select.poll()
+        for fd in (*captures, self.status, 0):
+            poller.register(fd, select.POLLIN)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None, "timeout"
+            for fd, _ in poller.poll(max(1, int(remaining * 1000) + 1)):
+                if fd in captures:
+                    _read_into(fd, captures[fd])
+                elif fd == self.status:
+                    message = os.read(self.status, 64)
+                    return (parse_exit(message), "exit") if message else (None, "zygote")
+                else:
+                    return None, ("cancel" if os.read(0, 4096) else "host")
+
+    def zygote_report(self, deadline):
+        """The exit status the zygote reports for its child, once we killed it; None if it does not come."""
+        poller = select.poll()
+        poller.register(self.status, select.POLLIN)
+        remaining = deadline - time.monotonic()
+        if remaining > 0 and poller.poll(int(remaining * 1000) + 1):
+            message = os.read(self.status, 64)
+            return parse_exit(message) if message else None
+        return None
+
+    def kill_leftovers(self):
+        """SIGSTOP then SIGKILL every process of ours but supervisor and zygote, until none runs.
+        Stopping first keeps a fork bomb from refilling the slots that killing frees."""
+        deadline = time.monotonic() + KILL_WAIT_S
+        while True:
+            alive = self.run_processes()
+            if not alive:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            for sig in (signal.SIGSTOP, signal.SIGKILL):
+                for pid in alive:
+                    _signal(pid, sig)
+            time.sleep(0.001)  # SIGKILL takes effect as the process next runs
+
+    def run_processes(self):
+        """Processes we may signal, other than supervisor and zygote, that are not yet dead."""
+        found = []
+        for name in os.listdir("/proc"):
+            if name.isdigit() and int(name) not in self.exempt and _signal(int(name), 0):
+                state = _state(name)
+                if state and state not in "ZX":
+                    found.append(int(name))
+        return found
+
+    def zygote_intact(self):
+        """The zygote answers, and what it passes on to the next run (limits, priority, CPUs) is unchanged."""
+        try:
+            os.write(self.commands, b"P")
+            poller = select.poll()
+            poller.register(self.status, select.POLLIN)
+            answered = poller.poll(int(ZYGOTE_WAIT_S * 1000)) and os.read(self.status, 1) == b"p"
+            return bool(answered) and self.inheritance() == self.inherited
+        except OSError:
+            return False
+
+    def inheritance(self):
+        pid = self.zygote
+        return (
+            _read_file(f"/proc/{pid}/limits"),
+            _read_file("/proc/self/limits"),
+            os.getpriority(os.PRIO_PROCESS, pid),
+            os.sched_getscheduler(pid),
+            os.sched_getaffinity(pid),
+        )
+
+    def oom_during(self, exit_code, ending):
+        """Did the kernel's OOM killer act in this run? Counted by the container's memory cgroup."""
+        seen, self.oom_seen = self.oom_seen, oom_kills()
+        if seen is None or self.oom_seen is None:  # no counter visible: a SIGKILL we did not send
+            return exit_code == -signal.SIGKILL and ending == "exit"
+        return self.oom_seen > seen
+
+
+def failure_report(exc):
+    err = f"[sandbox: the supervisor failed: {exc!r}]\n".encode()[-4000:]
+    return b"RESULT -1 0 0 0 0.0 0 %d 0 %d\n" % (len(err), len(err)) + err
+
+
+class Inbox:
+    """Lines and exact byte counts from a file descriptor, with what was read ahead kept."""
+
+    def __init__(self, fd):
+        self.fd, self.buffer = fd, bytearray()
+
+    def pending(self):
+        return bool(self.buffer)
+
+    def line(self):
+        while b"\n" not in self.buffer:
+            if len(self.buffer) > MAX_LINE or not self._fill(65536):
+                return None
+        at = self.buffer.index(b"\n")
+        line = bytes(self.buffer[:at])
+        del self.buffer[: at + 1]
+        return line
+
+    def exact(self, size):
+        while len(self.buffer) < size:
+            if not self._fill(max(65536, size - len(self.buffer))):
+                return None
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def _fill(self, size):
+        chunk = os.read(self.fd, size)
+        self.buffer += chunk
+        return bool(chunk)
 
 
 class Capture:
@@ -53,110 +464,30 @@ class Capture:
         return bytes(self.data if self.keep == "head" else self.data[-self.limit :])
 
 
-def main(argv):
-    timeout_s, limit, workdir = float(argv[0]), int(argv[1]), argv[2]
-    code = binascii.a2b_base64("".join(argv[3:]))
-    hide_from_the_script()
-    kill_others()
-    dirty = not clean(workdir)  # whatever a killed run left behind
-    oom_before = oom_kills()
-    script = os.path.join(workdir, "main.py")
-    with open(script, "wb") as handle:
-        handle.write(code)
-    started = time.monotonic()
-    pid, (out_fd, err_fd) = spawn([sys.executable, "-X", "utf8", "-u", "-B", "-E", "-s", script], workdir)
-    captures = {out_fd: Capture(limit, "head"), err_fd: Capture(limit, "tail")}
-    status, timed_out = collect(pid, captures, started + timeout_s)
-    elapsed = time.monotonic() - started
-    kill_others()  # the deadline, or children the script left running
-    drain(captures, time.monotonic() + DRAIN_S)
-    exit_code = exit_code_of(status if status is not None else os.waitpid(pid, 0)[1])
-    survivors = kill_others(wait_s=1.0)
-    oom = is_oom(oom_before, exit_code, timed_out)
-    dirty = dirty or survivors or not clean(workdir)
-    out, err = captures.values()
-    fields = [exit_code, int(timed_out), int(oom), int(not dirty), f"{elapsed:.4f}", out.total, err.total]
-    fields += [_b64(out.kept()), _b64(err.kept())]
-    sys.stdout.write(" ".join([MARKER, *map(str, fields)]) + "\n")
-    sys.stdout.flush()
-
-
-def hide_from_the_script():
-    """Non-dumpable: processes of our own uid may no longer ptrace us or open /proc/<us>/fd/1."""
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
-    except Exception:  # no ctypes in this image: the host's bounds still hold
-        return False
-
-
-def spawn(argv, workdir):
-    """Start the script in its own session with stdin from /dev/null; returns its pid and two pipes."""
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    env = {"PATH": ENV_PATH, "HOME": workdir, "LANG": "C.UTF-8"}
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_DUP2, out_write, 1),
-        (os.POSIX_SPAWN_DUP2, err_write, 2),
-    ]
-    pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
-    os.close(out_write)
-    os.close(err_write)
-    return pid, (out_read, err_read)
-
-
-def collect(pid, captures, deadline):
-    """Read the pipes until the script exits or the deadline passes; returns (wait status or None, timed out)."""
-    poller = select.poll()
-    for fd in captures:
-        poller.register(fd, select.POLLIN)
-    exit_fd = _pidfd(pid)
-    if exit_fd is not None:
-        poller.register(exit_fd, select.POLLIN)
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None, True
-            # Without a pidfd (old kernel or Python), poll for the exit every 10 ms.
-            wait = remaining if exit_fd is not None else min(remaining, 0.01)
-            for fd, _ in poller.poll(max(1, int(wait * 1000))):
-                if fd in captures and not _read_into(fd, captures[fd]):
-                    poller.unregister(fd)
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return status, False
-    finally:
-        if exit_fd is not None:
-            os.close(exit_fd)
-
-
 def _read_into(fd, capture):
-    chunk = os.read(fd, 65536)
+    try:
+        chunk = os.read(fd, 65536)
+    except BlockingIOError:
+        return False
     capture.add(chunk)
     return bool(chunk)
 
 
-def _pidfd(pid):
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-
-
 def drain(captures, deadline):
-    """Read what is left in the pipes; every writer is dead by now, so EOF comes quickly."""
+    """Read what is left in the pipes. Every writer is dead, so all there is can be read now; the
+    zygote keeps the write ends open, so the pipes never reach end-of-file."""
     for fd, capture in captures.items():
-        os.set_blocking(fd, False)
-        while time.monotonic() < deadline:
-            try:
-                if not _read_into(fd, capture):
-                    break
-            except BlockingIOError:
-                time.sleep(0.005)
-        os.close(fd)
+        while _read_into(fd, capture) and time.monotonic() < deadline:
+            pass
+
+
+def parse_exit(message):
+    if message.startswith(b"E") and message.endswith(b"\n"):
+        try:
+            return int(message[1:-1])
+        except ValueError:
+            pass
+    return None
 
 
 def exit_code_of(status):
@@ -164,44 +495,31 @@ def exit_code_of(status):
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
-def kill_others(wait_s=0.0):
-    """SIGKILL every process of our uid but this one; True if some are still alive after ``wait_s``."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        _kill_all()
-        if not _others():
-            return False
-        if time.monotonic() >= deadline:
-            return True
-        time.sleep(0.01)
-
-
-def _kill_all():
+def _signal(pid, sig):
     try:
-        os.kill(-1, signal.SIGKILL)
+        os.kill(pid, sig)
         return True
-    except OSError:  # ESRCH: rare, as the idle process (another uid) counts as a target
+    except OSError:  # gone, or not ours (the container's init and idle process run as another uid)
         return False
 
 
-def _others():
-    me, uid = os.getpid(), str(os.getuid())
-    alive = []
-    for name in os.listdir("/proc"):
-        status = _read(f"/proc/{name}/status") if name.isdigit() and int(name) != me else None
-        if status:
-            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            if fields.get("Uid", "").split()[:1] == [uid] and "Z" not in fields.get("State", ""):
-                alive.append(int(name))
-    return alive
+def _state(pid):
+    stat = _read_file(f"/proc/{pid}/stat")
+    return stat[stat.rfind(")") + 2 :][:1] if stat else ""
 
 
-def clean(workdir):
+def wipe():
     """Empty every place the sandbox uid can write; False if something could not be removed."""
     ok = True
-    for place in (workdir, *SCRATCH):
+    try:
+        os.chmod(WORKDIR, 0o700)  # the code may have taken its own rights away
+    except OSError:
+        ok = False
+    for place in SCRATCH:
         for name in _listdir(place):
             ok = _remove(os.path.join(place, name)) and ok
+    for place in SCRATCH:
+        ok = ok and not _listdir(place)
     return _remove_ipc() and ok
 
 
@@ -215,7 +533,7 @@ def _listdir(path):
 def _remove(path):
     try:
         if os.path.isdir(path) and not os.path.islink(path):
-            os.chmod(path, 0o700)  # the script may have made it unreadable
+            os.chmod(path, 0o700)
             for name in os.listdir(path):
                 _remove(os.path.join(path, name))
             os.rmdir(path)
@@ -232,35 +550,57 @@ def _remove_ipc():
     """Remove System V shared memory, queues and semaphores; they outlive processes otherwise."""
     found = []
     for kind in ("shm", "msg", "sem"):
-        rows = (_read("/proc/sysvipc/" + kind) or "").splitlines()[1:]
+        rows = (_read_file("/proc/sysvipc/" + kind) or "").splitlines()[1:]
         found += [(kind, int(row.split()[1])) for row in rows if row.strip()]
     if not found:
         return True
-    import ctypes  # only when there is something to remove
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    remove = {"shm": libc.shmctl, "msg": libc.msgctl, "sem": libc.semctl}
+    remove = {"shm": LIBC.shmctl, "msg": LIBC.msgctl, "sem": LIBC.semctl}
     ipc_rmid = 0
     return all(remove[kind](ident, ipc_rmid, None) == 0 for kind, ident in found)
 
 
-def is_oom(before, exit_code, timed_out):
-    """Did the kernel's OOM killer act during the run? Counted by the container's memory cgroup."""
-    after = oom_kills()
-    if before is None or after is None:  # no cgroup counter visible: a SIGKILL we did not send
-        return exit_code == -signal.SIGKILL and not timed_out
-    return after > before
-
-
 def oom_kills():
     for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
-        for line in (_read(path) or "").splitlines():
+        for line in (_read_file(path) or "").splitlines():
             if line.startswith("oom_kill "):
                 return int(line.split()[1])
     return None
 
 
-def _read(path):
+def set_dumpable(on):
+    """Non-dumpable: processes of our own uid may no longer ptrace us or open /proc/<us>/{mem,fd,environ}."""
+    if LIBC.prctl(PR_SET_DUMPABLE, int(on), 0, 0, 0) != 0:
+        raise OSError("prctl(PR_SET_DUMPABLE) failed")
+
+
+def write_new_file(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_file(path, data):
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read_file(path):
     try:
         with open(path) as handle:
             return handle.read()
@@ -268,9 +608,5 @@ def _read(path):
         return None
 
 
-def _b64(data):
-    return binascii.b2a_base64(data, newline=False).decode("ascii")
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_script(*main())
