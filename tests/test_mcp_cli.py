@@ -104,6 +104,12 @@ def test_a_server_that_cannot_start_is_one_line(tmp_path: Path, server: Scripted
     )
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """A test run started in the background (``cmd &``, nohup) ignores SIGINT, and Python keeps an
+    inherited SIG_IGN; the solve under test gets SIGINT's default, as in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_a_tool_call_leaves_no_server_behind(tmp_path: Path, server: ScriptedOpenAIServer) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -114,7 +120,13 @@ def test_ctrl_c_during_a_tool_call_leaves_no_server_behind(tmp_path: Path, serve
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AGENTFLOW_"))}
     command = [sys.executable, "-m", "agentflow_core", "solve", "Wait for ever.", "--config", str(config)]
     process = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     try:
         wait_until(lambda: (markers / "started").exists() or process.poll() is not None, what="the tool call")

@@ -38,6 +38,9 @@ class WorkerBackend:
         self._process: Any = None
         self._conn: Any = None
         self._send_lock = threading.Lock()
+        # The reader thread and the trainer's thread may both stop the worker; one at a time, so the
+        # one that reaps it also records its exit code before the other looks.
+        self._stop_lock = threading.RLock()
         self._pending: dict[int, _Reply] = {}
         self._ids = itertools.count()
         self._broken: str | None = None
@@ -86,10 +89,8 @@ class WorkerBackend:
             return
         with contextlib.suppress(EngineError):  # already gone: nothing to say goodbye to
             self._send(("close",))
-        self._process.join(timeout=10)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(timeout=10)
+        self._reap(kill=False, timeout=10)
+        self._reap(kill=True, timeout=10)
         self._broken = self._broken or "the rollout worker was closed"
 
     # -- calls ---------------------------------------------------------------------------------------
@@ -167,7 +168,7 @@ class WorkerBackend:
             try:
                 kind, key, *rest = self._conn.recv()
             except (EOFError, OSError):
-                self._process.join(timeout=5)
+                self._reap(kill=False, timeout=5)
                 code = self._process.exitcode
                 self._fail(f"rollout worker (pid {self.pid}) exited with code {code}")
                 return
@@ -177,14 +178,21 @@ class WorkerBackend:
 
     def _fail(self, message: str) -> None:
         """Mark the worker broken (the first reason wins), stop it, and fail every call in flight."""
-        if self._broken is None:
-            self._broken = message
-        if self._process is not None and self._process.is_alive():
-            self._process.kill()  # works on a stopped process too
-            self._process.join(timeout=10)
-        pending, self._pending = self._pending, {}
+        with self._stop_lock:
+            if self._broken is None:
+                self._broken = message
+            self._reap(kill=True, timeout=10)
+            pending, self._pending = self._pending, {}
         for reply in pending.values():
             reply(False, self._broken)
+
+    def _reap(self, *, kill: bool, timeout: float) -> None:
+        with self._stop_lock:
+            if self._process is None:
+                return
+            if kill and self._process.is_alive():
+                self._process.kill()  # works on a stopped process too
+            self._process.join(timeout=timeout)
 
 
 class _WorkerEngine:
