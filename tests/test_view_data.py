@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agentflow_core.serde import to_json
+from agentflow_core.testing import wait_until
 from agentflow_rl.eval import RunDir, summarize
 from agentflow_rl.view.api import NotFound, ViewData, dumps
 from agentflow_rl.view.eval_run import EvalRun
@@ -154,6 +156,21 @@ def test_a_taken_port_fails_with_one_line(run_a: Path, tmp_path: Path) -> None:
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("Error: cannot listen on 127.0.0.1:") and "--port 0" in line
+
+
+def test_open_hands_the_printed_url_to_the_users_browser(run_a: Path, tmp_path: Path) -> None:
+    """``--open`` goes through the standard ``webbrowser`` module, so ``$BROWSER`` picks the browser."""
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser"
+    browser.write_text(
+        f"#!{sys.executable}\nimport sys, pathlib\npathlib.Path({str(opened)!r}).write_text(sys.argv[1])\n"
+    )
+    browser.chmod(0o755)
+    with serve(run_a, cwd=tmp_path, options=["--open"], env={"BROWSER": str(browser)}) as url:
+        wait_until(opened.exists, what="the browser to be started")
+        wait_until(lambda: opened.read_text() != "", what="the browser to be given the URL")
+        assert opened.read_text() == url
+        assert _get(url)[0] == 200
 
 
 def _get(url: str, host: str | None = None) -> tuple[int, dict[str, str], bytes]:

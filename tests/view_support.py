@@ -12,7 +12,7 @@ import re
 import subprocess
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -134,12 +134,12 @@ def off_the_loop(work: Callable[[], T]) -> T:
 
 
 @contextmanager
-def serve(*paths: Path, cwd: Path) -> Iterator[str]:
-    """``agentflow view PATHS --port 0`` in a subprocess; yields the URL it printed."""
+def serve(*paths: Path, cwd: Path, options: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """``agentflow view PATHS --port 0 [OPTIONS]`` in a subprocess; yields the URL it printed."""
     process = subprocess.Popen(
-        agentflow_command("view", *map(str, paths), "--port", "0"),
+        agentflow_command("view", *map(str, paths), "--port", "0", *options),
         cwd=cwd,
-        env=clean_env(),
+        env=clean_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
