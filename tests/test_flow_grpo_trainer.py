@@ -243,17 +243,3 @@ def test_flow_grpo_lifts_held_out_success_on_the_synthetic_task(tmp_path: Path) 
     result = trainer.FlowGRPOTrainer(config).train()
     assert result.first_success is not None and result.last_success is not None
     assert result.last_success >= result.first_success + 0.3, result
-
-
-def test_the_unmasked_objective_is_still_available_for_comparison(tmp_path: Path) -> None:
-    """Every token under the full vocabulary, forced ones included; its "old" log-probabilities come
-    from a forward pass of the same weights, so the first pass's ratio is still 1."""
-    config = load_train_config(_tiny_config(tmp_path, max_steps=1), {"loss.logprobs": "unmasked"})
-    session = trainer.start_session(config)
-    try:
-        assert session.replay is None
-        values = trainer.train_step(session)
-    finally:
-        trainer.close_session(session)
-    assert values["loss/logprob_gap"] < 1e-5 and values["loss/forced_fraction"] == 0.0
-    assert abs(values["loss/ratio_mean"] - 1.0) < 1e-5

@@ -6,12 +6,12 @@ completion starts in the same column. The forward pass then needs logits only fo
 counted from each row's first real token, as they were during generation, so the recomputed
 log-probabilities match those recorded in the ``TokenTrace``.
 
-With ``LogprobMode.MASKED`` (the default) each token is scored under the distribution it was drawn
-from: the tempered logits restricted to the grammar's allowed set at that position (rebuilt by
+Each token is scored under the distribution it was drawn from: the tempered logits restricted to
+the grammar's allowed set at that position (rebuilt by
 :class:`~agentflow_rl.flow_grpo.masking.GrammarReplay`), renormalised. Positions the grammar forced
-are left out of the loss mask, so they add nothing to the loss, the KL or the entropy.
-``UNMASKED`` scores every token under the full vocabulary, forced ones included: the objective of
-earlier releases, kept for comparison.
+are left out of the loss mask, so they add nothing to the loss, the KL or the entropy. (Scoring every
+token under the full vocabulary instead, as earlier releases did, was measured against this on
+SmolLM2 and dropped: see docs/flow-grpo.md.)
 """
 
 from __future__ import annotations

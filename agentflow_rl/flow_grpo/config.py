@@ -19,7 +19,7 @@ import attrs
 from agentflow_core import ConfigError, structure_settings
 from agentflow_core.records import MODULE_ROLES, ModuleRole
 from agentflow_rl.flow_grpo.advantages import AdvantageMode
-from agentflow_rl.flow_grpo.loss import ClipSettings, LogprobMode, LossType
+from agentflow_rl.flow_grpo.loss import ClipSettings, LossType
 from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig
 
 _ge0, _ge1, _gt0 = attrs.validators.ge(0), attrs.validators.ge(1), attrs.validators.gt(0)
@@ -155,9 +155,6 @@ class LossConfig:
     clip_high: float = attrs.field(default=0.3, validator=_ge0)
     #: Weight of the k3 KL to the frozen reference; 0 skips the reference model entirely.
     kl_coef: float = attrs.field(default=0.001, validator=_ge0)
-    #: Score tokens under the distribution they were sampled from (``masked``: the grammar's allowed
-    #: set, forced tokens left out) or under the full vocabulary (``unmasked``, for comparison).
-    logprobs: LogprobMode = LogprobMode.MASKED
     #: Whether turns with a zero advantage (groups whose rewards all agree) are still trained on for
     #: their KL term alone. False leaves them out of the update: early in training most groups
     #: fail together, so this skips most of a step's forward/backward work for a term that weighs

@@ -39,15 +39,6 @@ class LossType(enum.Enum):
     DR_GRPO = "dr_grpo"
 
 
-class LogprobMode(enum.Enum):
-    """Which distribution a sampled token is scored under (see ``batching``)."""
-
-    #: The sampling distribution: grammar-masked and renormalised; forced tokens carry nothing.
-    MASKED = "masked"
-    #: The full-vocabulary distribution for every token, forced ones included.
-    UNMASKED = "unmasked"
-
-
 @attrs.frozen
 class TurnShape:
     """Where one training turn sits: what the aggregation weights need to know about it."""

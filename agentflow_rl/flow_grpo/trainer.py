@@ -26,7 +26,6 @@ from agentflow_rl.flow_grpo.batching import build_samples
 from agentflow_rl.flow_grpo.checkpoint import Progress, latest_checkpoint, save_checkpoint
 from agentflow_rl.flow_grpo.config import TaskKind, TrainConfig
 from agentflow_rl.flow_grpo.data import RecordStream, TrainRecord
-from agentflow_rl.flow_grpo.loss import LogprobMode
 from agentflow_rl.flow_grpo.masking import GrammarReplay
 from agentflow_rl.flow_grpo.policy import export_policy, load_policy
 from agentflow_rl.flow_grpo.rewards import RewardFn, context_for
@@ -36,7 +35,7 @@ from agentflow_rl.flow_grpo.sharded import RolloutCopy, shards_parameters
 from agentflow_rl.flow_grpo.tasks import TaskSetup, build_task, registry_for, reward_fn, solver_config
 from agentflow_rl.flow_grpo.tracking import JsonlTracker, read_metrics
 from agentflow_rl.flow_grpo.trained import TrainedModules
-from agentflow_rl.flow_grpo.update import UpdateContext, learnable, policy_update, rescore
+from agentflow_rl.flow_grpo.update import UpdateContext, learnable, policy_update
 
 
 @attrs.frozen
@@ -68,8 +67,8 @@ class _Session:
     reward: RewardFn
     #: Where the trained modules generate (``rollout.backend``).
     backend: RolloutBackend
-    #: Rebuilds the grammar's allowed sets of a turn (the masked objective); ``None`` when unmasked.
-    replay: GrammarReplay | None = None
+    #: Rebuilds the grammar's allowed set at each position of a turn (the masked objective).
+    replay: GrammarReplay
     started: float = attrs.field(factory=time.perf_counter)
 
     @property
@@ -142,7 +141,6 @@ def start_session(config: TrainConfig) -> _Session:
         micro_batch_turns=config.optim.micro_batch_turns,
         max_grad_norm=config.optim.max_grad_norm,
     )
-    masked = config.loss.logprobs is LogprobMode.MASKED
     return _Session(
         config,
         accelerator,
@@ -158,7 +156,7 @@ def start_session(config: TrainConfig) -> _Session:
         runner=asyncio.Runner(),
         reward=reward_fn(config, registry),
         backend=backend,
-        replay=GrammarReplay(modules.unwrapped(roles[0]), tokenizer) if masked else None,
+        replay=GrammarReplay(modules.unwrapped(roles[0]), tokenizer),
     )
 
 
@@ -301,8 +299,6 @@ def train_step(session: _Session) -> dict[str, float]:
     )
     every = build_samples(rollouts, per_turn, config.loss.type, session.replay)
     samples = learnable(every, config.loss.kl_coef, kl_on_zero_advantage=config.loss.kl_on_zero_advantage)
-    if session.replay is None:
-        samples = rescore(session.update, samples)
     updates = [policy_update(session.update, samples, first_pass=i == 0) for i in range(config.optim.updates_per_batch)]
     session.progress.step += 1
     if accelerator.is_main_process:  # a few rollouts for `agentflow view`; every process would append its own

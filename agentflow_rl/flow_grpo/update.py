@@ -85,28 +85,6 @@ def policy_update(ctx: UpdateContext, samples: Sequence[TurnSample], *, first_pa
     return stats
 
 
-def rescore(ctx: UpdateContext, samples: Sequence[TurnSample]) -> list[TurnSample]:
-    """``samples`` with their "old" log-probabilities recomputed by the current policy.
-
-    For the unmasked objective: the engine recorded the masked (sampling) distribution, so the
-    ratio's denominator under the full vocabulary has to come from a forward pass before any step.
-    """
-    import torch
-
-    ctx.modules.train_mode(False)
-    out: list[TurnSample] = []
-    for role in dict.fromkeys(s.role for s in samples):
-        turns = [s for s in samples if s.role == role]
-        for chunk in _chunks(turns, ctx.micro_batch_turns):
-            batch = collate(chunk, ctx.pad_id, ctx.accelerator.device)
-            with torch.no_grad(), ctx.accelerator.autocast(), ctx.modules.training(role) as model:  # type: ignore[arg-type]
-                logp, _ = completion_logprobs(model, batch)
-            for row, sample in enumerate(chunk):
-                recomputed = tuple(float(x) for x in logp[row, : len(sample.completion_ids)].tolist())
-                out.append(attrs.evolve(sample, old_logprobs=recomputed))
-    return out
-
-
 def _micro_step(ctx: UpdateContext, role: str, chunk: Sequence[TurnSample], sums: _Sums, first_pass: bool) -> None:
     batch = collate(chunk, ctx.pad_id, ctx.accelerator.device)
     with ctx.accelerator.autocast():
