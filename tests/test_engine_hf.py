@@ -201,6 +201,8 @@ async def test_one_bad_request_in_a_batch_fails_alone(tiny_model_dir: Path) -> N
 def test_max_batch_must_be_a_positive_whole_number(tiny_model_dir: Path) -> None:
     with pytest.raises(ConfigError, match="option max_batch must be a whole number >= 1"):
         HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", options={"max_batch": 0}))
+    with pytest.raises(ConfigError, match="option share_prompts must be true or false, got 'no'"):
+        HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", options={"share_prompts": "no"}))
 
 
 async def test_wraps_objects_already_in_memory(tiny_model_dir: Path) -> None:
@@ -242,3 +244,44 @@ async def test_embedded_smollm2_through_transformers() -> None:
     verdict = await engine.generate(request)
     jsonschema.validate(json.loads(verdict.text), VERDICT_SCHEMA)
     await engine.aclose()
+
+
+def _grouped_requests(temperature: float) -> list[GenerationRequest]:
+    """A GRPO-shaped batch: one long system message for all, each question asked several times."""
+    system = Message("system", "You plan tool calls for a careful agent. " * 4)
+    questions = ["Is Paris the capital of France?", "Why?", "Does the verifier agree?"]
+    schema = JsonSchema("verdict", VERDICT_SCHEMA)
+    return [
+        GenerationRequest((system, Message("user", q)), max_tokens=12, temperature=temperature, json_schema=s)
+        for q in questions
+        for s in (None, schema)
+        for _ in range(3)
+    ]
+
+
+async def test_prompts_that_share_a_prefix_decode_as_each_would_alone(tiny_model_dir: Path) -> None:
+    from agentflow_core.engines.prefix import plan_prefix
+
+    alone = HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}"))
+    batched = HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", options={"max_batch": 32}))
+    unshared = HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", options={"max_batch": 32, "share_prompts": False}))
+    requests = _grouped_requests(0.0)
+    singles = [await alone.generate(r) for r in requests]
+    together = await asyncio.gather(*(batched.generate(r) for r in requests))
+
+    plan = plan_prefix([one.tokens.prompt_ids for one in singles if one.tokens is not None])
+    assert len(plan.common) > 20 and len(plan.remainders) == 3  # the batch really shared something
+    for one, many, full in zip(singles, together, await asyncio.gather(*map(unshared.generate, requests)), strict=True):
+        assert one.tokens is not None and many.tokens is not None and full.tokens is not None
+        assert many.tokens.completion_ids == one.tokens.completion_ids == full.tokens.completion_ids
+        assert many.tokens.completion_logprobs == pytest.approx(one.tokens.completion_logprobs, abs=1e-4)
+        assert full.tokens.completion_logprobs == pytest.approx(one.tokens.completion_logprobs, abs=1e-4)
+
+
+async def test_sampling_from_a_shared_prefix_records_each_rows_own_policy(tiny_model_dir: Path) -> None:
+    engine = HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", options={"max_batch": 32, "seed": 5}))
+    completions = await asyncio.gather(*(engine.generate(r) for r in _grouped_requests(1.0)))
+    traces = [c.tokens for c in completions if c.tokens is not None]
+    assert len({t.completion_ids for t in traces}) > 3, "rows of one prompt must sample independently"
+    for trace in traces:
+        assert trace.completion_logprobs == pytest.approx(_sampling_logprobs(engine, trace), abs=1e-4)

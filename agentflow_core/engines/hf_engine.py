@@ -12,8 +12,10 @@ Options (``EngineConfig.options``): ``device`` (default cuda when available, els
 (default float32 on CPU, the checkpoint's own on GPU), ``seed``, ``trust_remote_code``, and
 ``grammar_backend`` (``"xgrammar"`` or ``"llguidance"``; default: xgrammar, llguidance if that fails),
 ``adapter`` (a PEFT/LoRA adapter folder, such as a Flow-GRPO run exports, merged into the base
-model at load), and ``max_batch`` (default 1): up to this many concurrent requests decode together in one padded
-batch (:mod:`agentflow_core.engines.batcher`), each with its own grammar, sampling and stop.
+model at load), ``max_batch`` (default 1): up to this many concurrent requests decode together in one padded
+batch (:mod:`agentflow_core.engines.batcher`), each with its own grammar, sampling and stop, and
+``share_prompts`` (default true): the prompt tokens a batch's rows share are forwarded once
+(:mod:`agentflow_core.engines.prefix`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from agentflow_core.engine import Completion, EngineConfig, GenerationRequest, G
 from agentflow_core.engines.batcher import RequestBatcher
 from agentflow_core.engines.embedded import SerialWorker, fit_schema_to_budget, is_embedded_alias, smollm2_gguf_path
 from agentflow_core.engines.grammar import Constraint, GrammarFactory, mask_logits, packed_width
+from agentflow_core.engines.prefix import forward_arguments, prefill
 from agentflow_core.errors import ConfigError, EngineUnavailable
 
 if TYPE_CHECKING:
@@ -86,6 +89,11 @@ class HFEngine:
             raise ConfigError(f"engine {config.model}: option max_batch must be a whole number >= 1, got {max_batch!r}")
         if max_batch > 1:
             self._batcher = RequestBatcher(self._worker, self._generate_batch_sync, max_batch)
+        self._share_prompts = config.options.get("share_prompts", True)
+        if not isinstance(self._share_prompts, bool):
+            raise ConfigError(
+                f"engine {config.model}: option share_prompts must be true or false, got {self._share_prompts!r}"
+            )
         adapter = config.options.get("adapter")
         if adapter is not None and not (isinstance(adapter, str) and Path(adapter).expanduser().is_dir()):
             raise ConfigError(f"engine {config.model}: option adapter: no adapter folder at {adapter!r}")
@@ -171,7 +179,7 @@ class HFEngine:
         torch = _import_torch()
         model, tokenizer = self._ensure_loaded()
         with torch.no_grad(), self._scope():
-            decoded = _decode(model, rows, stop_ids(model, tokenizer), _pad_id(tokenizer))
+            decoded = _decode(model, rows, stop_ids(model, tokenizer), _pad_id(tokenizer), share=self._share_prompts)
         for one in decoded:
             one.text = tokenizer.decode(one.completion_ids, skip_special_tokens=True)
         return decoded
@@ -244,10 +252,13 @@ class _Row:
     constraint: Constraint | None
 
 
-def _decode(model: Any, rows: Sequence[_Row], stops: frozenset[int], pad_id: int) -> list[_Decoded]:
+def _decode(
+    model: Any, rows: Sequence[_Row], stops: frozenset[int], pad_id: int, *, share: bool = True
+) -> list[_Decoded]:
     """Token-by-token decoding of one or more requests over one KV cache.
 
-    Several requests go as one batch: prompts left-padded, positions counted per row. A row that
+    Several requests go as one batch, their prompts prefilled by :func:`~agentflow_core.engines.prefix.prefill`
+    (what rows share is forwarded once; padding hidden, positions counted per row). A row that
     is done (stop token, finished grammar, its own ``max_tokens``) feeds padding that the attention
     mask hides until the last row is done. Each row picks its token on its own, so a greedy row
     gives the same tokens in a batch as alone, up to float rounding.
@@ -255,29 +266,12 @@ def _decode(model: Any, rows: Sequence[_Row], stops: frozenset[int], pad_id: int
     import torch
 
     device = _device_of(model)
-    cache_name, forward_extra = _forward_arguments(model)
-    width = max(len(row.prompt_ids) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids, device=device)
-        mask[i, width - len(row.prompt_ids) :] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache_name, keep_logits = forward_arguments(model)
     results = [_Decoded(row.prompt_ids, [], [], "length", *_trace_of(row)) for row in rows]
     active = [True] * len(rows)
-    cache = None
-    step_ids, step_positions = ids, positions
+    start = prefill(model, [row.prompt_ids for row in rows], pad_id, device, share=share)
+    cache, logits, mask = start.cache, start.logits.float(), start.mask
     for _ in range(max(row.max_tokens for row in rows)):
-        out = model(
-            input_ids=step_ids,
-            attention_mask=mask,
-            position_ids=step_positions,
-            use_cache=True,
-            **{cache_name: cache},
-            **forward_extra,
-        )
-        cache = getattr(out, cache_name)
-        logits = out.logits[:, -1].float()
         fed = []
         for i, row in enumerate(rows):
             if not active[i]:
@@ -296,10 +290,18 @@ def _decode(model: Any, rows: Sequence[_Row], stops: frozenset[int], pad_id: int
             fed.append(token)
         if not any(active):
             break
-        step_positions = mask.sum(-1, keepdim=True)  # the new token's position: real tokens so far
+        positions = mask.sum(-1, keepdim=True)  # the new token's position: real tokens so far
         keep = torch.tensor(active, dtype=torch.long, device=device)[:, None]
         mask = torch.cat([mask, keep], dim=1)
-        step_ids = torch.tensor(fed, dtype=torch.long, device=device)[:, None]
+        out = model(
+            input_ids=torch.tensor(fed, dtype=torch.long, device=device)[:, None],
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **{cache_name: cache},
+            **({keep_logits: 1} if keep_logits else {}),
+        )
+        cache, logits = getattr(out, cache_name), out.logits[:, -1].float()
     return results
 
 
@@ -332,23 +334,6 @@ def _pick(logits: torch.Tensor, sampling: _Sampling, constraint: Constraint | No
     else:
         token = int(torch.multinomial(logprobs.exp(), 1, generator=sampling.generator))
     return token, float(logprobs[token])
-
-
-def _forward_arguments(model: Any) -> tuple[str, dict[str, Any]]:
-    """The KV-cache argument's name and extra arguments, as this transformers version spells them.
-
-    transformers 5 renamed ``past_key_values`` to ``cache`` (input and output alike). Asking for
-    the last position's logits only matters too: a 4k-token prompt would otherwise cost 800 MB.
-    """
-    import inspect
-
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft passes **kwargs on
-    parameters = inspect.signature(inner.forward).parameters
-    cache_name = "cache" if "cache" in parameters else "past_key_values"
-    for name in ("logits_to_keep", "num_logits_to_keep"):
-        if name in parameters:
-            return cache_name, {name: 1}
-    return cache_name, {}
 
 
 def _prompt_ids(tokenizer: Any, messages: Sequence[Message]) -> list[int]:

@@ -109,6 +109,9 @@ class TurnBatch:
     #: ``[B, C, W]`` packed allowed sets (all bits set where unconstrained or padded); ``None`` when
     #: no row of the batch was sampled under a grammar.
     allowed: torch.Tensor | None = None
+    #: Each row's prompt, for the forward that shares what rows have in common.
+    prompts: tuple[tuple[int, ...], ...] = ()
+    pad_id: int = 0
 
     @property
     def completion_width(self) -> int:
@@ -143,6 +146,8 @@ def collate(samples: Sequence[TurnSample], pad_id: int, device: Any = "cpu") -> 
         weights=torch.tensor(weight, device=device),
         temperatures=torch.tensor([s.temperature for s in samples], device=device).view(-1, 1, 1),
         allowed=_collate_allowed(samples, width, device),
+        prompts=tuple(s.prompt_ids for s in samples),
+        pad_id=pad_id,
     )
 
 
@@ -161,14 +166,47 @@ def _collate_allowed(samples: Sequence[TurnSample], width: int, device: Any) -> 
     return out.to(device)
 
 
-def completion_logprobs(model: Any, batch: TurnBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logp, entropy)``, each ``[B, C]``: the sampling distribution at every completion position.
+def completion_logprobs(
+    model: Any, batch: TurnBatch, *, share_prompts: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logp, entropy)``, each ``[B, C]``: the sampling distribution at every trained completion
+    position (``completion_mask``); 0 at forced positions, where it is exactly that, and on padding.
 
     Logits are divided by each row's sampling temperature (the engine recorded the tempered
-    distribution) and, where the batch carries allowed sets, restricted to them.
+    distribution) and, where the batch carries allowed sets, restricted to them. With
+    ``share_prompts`` (and no activation checkpointing, which drops KV caches) the prompts are
+    forwarded as the engine prefills them, what rows share once (:mod:`agentflow_core.engines.prefix`),
+    and the completions after them over the cache.
     """
     import torch
 
+    if share_prompts and batch.prompts and not _checkpointing(model):
+        logits = _shared_prompt_logits(model, batch)
+    else:
+        logits = _full_row_logits(model, batch)
+    # Only trained positions get a softmax: a forced token's masked probability is 1 (log 0, no
+    # entropy) and padding is nothing, and [positions, vocabulary] tensors are most of the memory.
+    trained = batch.completion_mask.bool()
+    picked = logits[trained].float() / batch.temperatures.expand(-1, trained.shape[1], 1)[trained]
+    allowed = None
+    if batch.allowed is not None:
+        from agentflow_core.engines.grammar import unpack
+
+        allowed = unpack(batch.allowed[trained], picked.shape[-1])
+        picked = picked.masked_fill(~allowed, float("-inf"))
+    logp_all = torch.log_softmax(picked, dim=-1)
+    chosen = logp_all.gather(-1, batch.completion_ids[trained].unsqueeze(-1)).squeeze(-1)
+    with torch.no_grad():
+        plogp = logp_all.exp() * logp_all
+        if allowed is not None:  # 0 * -inf is nan: tokens outside the set contribute nothing
+            plogp = plogp.masked_fill(~allowed, 0.0)
+        entropy = torch.zeros(trained.shape, device=picked.device).masked_scatter(trained, -plogp.sum(-1))
+    logp = torch.zeros(trained.shape, dtype=chosen.dtype, device=chosen.device).masked_scatter(trained, chosen)
+    return logp, entropy
+
+
+def _full_row_logits(model: Any, batch: TurnBatch) -> torch.Tensor:
+    """``[B, C, V]`` from one pass over prompt + completion rows; only the last ``C + 1`` columns' logits are kept."""
     width = batch.completion_width
     extra = {"logits_to_keep": width + 1} if _accepts(model, "logits_to_keep") else {}
     out = model(
@@ -178,21 +216,43 @@ def completion_logprobs(model: Any, batch: TurnBatch) -> tuple[torch.Tensor, tor
         use_cache=False,
         **extra,
     )
-    logits = out.logits[:, -(width + 1) : -1].float() / batch.temperatures
-    allowed = None
-    if batch.allowed is not None:
-        from agentflow_core.engines.grammar import unpack
+    return out.logits[:, -(width + 1) : -1]
 
-        allowed = unpack(batch.allowed, logits.shape[-1])
-        logits = logits.masked_fill(~allowed, float("-inf"))
-    logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
-    with torch.no_grad():
-        plogp = logp_all.exp() * logp_all
-        if allowed is not None:  # 0 * -inf is nan: tokens outside the set contribute nothing
-            plogp = plogp.masked_fill(~allowed, 0.0)
-        entropy = -plogp.sum(-1)
-    return logp, entropy
+
+def _shared_prompt_logits(model: Any, batch: TurnBatch) -> torch.Tensor:
+    """``[B, C, V]``: the prompts prefilled with sharing, then all completions but their last token
+    in one pass over that cache (the last prompt position predicts the first completion token)."""
+    import torch
+
+    from agentflow_core.engines.prefix import forward_arguments, prefill
+
+    start = prefill(model, batch.prompts, batch.pad_id, batch.input_ids.device)
+    first = start.logits[:, None]
+    width = batch.completion_width
+    if width == 1:
+        return first
+    cache_name, _ = forward_arguments(model)
+    fed = batch.completion_ids[:, : width - 1]
+    fed_mask = batch.attention_mask[:, -width:][:, : width - 1]
+    steps = torch.arange(width - 1, device=fed.device)[None]
+    out = model(
+        input_ids=fed,
+        attention_mask=torch.cat([start.mask, fed_mask], dim=1),
+        position_ids=start.mask.sum(-1, keepdim=True) + steps,
+        use_cache=True,
+        **{cache_name: start.cache},
+    )
+    return torch.cat([first, out.logits], dim=1)
+
+
+def _checkpointing(model: Any) -> bool:
+    inner = getattr(model, "module", model)
+    if hasattr(inner, "get_base_model"):
+        inner = inner.get_base_model()
+    import torch
+
+    flag = next((n for n in ("is_activation_checkpointing", "is_gradient_checkpointing") if hasattr(inner, n)), None)
+    return bool(flag and getattr(inner, flag)) and inner.training and torch.is_grad_enabled()
 
 
 def _accepts(model: Any, name: str) -> bool:

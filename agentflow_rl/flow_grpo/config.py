@@ -138,6 +138,10 @@ class RolloutConfig:
     #: them one at a time. The G trajectories of all questions reach the planner together, so a
     #: batch this large keeps them in one pass.
     max_batch: int = attrs.field(default=1, validator=_ge1)
+    #: Forward what prompts share (a group's one prompt, the opening every prompt of a run has) once
+    #: per batch, in generation (the engine's ``share_prompts``) and in the update. Off, every row
+    #: is forwarded in full; activation checkpointing and FSDP turn it off in the update.
+    share_prompts: bool = True
     #: Deadline for one question's group of trajectories, in seconds; a group past it is dropped from
     #: the step and counted (``train/timed_out_groups``) instead of stalling the run. 0: no deadline.
     timeout_s: float = attrs.field(default=600.0, validator=_ge0)
@@ -181,7 +185,8 @@ class OptimConfig:
     max_grad_norm: float = attrs.field(default=1.0, validator=_ge0)
     #: Optimizer steps on each rollout batch (the ratio leaves 1 from the second on).
     updates_per_batch: int = attrs.field(default=1, validator=_ge1)
-    #: Turns per forward/backward pass; a batch is accumulated over as many as it needs.
+    #: Turns per forward/backward pass; a batch is accumulated over as many as it needs. With
+    #: ``rollout.share_prompts`` it counts distinct prompts: the turns that share one ride along.
     micro_batch_turns: int = attrs.field(default=64, validator=_ge1)
 
 

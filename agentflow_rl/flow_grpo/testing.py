@@ -32,9 +32,16 @@ class TinyWorld:
     registry: Registry
 
     def config(
-        self, temperature: float = 0.7, max_turns: int = 3, planner: str = "synthetic", max_batch: int = 1
+        self,
+        temperature: float = 0.7,
+        max_turns: int = 3,
+        planner: str = "synthetic",
+        max_batch: int = 1,
+        seed: int | None = None,
     ) -> Config:
-        options = {"max_batch": max_batch}
+        options: dict[str, int] = {"max_batch": max_batch}
+        if seed is not None:
+            options["seed"] = seed
         engine = EngineConfig(model="policy:planner", temperature=temperature, max_tokens=8, options=options)
         return synthetic_config(engine, max_turns, planner)
 

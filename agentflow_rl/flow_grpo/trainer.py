@@ -140,6 +140,8 @@ def start_session(config: TrainConfig) -> _Session:
         pad_id=int(tokenizer.pad_token_id),
         micro_batch_turns=config.optim.micro_batch_turns,
         max_grad_norm=config.optim.max_grad_norm,
+        # Sharded parameters gather per forward pass; two passes per backward were not checked there.
+        share_prompts=config.rollout.share_prompts and not sharded,
     )
     return _Session(
         config,

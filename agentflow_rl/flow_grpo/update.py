@@ -30,6 +30,7 @@ class UpdateContext:
     pad_id: int
     micro_batch_turns: int
     max_grad_norm: float
+    share_prompts: bool = True
 
 
 @attrs.define
@@ -69,7 +70,7 @@ def policy_update(ctx: UpdateContext, samples: Sequence[TurnSample], *, first_pa
         by_role[sample.role].append(sample)
     last_of_model = {ctx.modules.prepared(role): role for role in by_role}  # dicts keep the last role per model
     for role, turns in by_role.items():
-        chunks = list(_chunks(turns, ctx.micro_batch_turns))
+        chunks = list(_chunks(turns, ctx.micro_batch_turns, by_prompt=ctx.share_prompts))
         for index, chunk in enumerate(chunks):
             sync = index == len(chunks) - 1 and last_of_model[ctx.modules.prepared(role)] == role
             with contextlib.nullcontext() if sync else ctx.accelerator.no_sync(ctx.modules.prepared(role)):
@@ -89,13 +90,13 @@ def _micro_step(ctx: UpdateContext, role: str, chunk: Sequence[TurnSample], sums
     batch = collate(chunk, ctx.pad_id, ctx.accelerator.device)
     with ctx.accelerator.autocast():
         with ctx.modules.training(role) as model:  # type: ignore[arg-type]
-            logp, entropy = completion_logprobs(model, batch)
+            logp, entropy = completion_logprobs(model, batch, share_prompts=ctx.share_prompts)
         reference = None
         if ctx.settings.kl_coef > 0 and ctx.modules.has_reference:
             import torch
 
             with torch.no_grad(), ctx.modules.reference_model(role) as frozen:  # type: ignore[arg-type]
-                reference, _ = completion_logprobs(frozen, batch)
+                reference, _ = completion_logprobs(frozen, batch, share_prompts=ctx.share_prompts)
     terms = token_terms(logp, batch.old_logprobs, batch.advantages, ctx.settings, reference)
     loss = weighted_loss(terms, batch.weights, batch.completion_mask)
     ctx.accelerator.backward(loss)
@@ -166,6 +167,16 @@ def _total(sums: dict[str, _Sums]) -> UpdateStats:
     return stats
 
 
-def _chunks(items: Sequence[TurnSample], size: int) -> Iterator[Sequence[TurnSample]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _chunks(items: Sequence[TurnSample], size: int, *, by_prompt: bool = False) -> Iterator[Sequence[TurnSample]]:
+    """Micro-batches of ``size`` turns, or, ``by_prompt``, of ``size`` distinct prompts with every
+    turn that has one of them (the loss is a sum, so the order of turns changes nothing)."""
+    if not by_prompt:
+        for start in range(0, len(items), size):
+            yield items[start : start + size]
+        return
+    same: dict[tuple[int, ...], list[TurnSample]] = defaultdict(list)
+    for item in items:
+        same[item.prompt_ids].append(item)
+    groups = list(same.values())
+    for start in range(0, len(groups), size):
+        yield [turn for group in groups[start : start + size] for turn in group]
