@@ -72,3 +72,18 @@ def test_scoring_and_parsing() -> None:
     assert parse_question("squared of k3") == ("square", ["k3"])
     with pytest.raises(ValueError, match="not a synthetic question"):
         parse_question("what is love")
+
+
+async def test_the_english_planner_states_the_keys_still_to_look_up() -> None:
+    scripted = ScriptedPlanner(["lookup", "add", "lookup", "add"])
+    registry = load_registry(entry_points=False, extra=[TASK.plugin(), scripted])
+    config = synthetic_config(EngineConfig("scripted:x"), 4, planner="synthetic_chat")
+    async with Solver(config, registry=registry) as solver:
+        trajectory = await solver.asolve("k1 plus k2")
+    prompts = [s.decision.call.messages[-1].content for s in trajectory.steps if s.decision.call is not None]
+    notes = [p.splitlines()[-1] for p in prompts]
+    # the premature add (a tool error) fetched nothing, so k2 is still missing after it
+    assert notes == [f"Keys still to look up: {keys}" for keys in ("k1, k2", "k2", "k2", "none")]
+    assert trajectory.answer == "11"
+    opening = prompts[0].split("Question:")[0]
+    assert len(opening) > 100 and all(p.startswith(opening) for p in prompts)  # what a batch forwards once

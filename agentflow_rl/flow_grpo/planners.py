@@ -36,15 +36,16 @@ CHAT_SYSTEM = (
     "You plan tool calls. Names like k3 stand for stored numbers: look each one up with the lookup tool "
     "(one key per call) before doing arithmetic on it. Plain numbers need no lookup."
 )
-CHAT_PROMPT = """Question: {query}
-
-Tools:
+#: Fixed text first, the question and the turns last: every prompt of a run opens with the same
+#: tokens, and the engine and the trainer forward that opening once per batch.
+CHAT_PROMPT = """Tools:
 {tools}
 
-Done so far:
-{history}
+Name the one tool to call next, as JSON like {{"tool": "NAME"}}.
 
-Which one tool should be called next? Reply with JSON like {{"tool": "NAME"}}."""
+Question: {query}
+Done so far:
+{history}"""
 
 
 def compact_vocabulary(tool_names: Iterable[str]) -> list[str]:
@@ -138,7 +139,11 @@ class CompactPlanner(_ToolChoicePlanner):
 
 
 class ChatPlanner(_ToolChoicePlanner):
-    """The same facts in English, for an instruction-tuned model such as SmolLM2."""
+    """The same facts in English, for an instruction-tuned model such as SmolLM2.
+
+    The tools come before the question so that every prompt of a run opens with the same tokens,
+    which the engine and the trainer forward once per batch (:mod:`agentflow_core.engines.prefix`).
+    """
 
     max_tokens = 24
 
@@ -146,7 +151,12 @@ class ChatPlanner(_ToolChoicePlanner):
         tools = "\n".join(f"- {t.name}: {t.description}" for t in state.tools)
         history = "\n".join(f"{s.index}. {s.tool_call.tool} -> {outcome_text(s)}" for s in state.steps) or "nothing yet"
         prompt = CHAT_PROMPT.format(query=state.query.text, tools=tools, history=history)
-        return (Message("system", CHAT_SYSTEM), Message("user", prompt))
+        note = self.memory_note(state)
+        return (Message("system", CHAT_SYSTEM), Message("user", f"{prompt}\n{note}" if note else prompt))
+
+    def memory_note(self, state: FlowState) -> str:
+        """A line summing up the memory after the turns (none here); an environment may state its own."""
+        return ""
 
 
 def outcome_text(step: Step) -> str:

@@ -271,6 +271,22 @@ class RuleGenerator:
         return Answer("unknown")
 
 
+class SyntheticChatPlanner(ChatPlanner):
+    """The English planner, its prompt ending with the keys not looked up yet.
+
+    The line restates what the memory already holds (the question's keys minus those with a
+    successful lookup), the way a memory module summarises its turns: with SmolLM2 the same
+    line then ends the prompt of a one-turn question and of a question whose keys are all
+    known, which are the states where the arithmetic is the right call.
+    """
+
+    def memory_note(self, state: FlowState) -> str:
+        _, operands = parse_question(state.query.text)
+        known = known_values(state.steps)
+        pending = [o for o in dict.fromkeys(operands) if _KEY.match(o) and o not in known]
+        return f"Keys still to look up: {', '.join(pending) or 'none'}"
+
+
 class SyntheticPlugin:
     """Registers the environment's tools and modules through the public hooks."""
 
@@ -286,7 +302,7 @@ class SyntheticPlugin:
     @hookimpl
     def register_modules(self, register: ModuleRegistrar) -> None:
         register("planner", "synthetic", CompactPlanner)
-        register("planner", "synthetic_chat", ChatPlanner)
+        register("planner", "synthetic_chat", SyntheticChatPlanner)
         register("executor", "synthetic", RuleExecutor)
         register("verifier", "synthetic", RuleVerifier)
         register("verifier", "synthetic_compact", CompactVerifier)

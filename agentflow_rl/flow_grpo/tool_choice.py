@@ -36,20 +36,23 @@ from agentflow_core.registry import RegisteredTool, Registry
 from agentflow_core.tool import ToolSpec
 from agentflow_rl.flow_grpo.planners import _ToolChoicePlanner
 
-SYSTEM = "You route questions to tools. Read the tools' descriptions and pick the one tool that fits the question."
-PROMPT = """Question: {query}
-
-Tools:
+SYSTEM = (
+    "You route questions to tools. Read the tools' descriptions and pick the one tool that fits the "
+    'question. Reply with JSON like {"tool": "NAME"}.'
+)
+#: The tools before the question: a batch's prompts then open alike and that opening is forwarded once.
+PROMPT = """Tools:
 {tools}
 
-Which one tool should answer this question? Reply with JSON like {{"tool": "NAME"}}."""
+Question: {query}"""
 
 #: What a dry-run tool returns instead of running.
 DRY_RUN_OUTPUT = "(not run: tools are dry-run in this training task)"
 
 
 def tool_choice_messages(state: FlowState) -> tuple[Message, ...]:
-    """The planner's prompt: the question and every enabled tool with its own description."""
+    """The planner's prompt: every enabled tool with its own description, then the question (the
+    shared opening first, so a batch forwards it once)."""
     tools = "\n".join(f"- {t.name}: {t.description}" for t in state.tools)
     return (Message("system", SYSTEM), Message("user", PROMPT.format(query=state.query.text, tools=tools)))
 

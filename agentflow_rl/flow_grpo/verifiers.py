@@ -26,15 +26,13 @@ DECISION_SCHEMA = JsonSchema(
 CHAT_SYSTEM = (
     "You check whether a question has been answered. Names like k3 stand for stored numbers that the "
     "lookup tool fetches; the answer is the output of the arithmetic tool (double, square or add) applied "
-    "to the question's numbers once every key is looked up."
+    "to the question's numbers once every key is looked up. Given a question and the tool calls so far, "
+    "reply STOP if a tool already produced the final answer, CONTINUE if more tool calls are needed, as "
+    'JSON like {"decision": "STOP"} or {"decision": "CONTINUE"}.'
 )
 CHAT_PROMPT = """Question: {query}
-
 Done so far:
-{history}
-
-Reply STOP if a tool already produced the final answer, CONTINUE if more tool calls are needed.
-Reply with JSON like {{"decision": "STOP"}} or {{"decision": "CONTINUE"}}."""
+{history}"""
 
 
 class _ModelVerifier:
