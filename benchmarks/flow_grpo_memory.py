@@ -1,6 +1,6 @@
 """Peak memory and step time of Flow-GRPO on SmolLM2-135M: a LoRA adapter against all weights.
 
-Each variant runs ``--steps`` training steps of ``configs/smollm2.toml`` (8 questions x 4
+Each variant runs ``--steps`` training steps of ``configs/smollm2.toml`` (8 questions x 8
 trajectories, up to 3 planner turns, batched rollouts) in its own process, so that its peak resident
 memory is its own; the first step's time is left out of the mean (grammar compilation, warm-up).
 
@@ -24,12 +24,21 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+#: ``micro-batch N``: N distinct prompts per pass with shared prompts (the turns sharing one ride
+#: along), N turns without.
 VARIANTS: dict[str, dict[str, Any]] = {
+    "LoRA r=16, micro-batch 8 (smollm2.toml)": {},
     "LoRA r=16, micro-batch 2": {"optim.micro_batch_turns": 2},
-    "LoRA r=16, micro-batch 4 (smollm2.toml)": {},
-    "all weights, micro-batch 4": {"policy.lora": None, "optim.lr": 1e-5},
-    "all weights, micro-batch 16": {"policy.lora": None, "optim.lr": 1e-5, "optim.micro_batch_turns": 16},
-    # Recomputing activations in the backward pass trades update time for the largest share of the peak.
+    "LoRA r=16, micro-batch 4, prompts not shared": {"optim.micro_batch_turns": 4, "rollout.share_prompts": False},
+    "all weights, micro-batch 8": {"policy.lora": None, "optim.lr": 1e-5},
+    "all weights, micro-batch 4, prompts not shared": {
+        "policy.lora": None,
+        "optim.lr": 1e-5,
+        "optim.micro_batch_turns": 4,
+        "rollout.share_prompts": False,
+    },
+    # Recomputing activations in the backward pass trades update time for the largest share of the
+    # peak; it drops KV caches, so the update forwards every turn in full.
     "LoRA r=16, micro-batch 2, activation checkpointing": {
         "optim.micro_batch_turns": 2,
         "run.gradient_checkpointing": True,
@@ -37,6 +46,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "all weights, micro-batch 4, activation checkpointing": {
         "policy.lora": None,
         "optim.lr": 1e-5,
+        "optim.micro_batch_turns": 4,
         "run.gradient_checkpointing": True,
     },
 }
