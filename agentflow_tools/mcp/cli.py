@@ -53,7 +53,7 @@ async def _serve(config: Config, listener: socket.socket | None, *, expose_tools
 
 
 def _listen(address: str) -> socket.socket:
-    """A bound socket for ``HOST:PORT`` (port 0 picks a free one), or a one-line error."""
+    """A bound, listening socket for ``HOST:PORT`` (port 0 picks a free one), or a one-line error."""
     host, sep, port_text = address.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
@@ -63,6 +63,9 @@ def _listen(address: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, int(port_text)))
+        # Listening now, not when uvicorn starts: a client that reads the printed URL and connects
+        # at once waits in the backlog instead of being refused.
+        sock.listen(128)
     except OSError as exc:
         sock.close()
         raise UsageError(f"--http {address}: cannot listen there: {exc.strerror or exc}") from None
