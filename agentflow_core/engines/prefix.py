@@ -70,6 +70,13 @@ class Prefilled:
     mask: torch.Tensor
 
 
+def inner_model(model: Any) -> Any:
+    """The transformers model behind DDP's ``.module`` and a peft wrapper (which passes keyword
+    arguments on to its base): where the forward signature and the model's flags are."""
+    inner = getattr(model, "module", model)
+    return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+
+
 def forward_arguments(model: Any) -> tuple[str, str | None]:
     """The names of the KV-cache argument and of the keep-only-the-last-logits argument.
 
@@ -77,10 +84,7 @@ def forward_arguments(model: Any) -> tuple[str, str | None]:
     ``num_logits_to_keep``. Asking for the last position's logits only matters: a 4k-token prompt
     would otherwise cost 800 MB of logits with a 49k-token vocabulary.
     """
-    inner = getattr(model, "module", model)  # DDP wraps the model in .module
-    if hasattr(inner, "get_base_model"):  # a peft model passes keyword arguments on to its base
-        inner = inner.get_base_model()
-    parameters = inspect.signature(inner.forward).parameters
+    parameters = inspect.signature(inner_model(model).forward).parameters
     cache_name = "cache" if "cache" in parameters else "past_key_values"
     keep = next((name for name in ("logits_to_keep", "num_logits_to_keep") if name in parameters), None)
     return cache_name, keep

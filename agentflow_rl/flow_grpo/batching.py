@@ -16,7 +16,6 @@ SmolLM2 and dropped: see docs/flow-grpo.md.)
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -207,14 +206,16 @@ def completion_logprobs(
 
 def _full_row_logits(model: Any, batch: TurnBatch) -> torch.Tensor:
     """``[B, C, V]`` from one pass over prompt + completion rows; only the last ``C + 1`` columns' logits are kept."""
+    from agentflow_core.engines.prefix import forward_arguments
+
     width = batch.completion_width
-    extra = {"logits_to_keep": width + 1} if _accepts(model, "logits_to_keep") else {}
+    _, keep = forward_arguments(model)
     out = model(
         input_ids=batch.input_ids,
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids,
         use_cache=False,
-        **extra,
+        **({keep: width + 1} if keep else {}),
     )
     return out.logits[:, -(width + 1) : -1]
 
@@ -246,17 +247,11 @@ def _shared_prompt_logits(model: Any, batch: TurnBatch) -> torch.Tensor:
 
 
 def _checkpointing(model: Any) -> bool:
-    inner = getattr(model, "module", model)
-    if hasattr(inner, "get_base_model"):
-        inner = inner.get_base_model()
+    """Whether this forward recomputes activations in the backward pass (and so drops KV caches)."""
     import torch
 
+    from agentflow_core.engines.prefix import inner_model
+
+    inner = inner_model(model)
     flag = next((n for n in ("is_activation_checkpointing", "is_gradient_checkpointing") if hasattr(inner, n)), None)
     return bool(flag and getattr(inner, flag)) and inner.training and torch.is_grad_enabled()
-
-
-def _accepts(model: Any, name: str) -> bool:
-    inner = getattr(model, "module", model)  # DDP wraps the model in .module
-    if hasattr(inner, "get_base_model"):  # a peft model passes keyword arguments on to its base
-        inner = inner.get_base_model()
-    return name in inspect.signature(inner.forward).parameters
