@@ -25,7 +25,14 @@ LORA = {"r": 4, "alpha": 8.0}
 
 
 def _config(tmp_path: Path, *, modules: list[str], lora: dict[str, Any] | None = LORA, **run: Any) -> Path:
-    sections: dict[str, Any] = {
+    sections = _sections(tmp_path, modules=modules, **run)
+    if lora is not None:
+        sections["policy"] = {"lora": lora}
+    return write_config(tmp_path / "train.toml", sections)
+
+
+def _sections(tmp_path: Path, *, modules: list[str], **run: Any) -> dict[str, Any]:
+    return {
         "train": {"modules": modules},
         "task": {"verifier": "synthetic_compact"},
         "rollout": {"group_size": 4, "questions_per_step": 4, "temperature": 1.0, "max_new_tokens": 8},
@@ -33,9 +40,6 @@ def _config(tmp_path: Path, *, modules: list[str], lora: dict[str, Any] | None =
         "loss": {"kl_coef": 0.01},
         "run": {"output_dir": str(tmp_path / "run"), "eval_every": 0, "checkpoint_every": 0, "trackers": [], **run},
     }
-    if lora is not None:
-        sections["policy"] = {"lora": lora}
-    return write_config(tmp_path / "train.toml", sections)
 
 
 def _snapshot(model: Any) -> dict[str, Any]:
@@ -62,6 +66,25 @@ def test_lora_trains_the_adapters_only_and_keeps_no_reference_copy(tmp_path: Pat
     assert modules.reference is None  # the reference is the base with the adapter off
     assert values[-1]["loss/kl"] > 0  # ... and the KL to it is really computed
     assert all(v["loss/logprob_gap"] < 1e-4 for v in values)
+
+
+def test_a_bfloat16_base_trains_float32_adapters(tmp_path: Path) -> None:
+    """Half the base's bytes; the adapters and the loss keep float32, so updates do not vanish."""
+    path = write_config(
+        tmp_path / "bf16.toml",
+        {
+            **_sections(tmp_path, modules=["planner"]),
+            "policy": {"lora": LORA, "dtype": "bfloat16"},
+        },
+    )
+    weights, values, modules = _steps(path, 3)
+    dtypes = {n: t.dtype for n, t in weights["after"].items()}
+    assert {d for n, d in dtypes.items() if "lora_" in n} == {torch.float32}
+    assert {d for n, d in dtypes.items() if "lora_" not in n} == {torch.bfloat16}
+    assert all(not torch.equal(weights["before"][n], weights["after"][n]) for n in dtypes if "lora_" in n)
+    assert modules.reference is None
+    # The rollout decoded through the same bf16 base, so the first pass still replays it closely.
+    assert all(0 <= v["loss/logprob_gap"] < 0.05 and v["loss/kl"] >= 0 for v in values), values
 
 
 def test_planner_and_verifier_each_train_their_own_adapter(tmp_path: Path) -> None:
@@ -176,6 +199,18 @@ def test_the_export_is_a_standard_peft_adapter_per_module(exported: tuple[Path, 
     trained.set_adapter("planner")
 
 
+def test_exported_weights_are_as_readable_as_the_files_beside_them(exported: tuple[Path, Any, Any]) -> None:
+    """safetensors alone leaves weights at 0600: a server running as another user could not load them."""
+    from agentflow_rl.flow_grpo.policy import _current_umask
+
+    run, _, _ = exported
+    expected = 0o666 & ~_current_umask()
+    files = [path for folder in ("policy", "merged") for path in (run / folder).rglob("*") if path.is_file()]
+    weights = [path for path in files if path.suffix == ".safetensors"]
+    assert len(weights) == 4  # two adapters, two merged models
+    assert {str(path): path.stat().st_mode & 0o777 for path in files} == {str(path): expected for path in files}
+
+
 def test_the_hf_engine_serves_an_exported_adapter_and_a_merged_folder(
     exported: tuple[Path, Any, Any], tmp_path: Path
 ) -> None:
@@ -212,6 +247,8 @@ def test_the_hf_engine_names_a_missing_adapter_folder(tmp_path: Path) -> None:
         ({"train": {"modules": ["planner", "planner"]}}, "train.modules must name"),
         ({"run": {"export_merged": True}}, "export_merged merges LoRA adapters"),
         ({"policy": {"lora": {"r": 0}}}, "policy.lora: 'r' must be >= 1"),
+        ({"policy": {"dtype": "bfloat16"}}, "policy.dtype = 'bfloat16' needs policy.lora"),
+        ({"policy": {"dtype": "float8"}}, "policy.dtype"),
     ],
 )
 def test_bad_training_settings_fail_at_load_with_the_key(tmp_path: Path, overrides: Any, message: str) -> None:

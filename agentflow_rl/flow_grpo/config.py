@@ -40,6 +40,12 @@ class LoraConfig:
     target_modules: tuple[str, ...] = LLAMA_LINEAR_LAYERS
 
 
+class WeightDtype(enum.Enum):
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+
 @attrs.frozen
 class PolicyConfig:
     #: ``"tiny"`` (random Llama over the synthetic vocabulary), ``"hf:smollm2"``, a folder or a hub id.
@@ -49,6 +55,11 @@ class PolicyConfig:
     #: Train a LoRA adapter per module on one shared, frozen base; unset trains all weights (each
     #: trained module then gets its own copy of the model).
     lora: LoraConfig | None = None
+    #: The weights' dtype. Half precision needs ``lora``: it halves the frozen base and the
+    #: activations and KV caches computed through it, while the adapters, logits and loss stay
+    #: float32. Fast on GPUs; on a CPU without bf16 instructions (AVX2 only) a step is several times
+    #: slower, so float32 is the default.
+    dtype: WeightDtype = WeightDtype.FLOAT32
 
 
 class TaskKind(enum.Enum):
@@ -251,6 +262,11 @@ class TrainConfig:
             )
         if self.task.kind is TaskKind.RECORDS and not self.task.train_file:
             raise ValueError("task.kind = 'records' needs task.train_file (a JSONL or parquet of questions)")
+        if self.policy.dtype is not WeightDtype.FLOAT32 and self.policy.lora is None:
+            raise ValueError(
+                f"policy.dtype = {self.policy.dtype.value!r} needs policy.lora: all weights train in float32 "
+                "(Adam's updates vanish in half precision); run.bf16 = true gives mixed precision instead"
+            )
         if self.run.export_merged and self.policy.lora is None:
             raise ValueError("run.export_merged merges LoRA adapters; it needs policy.lora (full weights export as is)")
 

@@ -22,17 +22,19 @@ if TYPE_CHECKING:
 
 
 def load_policy(config: PolicyConfig, vocabulary: Sequence[str] | None = None) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` in float32 on the CPU; the trainer's accelerator moves it."""
+    """``(model, tokenizer)`` in ``policy.dtype`` on the CPU; the trainer's accelerator moves it."""
+    import torch
+
+    dtype = getattr(torch, config.dtype.value)
     if config.source == "tiny":
         if vocabulary is None:
             raise ConfigError("policy.source = 'tiny' needs the synthetic task's vocabulary")
         tokenizer = build_tokenizer(vocabulary)
-        return build_policy(tokenizer, config.tiny), tokenizer
-    return _from_pretrained(config.source.removeprefix("hf:"))
+        return build_policy(tokenizer, config.tiny).to(dtype), tokenizer
+    return _from_pretrained(config.source.removeprefix("hf:"), dtype)
 
 
-def _from_pretrained(name: str) -> tuple[Any, Any]:
-    import torch
+def _from_pretrained(name: str, dtype: Any) -> tuple[Any, Any]:
     import transformers
 
     source = name
@@ -41,7 +43,7 @@ def _from_pretrained(name: str) -> tuple[Any, Any]:
         source = str(converted_gguf(path))
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source)
-        model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except (OSError, ValueError, ImportError) as exc:
         raise EngineUnavailable(f"policy {name}: cannot load it: {str(exc).splitlines()[0]}") from exc
     if tokenizer.pad_token_id is None:
@@ -137,20 +139,53 @@ def export_policy(
     """
     root = Path(output_dir) / POLICY_DIR
     if not modules.adapters:
-        return {
+        folders = {
             role: export_weights(accelerator, modules.prepared(role), tokenizer, root / role) for role in modules.roles
         }
+        if accelerator.is_main_process:
+            readable_as_umask(root)
+        return folders
     from agentflow_rl.flow_grpo import lora
 
     accelerator.wait_for_everyone()
-    folders: dict[str, Path] = {}
+    folders = {}
     if accelerator.is_main_process:
         model = modules.unwrapped(modules.roles[0])
         folders = lora.export_adapters(model, tokenizer, modules.roles, root)
+        readable_as_umask(root)
         if merged:
             lora.export_merged(model, tokenizer, modules.roles, Path(output_dir) / MERGED_DIR)
+            readable_as_umask(Path(output_dir) / MERGED_DIR)
     accelerator.wait_for_everyone()
     return folders or {role: root / role for role in modules.roles}
+
+
+def readable_as_umask(folder: Path) -> None:
+    """Give every exported file the mode a plain ``open`` would have given it.
+
+    safetensors writes through a private temporary file, so weights land as 0600 while the config
+    and tokenizer beside them follow the umask; a server running as another user (``vllm serve``
+    in a container, a shared model directory) could then read the config and fail on the weights.
+    """
+    umask = _current_umask()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~umask)
+
+
+def _current_umask() -> int:
+    """Read without setting it where the OS allows: ``os.umask`` alone would change it for every thread."""
+    import os
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def export_weights(accelerator: Any, model: Any, tokenizer: Any, folder: str | Path) -> Path:
