@@ -9,6 +9,33 @@ from agentflow_core.registry import Registry
 from agentflow_core.testing import registry_with
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    _missing_extra_fails_under_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    _missing_extra_fails_under_ci(outcome.get_result())
+
+
+def _missing_extra_fails_under_ci(report: pytest.CollectReport | pytest.TestReport) -> None:
+    """Under CI a test skipped because an extra did not import is a failure, not a skip.
+
+    ``pytest.importorskip`` keeps the suite usable on a partial install; CI installs every extra the
+    tests use, so an import that fails there is a broken install that a green run would hide.
+    """
+    import os
+
+    if not (os.environ.get("CI") and report.skipped and "could not import" in str(report.longrepr)):
+        return
+    reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+    report.outcome = "failed"
+    report.longrepr = f"CI installs every extra the tests use, yet {str(reason).removeprefix('Skipped: ')}"
+
+
 @pytest.fixture
 def registry() -> Registry:
     """Built-ins only: tests never load whatever plugins happen to be installed."""
