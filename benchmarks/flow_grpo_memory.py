@@ -49,6 +49,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "optim.micro_batch_turns": 4,
         "run.gradient_checkpointing": True,
     },
+    "all weights, micro-batch 2, activation checkpointing": {
+        "policy.lora": None,
+        "optim.lr": 1e-5,
+        "optim.micro_batch_turns": 2,
+        "run.gradient_checkpointing": True,
+    },
+    # The frozen base in half precision: half the base's bytes and of the KV caches and activations
+    # through it. Slow on CPUs without bf16 instructions; the usual setting on GPUs.
+    "LoRA r=16, bfloat16 base, micro-batch 2, activation checkpointing": {
+        "policy.dtype": "bfloat16",
+        "optim.micro_batch_turns": 2,
+        "run.gradient_checkpointing": True,
+    },
 }
 
 
