@@ -125,6 +125,26 @@ def test_untrained_model_modules_run_on_the_untouched_base(tmp_path: Path) -> No
         trainer.close_session(session)
 
 
+@pytest.mark.parametrize("modules", [["planner", "verifier"], ["planner"]])
+def test_a_module_samples_at_its_own_temperature(tmp_path: Path, modules: list[str]) -> None:
+    """``rollout.module_temperatures`` reaches a trained module's engine and an untrained one's on the base."""
+    path = _config(tmp_path, modules=modules)
+    overrides = {"rollout.module_temperatures": {"verifier": 2.5}}
+    session = trainer.start_session(load_train_config(path, overrides))
+    try:
+        batch = trainer._rollouts(session, session.train_solver, session.task.train[:2], 2)
+        calls = [c for r in batch.rollouts for c in r.trajectory.module_calls() if c.tokens is not None]
+        assert {(c.role, c.tokens.temperature) for c in calls} == {("planner", 1.0), ("verifier", 2.5)}
+        if "verifier" in modules:  # the trained turn's loss divides its logits by the same temperature
+            assert {t.trace.temperature for r in batch.rollouts for t in r.turns if t.role == "verifier"} == {2.5}
+        evaluated = trainer._rollouts(session, session.eval_solver, session.task.train[:1], 1)
+        greedy = [c for r in evaluated.rollouts for c in r.trajectory.module_calls() if c.tokens is not None]
+        assert {c.role for c in greedy} == {"planner", "verifier"}
+        assert {c.tokens.temperature for c in greedy} == {1.0}  # greedy, whatever the training temperatures
+    finally:
+        trainer.close_session(session)
+
+
 def test_a_lora_checkpoint_holds_the_adapters_and_resumes_them(tmp_path: Path) -> None:
     path = _config(tmp_path, modules=["planner", "verifier"], max_steps=2, checkpoint_every=1)
     first = trainer.start_session(load_train_config(path))
@@ -249,6 +269,8 @@ def test_the_hf_engine_names_a_missing_adapter_folder(tmp_path: Path) -> None:
         ({"policy": {"lora": {"r": 0}}}, "policy.lora: 'r' must be >= 1"),
         ({"policy": {"dtype": "bfloat16"}}, "policy.dtype = 'bfloat16' needs policy.lora"),
         ({"policy": {"dtype": "float8"}}, "policy.dtype"),
+        ({"rollout": {"module_temperatures": {"critic": 2.0}}}, "'critic' is not one of"),
+        ({"rollout": {"module_temperatures": {"verifier": 0}}}, "module_temperatures.verifier must be > 0"),
     ],
 )
 def test_bad_training_settings_fail_at_load_with_the_key(tmp_path: Path, overrides: Any, message: str) -> None:

@@ -142,6 +142,10 @@ class RolloutConfig:
     #: Planner turns per trajectory (the solver's ``max_steps``).
     max_turns: int = attrs.field(default=3, validator=_ge1)
     temperature: float = attrs.field(default=0.7, validator=_gt0)
+    #: A module's own training temperature, e.g. ``{ verifier = 2.0 }``, trained or not. A binary
+    #: decision whose prior is 95/5 hardly explores at the planner's temperature; evaluation stays at
+    #: ``eval_temperature`` for every module.
+    module_temperatures: dict[str, float] = attrs.field(factory=dict)
     eval_temperature: float = attrs.field(default=0.0, validator=_ge0)
     #: Cap on tokens of one planner reply.
     max_new_tokens: int = attrs.field(default=256, validator=_ge1)
@@ -161,6 +165,17 @@ class RolloutConfig:
     backend: str = "hf"
     #: How long a worker backend may take to answer one call or take new weights; 0: no limit.
     worker_timeout_s: float = attrs.field(default=300.0, validator=_ge0)
+
+    @module_temperatures.validator
+    def _check_module_temperatures(self, _: Any, value: dict[str, float]) -> None:
+        for role, temperature in value.items():
+            if role not in MODULE_ROLES:
+                raise ValueError(f"rollout.module_temperatures: {role!r} is not one of {', '.join(MODULE_ROLES)}")
+            if not temperature > 0:
+                raise ValueError(f"rollout.module_temperatures.{role} must be > 0, got {temperature}")
+
+    def temperature_of(self, role: str) -> float:
+        return self.module_temperatures.get(role, self.temperature)
 
 
 @attrs.frozen

@@ -94,13 +94,29 @@ def policy_engine(name: str, config: TrainConfig, *, temperature: float) -> Engi
     )
 
 
-def solver_config(setup: TaskSetup, config: TrainConfig, *, temperature: float) -> Config:
-    """The task's agent with every trained module on the policy; the others keep their engines."""
-    trained = {role: policy_engine(role, config, temperature=temperature) for role in config.train.roles}
+def solver_config(setup: TaskSetup, config: TrainConfig, *, evaluation: bool) -> Config:
+    """The task's agent with every trained module on the policy; the others keep their engines.
+
+    Training rollouts sample each module at ``rollout.temperature_of(role)``; evaluation samples
+    every module at ``rollout.eval_temperature``.
+    """
+    rollout = config.rollout
+
+    def temperature(role: str) -> float:
+        return rollout.eval_temperature if evaluation else rollout.temperature_of(role)
+
+    trained = {role: policy_engine(role, config, temperature=temperature(role)) for role in config.train.roles}
     if setup.entry_points:
         engines = attrs.evolve(setup.agent.engines, **trained)
     else:  # the synthetic task: untrained model-based modules run on the untrained base
-        engines = EnginesConfig(default=policy_engine(BASE, config, temperature=temperature), **trained)
+        untrained = {
+            role: policy_engine(BASE, config, temperature=temperature(role))
+            for role in rollout.module_temperatures
+            if role not in trained
+        }
+        engines = EnginesConfig(
+            default=policy_engine(BASE, config, temperature=temperature("")), **trained, **untrained
+        )
     agent = attrs.evolve(setup.agent.agent, max_steps=config.rollout.max_turns)
     return attrs.evolve(setup.agent, engines=engines, agent=agent)
 
