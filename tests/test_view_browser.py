@@ -292,6 +292,30 @@ def test_rows_written_while_the_page_is_open_appear_without_a_reload(
         assert page.evaluate("window.__same_page") is True
 
 
+def test_a_comparison_follows_a_run_that_is_still_writing(page: Any, runs: dict[str, Path], tmp_path: Path) -> None:
+    lines = (runs["b"] / "results.jsonl").read_text().splitlines(keepends=True)
+    live = tmp_path / "run-b"
+    live.mkdir()
+    shutil.copy(runs["b"] / "run.json", live / "run.json")
+    results = live / "results.jsonl"
+    results.write_text(lines[0])
+    with serve(runs["a"], live, cwd=tmp_path) as url:
+        page.goto(url)
+        page.wait_for_selector("table.summary")
+        page.evaluate("window.__same_page = true")
+        b_cell = "document.querySelector('table.summary tbody td:nth-child(3)').textContent"
+        with results.open("a") as out:
+            out.write("".join(lines[1:]))
+        page.wait_for_function(f"() => {b_cell} === '66.7'")  # B's accuracy over all six items
+        _wait_rows(page, 2)
+        assert sorted(page.locator(".vlist .c-id").all_inner_texts()) == ["2", "3"]
+        assert page.locator(".card .muted", has_text="flipped").inner_text().startswith("3 flipped, 3 the same")
+        page.click(".chip[data-flips='broken']")
+        _wait_rows(page, 1)
+        assert page.locator(".vlist .c-id").inner_text() == "1"
+        assert page.evaluate("window.__same_page") is True
+
+
 def test_an_export_opens_from_disk(page: Any, runs: dict[str, Path], tmp_path: Path) -> None:
     site = tmp_path / "site"
     result = run_agentflow("view", str(runs["a"]), str(runs["b"]), "--export", str(site), cwd=tmp_path)

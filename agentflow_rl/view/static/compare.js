@@ -51,24 +51,42 @@ window.AF = window.AF || {};
 
   AF.pages.compare = async function (main, ctx, ia, ib) {
     const feeds = [new AF.Feed(`eval/${ia}/rows`), new AF.Feed(`eval/${ib}/rows`)];
-    const [a, b] = await Promise.all([AF.load(`eval/${ia}/summary`), AF.load(`eval/${ib}/summary`), ...feeds.map((f) => f.poll())]);
+    const summaries = () => Promise.all([AF.load(`eval/${ia}/summary`), AF.load(`eval/${ib}/summary`)]);
+    const [[a, b]] = await Promise.all([summaries(), ...feeds.map((f) => f.poll())]);
     ctx.crumbs([[`#/compare/${ia}/${ib}`, `compare ${a.name} ↔ ${b.name}`]]);
-    const t = table(a, b);
-    const chart = AF.barChart(t.names.map((n) => ({ label: n, values: [t.byA[n] ? t.byA[n].accuracy : null, t.byB[n] ? t.byB[n].accuracy : null] })),
-      [`A: ${a.name}`, `B: ${b.name}`], { title: "accuracy per benchmark (%)" });
-    const p = pairs(feeds[0].rows, feeds[1].rows);
     const which = ctx.query.flips === "broken" ? "broken" : "fixed";
+    const summaryBox = h("div", { class: "summary-layout" });
+    const flipsBox = h("div", {});
     const list = new AF.VirtualList(pairRow([ia, ib]));
-    list.setItems(p[which]);
-    const tabs = h("div", { class: "chips" }, [["fixed", `wrong in A → right in B (${p.fixed.length})`], ["broken", `right in A → wrong in B (${p.broken.length})`]].map(([k, text]) =>
-      h("button", { class: "chip" + (k === which ? " on" : ""), "data-flips": k, onclick: () => { ctx.setQuery({ flips: k }); AF.route(); } }, text)));
+
+    /* Both runs may still be writing: the table, the chart and the flips are redrawn from what has
+     * arrived, the list keeping its scroll position (setItems). */
+    function draw(sa, sb) {
+      const t = table(sa, sb);
+      AF.fill(summaryBox, t.table, h("div", { class: "chart-box" }, AF.barChart(
+        t.names.map((n) => ({ label: n, values: [t.byA[n] ? t.byA[n].accuracy : null, t.byB[n] ? t.byB[n].accuracy : null] })),
+        [`A: ${sa.name}`, `B: ${sb.name}`], { title: "accuracy per benchmark (%)" })));
+      const p = pairs(feeds[0].rows, feeds[1].rows);
+      list.setItems(p[which]);
+      const tabs = h("div", { class: "chips" }, [["fixed", `wrong in A → right in B (${p.fixed.length})`], ["broken", `right in A → wrong in B (${p.broken.length})`]].map(([k, text]) =>
+        h("button", { class: "chip" + (k === which ? " on" : ""), "data-flips": k, onclick: () => { ctx.setQuery({ flips: k }); AF.route(); } }, text)));
+      AF.fill(flipsBox, h("p", { class: "muted" }, `${p.fixed.length + p.broken.length} flipped, ${p.same} the same; ${p.onlyA} only in A, ${p.onlyB} only in B`), tabs);
+    }
+
+    draw(a, b);
     AF.fill(main, h("h1", {}, `A: ${a.name}  ↔  B: ${b.name}`),
       h("p", { class: "muted info" }, `A: ${a.path} · B: ${b.path}`),
-      h("section", { class: "card" }, h("div", { class: "summary-layout" }, t.table, h("div", { class: "chart-box" }, chart))),
-      h("section", { class: "card" }, h("h3", {}, "Items whose score flipped"),
-        h("p", { class: "muted" }, `${p.fixed.length + p.broken.length} flipped, ${p.same} the same; ${p.onlyA} only in A, ${p.onlyB} only in B`),
-        tabs, h("div", { class: "qrow qhead pair" }, ["benchmark", "id", "A", "B", "question", "A answered", "B answered", "gold"].map((x, k) =>
+      h("section", { class: "card" }, summaryBox),
+      h("section", { class: "card" }, h("h3", {}, "Items whose score flipped"), flipsBox,
+        h("div", { class: "qrow qhead pair" }, ["benchmark", "id", "A", "B", "question", "A answered", "B answered", "gold"].map((x, k) =>
           h("span", { class: ["c-bench", "c-id", "c-out", "c-out", "c-q", "c-a", "c-a", "c-g"][k] }, x))), list.el));
+    const pulse = () => ctx.pulse(`${feeds[0].rows.length.toLocaleString("en-US")} ↔ ${feeds[1].rows.length.toLocaleString("en-US")} queries`);
+    pulse();
+    ctx.every(1000, async () => {
+      const changed = await Promise.all(feeds.map((f) => f.poll()));
+      pulse();
+      if (changed.some(Boolean)) draw(...(await summaries()));
+    });
   };
 
   AF.pages.compareItem = async function (main, ctx, ia, ib, na, nb) {
