@@ -138,24 +138,32 @@ def export_policy(
     position, accelerate's layout); this is the deliverable.
     """
     root = Path(output_dir) / POLICY_DIR
-    if not modules.adapters:
+    if modules.adapters:
+        folders = _export_lora(accelerator, modules, tokenizer, Path(output_dir), merged=merged)
+    else:
         folders = {
             role: export_weights(accelerator, modules.prepared(role), tokenizer, root / role) for role in modules.roles
         }
-        if accelerator.is_main_process:
-            readable_as_umask(root)
-        return folders
+    if accelerator.is_main_process:
+        for written in (root, Path(output_dir) / MERGED_DIR):
+            if written.is_dir():
+                readable_as_umask(written)
+    return folders
+
+
+def _export_lora(
+    accelerator: Any, modules: TrainedModules, tokenizer: Any, output_dir: Path, *, merged: bool
+) -> dict[str, Path]:
     from agentflow_rl.flow_grpo import lora
 
+    root = output_dir / POLICY_DIR
     accelerator.wait_for_everyone()
-    folders = {}
+    folders: dict[str, Path] = {}
     if accelerator.is_main_process:
         model = modules.unwrapped(modules.roles[0])
         folders = lora.export_adapters(model, tokenizer, modules.roles, root)
-        readable_as_umask(root)
         if merged:
-            lora.export_merged(model, tokenizer, modules.roles, Path(output_dir) / MERGED_DIR)
-            readable_as_umask(Path(output_dir) / MERGED_DIR)
+            lora.export_merged(model, tokenizer, modules.roles, output_dir / MERGED_DIR)
     accelerator.wait_for_everyone()
     return folders or {role: root / role for role in modules.roles}
 
