@@ -70,6 +70,8 @@ async def test_generation_fills_a_trace_that_matches_a_forward_pass(tiny_engine:
     assert completion.finish_reason in {"stop", "length"}
     expected = _forward_logprobs(tiny_engine, trace.prompt_ids, trace.completion_ids)
     assert trace.completion_logprobs == pytest.approx(expected, abs=1e-4)
+    # The loaded model's head copies the rows ``logits_to_keep`` leaves (see ``contiguous_head_input``).
+    assert tiny_engine._model.get_output_embeddings().agentflow_contiguous_input
 
 
 async def test_sampled_logprobs_are_the_tempered_policy(tiny_engine: HFEngine) -> None:

