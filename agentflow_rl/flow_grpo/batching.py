@@ -166,10 +166,11 @@ def _collate_allowed(samples: Sequence[TurnSample], width: int, device: Any) -> 
 
 
 def completion_logprobs(
-    model: Any, batch: TurnBatch, *, share_prompts: bool = True
-) -> tuple[torch.Tensor, torch.Tensor]:
+    model: Any, batch: TurnBatch, *, share_prompts: bool = True, entropy: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(logp, entropy)``, each ``[B, C]``: the sampling distribution at every trained completion
     position (``completion_mask``); 0 at forced positions, where it is exactly that, and on padding.
+    The entropy is ``None`` when not asked for (the reference's is never used).
 
     Logits are divided by each row's sampling temperature (the engine recorded the tempered
     distribution) and, where the batch carries allowed sets, restricted to them. With
@@ -195,13 +196,15 @@ def completion_logprobs(
         picked = picked.masked_fill(~allowed, float("-inf"))
     logp_all = torch.log_softmax(picked, dim=-1)
     chosen = logp_all.gather(-1, batch.completion_ids[trained].unsqueeze(-1)).squeeze(-1)
+    logp = torch.zeros(trained.shape, dtype=chosen.dtype, device=chosen.device).masked_scatter(trained, chosen)
+    if not entropy:
+        return logp, None
     with torch.no_grad():
         plogp = logp_all.exp() * logp_all
         if allowed is not None:  # 0 * -inf is nan: tokens outside the set contribute nothing
             plogp = plogp.masked_fill(~allowed, 0.0)
-        entropy = torch.zeros(trained.shape, device=picked.device).masked_scatter(trained, -plogp.sum(-1))
-    logp = torch.zeros(trained.shape, dtype=chosen.dtype, device=chosen.device).masked_scatter(trained, chosen)
-    return logp, entropy
+        spread = torch.zeros(trained.shape, device=picked.device).masked_scatter(trained, -plogp.sum(-1))
+    return logp, spread
 
 
 def _full_row_logits(model: Any, batch: TurnBatch) -> torch.Tensor:

@@ -89,14 +89,16 @@ def policy_update(ctx: UpdateContext, samples: Sequence[TurnSample], *, first_pa
 def _micro_step(ctx: UpdateContext, role: str, chunk: Sequence[TurnSample], sums: _Sums, first_pass: bool) -> None:
     batch = collate(chunk, ctx.pad_id, ctx.accelerator.device)
     with ctx.accelerator.autocast():
-        with ctx.modules.training(role) as model:  # type: ignore[arg-type]
-            logp, entropy = completion_logprobs(model, batch, share_prompts=ctx.share_prompts)
         reference = None
         if ctx.settings.kl_coef > 0 and ctx.modules.has_reference:
             import torch
 
+            # Before the policy's pass: its [positions, vocabulary] tensors are gone by the time the
+            # policy's graph holds its own (on SmolLM2 the step's peak was here).
             with torch.no_grad(), ctx.modules.reference_model(role) as frozen:  # type: ignore[arg-type]
-                reference, _ = completion_logprobs(frozen, batch, share_prompts=ctx.share_prompts)
+                reference, _ = completion_logprobs(frozen, batch, share_prompts=ctx.share_prompts, entropy=False)
+        with ctx.modules.training(role) as model:  # type: ignore[arg-type]
+            logp, entropy = completion_logprobs(model, batch, share_prompts=ctx.share_prompts)
     terms = token_terms(logp, batch.old_logprobs, batch.advantages, ctx.settings, reference)
     loss = weighted_loss(terms, batch.weights, batch.completion_mask)
     ctx.accelerator.backward(loss)
