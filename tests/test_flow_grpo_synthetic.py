@@ -66,6 +66,18 @@ def test_split_has_every_shape_on_both_sides_and_no_overlap() -> None:
     assert all(r.answers == (task.solve(r.question),) for r in held_out)
 
 
+def test_any_first_held_out_questions_take_the_shapes_in_turn() -> None:
+    # ``run.eval_questions`` scores the first N: with the shapes one after another, the first 40 of
+    # this split once held no two-key question.
+    task = SyntheticTask.make()
+    _, held_out = task.split()
+    shapes = {q: shape for shape, qs in task.shapes().items() for q in qs}
+    order = [shapes[r.question] for r in held_out]
+    assert sorted(order[:5]) == sorted(task.shapes())
+    counts = {shape: order[:40].count(shape) for shape in task.shapes()}
+    assert counts == {"un": 4, "uk": 6, "nn": 10, "kn": 10, "kk": 10}  # "un" has only 4 to give
+
+
 def test_scoring_and_parsing() -> None:
     record = TrainRecord("1", "k1 plus 3", ("7",))
     assert TASK.score(record, " 7").correct and not TASK.score(record, "8").correct

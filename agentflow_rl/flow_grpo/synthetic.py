@@ -20,6 +20,7 @@ tiny random policy can learn them on a CPU, and so that a learning curve means t
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -98,18 +99,21 @@ class SyntheticTask:
     ) -> tuple[list[TrainRecord], list[TrainRecord]]:
         """Train and held-out questions; no question is in both, and every shape is in both.
 
-        Held out: a ``held_out`` share of each shape, at most ``max_held_out`` of one shape, so the
-        score weighs the five shapes alike. Train: the rest, the rarer shapes repeated until each
-        shape has as many questions as the commonest, so the policy meets all five equally often.
+        Held out: a ``held_out`` share of each shape, at most ``max_held_out`` of one shape, taking
+        the shapes in turn, so that the first N questions (``run.eval_questions``) weigh them as
+        alike as their sizes allow; listed shape by shape, the first 40 of the default split held no
+        two-key question at all. Train: the rest, the rarer shapes repeated until each shape has as
+        many questions as the commonest, so the policy meets all five equally often.
         """
         rng = random.Random(seed)
         train: dict[str, list[str]] = {}
-        test: list[str] = []
+        held: list[list[str]] = []
         for shape, questions in self.shapes().items():
             rng.shuffle(questions)
             cut = min(max_held_out, max(1, round(len(questions) * held_out)))
-            test += questions[:cut]
+            held.append(questions[:cut])
             train[shape] = questions[cut:]
+        test = [q for turn in itertools.zip_longest(*held) for q in turn if q is not None]
         longest = max(len(q) for q in train.values())
         repeated = [q for qs in train.values() for q in (qs * (longest // len(qs) + 1))[:longest]]
         return self._records(repeated, "train"), self._records(test, "test")
