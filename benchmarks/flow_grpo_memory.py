@@ -62,6 +62,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "optim.micro_batch_turns": 2,
         "run.gradient_checkpointing": True,
     },
+    # One prompt (and the turns that share it) per pass: the smallest update working set.
+    "LoRA r=16, bfloat16 base, micro-batch 1, activation checkpointing": {
+        "policy.dtype": "bfloat16",
+        "optim.micro_batch_turns": 1,
+        "run.gradient_checkpointing": True,
+    },
+    "all weights, micro-batch 1, activation checkpointing": {
+        "policy.lora": None,
+        "optim.lr": 1e-5,
+        "optim.micro_batch_turns": 1,
+        "run.gradient_checkpointing": True,
+    },
 }
 
 
