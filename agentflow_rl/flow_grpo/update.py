@@ -93,8 +93,8 @@ def _micro_step(ctx: UpdateContext, role: str, chunk: Sequence[TurnSample], sums
         if ctx.settings.kl_coef > 0 and ctx.modules.has_reference:
             import torch
 
-            # Before the policy's pass: its [positions, vocabulary] tensors are gone by the time the
-            # policy's graph holds its own (on SmolLM2 the step's peak was here).
+            # Before the policy's pass, so that its [positions, vocabulary] tensors are freed before
+            # the policy's graph holds its own, rather than on top of them.
             with torch.no_grad(), ctx.modules.reference_model(role) as frozen:  # type: ignore[arg-type]
                 reference, _ = completion_logprobs(frozen, batch, share_prompts=ctx.share_prompts, entropy=False)
         with ctx.modules.training(role) as model:  # type: ignore[arg-type]
