@@ -156,6 +156,26 @@ async def test_the_code_runs_as_a_script_would(box: Sandbox) -> None:
     ], result.stderr
 
 
+@in_pool_loop
+async def test_the_code_runs_at_the_lowest_priority_and_cannot_raise_it(box: Sandbox) -> None:
+    # Supervisor and zygote share the container's CPU quota with everything the code starts; the
+    # cleanup after a fork bomb must win it (see ``RUN_NICE``).
+    program = code(
+        """
+        import os, subprocess, sys
+        ask = "import os; print(os.getpriority(os.PRIO_PROCESS, 0))"
+        child = subprocess.run([sys.executable, "-c", ask], capture_output=True, text=True).stdout.strip()
+        print(os.getpriority(os.PRIO_PROCESS, 0), child)
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+        except PermissionError:
+            print("refused")
+        """
+    )
+    result = await box.run(program)
+    assert result.stdout.splitlines() == ["19 19", "refused"], result.stderr
+
+
 @pytest.mark.parametrize(
     ("program", "exit_code", "stderr_end"),
     [
