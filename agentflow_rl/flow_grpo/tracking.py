@@ -64,7 +64,7 @@ def plot_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: str 
         trains = [r for r in rows if "train/reward" in r]
         axes[1].plot([r["step"] for r in trains], [r["train/reward"] for r in trains], label=label)
     axes[0].set(xlabel="training time (min)", ylabel="held-out success (greedy)", ylim=(0, 1.02), title=title)
-    axes[1].set(xlabel="step", ylabel="mean training reward (T=0.7)", ylim=(0, 1.02), title="training reward")
+    axes[1].set(xlabel="step", ylabel="mean training reward (sampled)", ylim=(0, 1.02), title="training reward")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
