@@ -159,10 +159,13 @@ def test_judge_verdicts_are_recorded_beside_the_scorer(tmp_path: Path, server: S
     summary = evaluate(config_for(server, default="m"), request, registry, stream=open("/dev/null", "w"))  # noqa: SIM115
     [bench] = summary.benchmarks
     assert (bench.accuracy, bench.judge_accuracy) == (1.0, 0.0)
-    record = next(iter(RunDir(tmp_path / "judged").read().values()))
-    assert record.judge == Score(False, 0.0, "llm_judge", "too terse")
-    assert "too terse" not in server.requests_for("judge")[0].messages[-1]["content"]
-    assert record.answer in server.requests_for("judge")[0].messages[-1]["content"]
+    records = list(RunDir(tmp_path / "judged").read().values())
+    prompts = [request.messages[-1]["content"] for request in server.requests_for("judge")]
+    assert len(records) == len(prompts) == 2
+    for record in records:  # the two are judged concurrently: pair each with its own prompt
+        assert record.judge == Score(False, 0.0, "llm_judge", "too terse")
+        [prompt] = [p for p in prompts if record.question in p]
+        assert record.answer in prompt and "too terse" not in prompt
     assert "judge %" in (tmp_path / "judged" / "summary.md").read_text()
 
 
