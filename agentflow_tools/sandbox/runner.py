@@ -181,8 +181,7 @@ def run_script(out_w, err_w):
 
 def become_script(out_w, err_w):
     os.setsid()
-    if os.getpriority(os.PRIO_PROCESS, 0) < RUN_NICE:  # raising it needs no privilege; lowering would
-        os.setpriority(os.PRIO_PROCESS, 0, RUN_NICE)
+    os.setpriority(os.PRIO_PROCESS, 0, RUN_NICE)  # the most a process can be niced: never a lowering
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(out_w, 1)
