@@ -146,6 +146,42 @@ def test_sharing_prompts_gives_the_full_rows_loss_and_gradient(world: TinyWorld,
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
 
 
+def test_a_repeated_turn_is_forwarded_once_and_keeps_its_own_advantage(
+    world: TinyWorld, rollouts: list[Rollout]
+) -> None:
+    """Turns repeated token for token share one forward; loss and gradient stay those of every row."""
+    import attrs
+
+    samples = _samples(rollouts, replay=GrammarReplay(world.model, world.tokenizer))
+    # The same turns again, with other advantages and weights, as other trajectories of a group.
+    twins = [attrs.evolve(s, advantage=0.3 - 2 * s.advantage, weight=s.weight * 1.5) for s in samples]
+    everything = samples + twins
+    distinct = len({(s.prompt_ids, s.completion_ids) for s in samples})
+    results = []
+    for merge in (True, False):
+        batch = collate(everything, pad_id=world.tokenizer.pad_token_id, merge_repeats=merge)
+        model = frozen_copy(world.model)
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        rows: list[int] = []
+        hook = model.register_forward_pre_hook(
+            lambda _m, _a, kw, seen=rows: seen.append(len(kw["input_ids"])), with_kwargs=True
+        )
+        logp, entropy = completion_logprobs(model, batch, share_prompts=False)
+        hook.remove()
+        terms = token_terms(logp - 0.1, batch.old_logprobs, batch.advantages, ClipSettings())
+        loss = weighted_loss(terms, batch.weights, batch.completion_mask)
+        loss.backward()
+        results.append((rows, loss.detach(), logp.detach(), entropy, [p.grad.clone() for p in model.parameters()]))
+    (rows_m, loss_m, logp_m, ent_m, grad_m), (rows_a, loss_a, logp_a, ent_a, grad_a) = results
+    assert rows_m == [distinct] and rows_a == [len(everything)]
+    assert torch.allclose(loss_m, loss_a, atol=1e-6)
+    assert torch.allclose(logp_m, logp_a, atol=1e-5) and torch.allclose(ent_m, ent_a, atol=1e-5)
+    assert any(torch.count_nonzero(g) for g in grad_a)
+    for a, b in zip(grad_m, grad_a, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
 def test_masking_excludes_prompt_and_padding_tokens(world: TinyWorld) -> None:
     samples = [
         TurnSample((4, 10, 11, 12, 5), (6, 19, 7, 2), (-1.0, -2.0, -3.0, -4.0), 1.0, 0.25),

@@ -111,13 +111,45 @@ class TurnBatch:
     #: Each row's prompt, for the forward that shares what rows have in common.
     prompts: tuple[tuple[int, ...], ...] = ()
     pad_id: int = 0
+    #: The rows that are forwarded: the first of each set of identical turns (same prompt,
+    #: completion, temperature and grammar); ``None`` means every row.
+    forwarded: tuple[int, ...] | None = None
+    #: For each row, the position in ``forwarded`` of the row whose log-probabilities it shares.
+    same_as: tuple[int, ...] | None = None
 
     @property
     def completion_width(self) -> int:
         return int(self.completion_ids.shape[1])
 
+    def rows(self, index: Sequence[int]) -> TurnBatch:
+        """The batch of just these rows (in this order), every one of them forwarded."""
+        import torch
 
-def collate(samples: Sequence[TurnSample], pad_id: int, device: Any = "cpu") -> TurnBatch:
+        at = torch.tensor(list(index), dtype=torch.long, device=self.input_ids.device)
+        tensors = {
+            name: getattr(self, name)[at]
+            for name in (
+                "input_ids",
+                "attention_mask",
+                "position_ids",
+                "completion_mask",
+                "completion_ids",
+                "old_logprobs",
+                "advantages",
+                "weights",
+                "temperatures",
+            )
+        }
+        allowed = None if self.allowed is None else self.allowed[at]
+        prompts = tuple(self.prompts[i] for i in index) if self.prompts else ()
+        return TurnBatch(**tensors, allowed=allowed, prompts=prompts, pad_id=self.pad_id)
+
+
+def collate(
+    samples: Sequence[TurnSample], pad_id: int, device: Any = "cpu", *, merge_repeats: bool = True
+) -> TurnBatch:
+    """Pads ``samples`` into one batch. With ``merge_repeats`` a turn that repeats an earlier one
+    token for token is scored from that one's forward pass (:func:`completion_logprobs`)."""
     import torch
 
     prompt_width = max(len(s.prompt_ids) for s in samples)
@@ -147,7 +179,30 @@ def collate(samples: Sequence[TurnSample], pad_id: int, device: Any = "cpu") -> 
         allowed=_collate_allowed(samples, width, device),
         prompts=tuple(s.prompt_ids for s in samples),
         pad_id=pad_id,
+        **(_repeats(samples) if merge_repeats else {}),
     )
+
+
+def _repeats(samples: Sequence[TurnSample]) -> dict[str, tuple[int, ...]]:
+    """``forwarded`` and ``same_as`` for the batch: which rows are first of their kind, and whose each row is.
+
+    A GRPO group samples one prompt several times and a peaked policy often writes the same reply,
+    so a step's turns repeat: about a third of them on SmolLM2's first steps, more as it converges.
+    A repeat has the same log-probabilities (the same tokens under the same distribution), so one
+    forward serves all of them; its own advantage and weight still enter the loss, so the loss and
+    its gradient are those of forwarding every row.
+    """
+    first: dict[tuple[Any, ...], int] = {}
+    forwarded: list[int] = []
+    same_as = []
+    for row, s in enumerate(samples):
+        allowed = None if s.allowed is None else s.allowed.cpu().numpy().tobytes()
+        key = (s.prompt_ids, s.completion_ids, s.temperature, s.free, allowed)
+        if key not in first:
+            first[key] = len(forwarded)
+            forwarded.append(row)
+        same_as.append(first[key])
+    return {"forwarded": tuple(forwarded), "same_as": tuple(same_as)}
 
 
 def _collate_allowed(samples: Sequence[TurnSample], width: int, device: Any) -> torch.Tensor | None:
@@ -180,6 +235,11 @@ def completion_logprobs(
     """
     import torch
 
+    if batch.forwarded is not None and batch.same_as is not None and len(batch.forwarded) < len(batch.same_as):
+        once = batch.rows(batch.forwarded)
+        logp, spread = completion_logprobs(model, once, share_prompts=share_prompts, entropy=entropy)
+        index = torch.tensor(batch.same_as, dtype=torch.long, device=logp.device)
+        return logp[index], None if spread is None else spread[index]
     if share_prompts and batch.prompts and not _checkpointing(model):
         logits = _shared_prompt_logits(model, batch)
     else:
