@@ -287,3 +287,28 @@ async def test_sampling_from_a_shared_prefix_records_each_rows_own_policy(tiny_m
     assert len({t.completion_ids for t in traces}) > 3, "rows of one prompt must sample independently"
     for trace in traces:
         assert trace.completion_logprobs == pytest.approx(_sampling_logprobs(engine, trace), abs=1e-4)
+
+
+def test_a_constrained_draw_follows_the_masked_distribution() -> None:
+    """Sampling only among the allowed tokens must still draw each with its renormalised probability."""
+    from agentflow_core.engines.grammar import packed_width
+    from agentflow_core.engines.hf_engine import _pick, _Sampling
+
+    allowed = [3, 17, 42, 99]
+
+    class Fixed:
+        def fill(self, packed: Any) -> None:
+            for token in allowed:
+                packed[token // 32] |= 1 << (token % 32)
+
+    logits = torch.randn(100, generator=torch.Generator().manual_seed(1)) * 2
+    expected = torch.softmax(logits[allowed] / 0.8, dim=-1)
+    sampling = _Sampling(0.8, torch.Generator().manual_seed(2))
+    assert packed_width(100) == 4
+    counts = dict.fromkeys(allowed, 0)
+    for _ in range(4000):
+        token, logprob = _pick(logits.clone(), sampling, Fixed())  # type: ignore[arg-type]
+        counts[token] += 1  # a token outside the set is a KeyError
+        assert logprob == pytest.approx(float(expected[allowed.index(token)].log()), abs=1e-5)
+    for token, probability in zip(allowed, expected.tolist(), strict=True):
+        assert counts[token] / 4000 == pytest.approx(probability, abs=0.03)
