@@ -126,23 +126,13 @@ class TurnBatch:
         import torch
 
         at = torch.tensor(list(index), dtype=torch.long, device=self.input_ids.device)
-        tensors = {
-            name: getattr(self, name)[at]
-            for name in (
-                "input_ids",
-                "attention_mask",
-                "position_ids",
-                "completion_mask",
-                "completion_ids",
-                "old_logprobs",
-                "advantages",
-                "weights",
-                "temperatures",
-            )
+        picked = {
+            field.name: value[at]
+            for field in attrs.fields(TurnBatch)
+            if isinstance(value := getattr(self, field.name), torch.Tensor)
         }
-        allowed = None if self.allowed is None else self.allowed[at]
         prompts = tuple(self.prompts[i] for i in index) if self.prompts else ()
-        return TurnBatch(**tensors, allowed=allowed, prompts=prompts, pad_id=self.pad_id)
+        return attrs.evolve(self, **picked, prompts=prompts, forwarded=None, same_as=None)
 
 
 def collate(

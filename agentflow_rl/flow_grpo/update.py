@@ -174,8 +174,8 @@ def _chunks(items: Sequence[TurnSample], size: int, *, by_prompt: bool = False) 
     turn that has one of them (the loss is a sum, so the order of turns changes nothing).
 
     Prompts go in order of length, so each micro-batch pads its rows to a similar width: a
-    trajectory's prompts grow turn by turn, and mixing first and third turns padded a SmolLM2
-    batch's distinct remainders by about a third.
+    trajectory's prompts grow turn by turn, and a pass that mixes first and third turns pads every
+    first turn to the length of a third.
     """
     if not by_prompt:
         for start in range(0, len(items), size):
