@@ -74,21 +74,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "optim.micro_batch_turns": 1,
         "run.gradient_checkpointing": True,
     },
-    # The rollout's KV caches (64 rows decoding together) set the peak of the smallest LoRA step;
-    # decoding 8 rows at a time trades rollout time for them, on both sides alike.
-    "LoRA r=16, bfloat16 base, micro-batch 1, activation checkpointing, rollout batches of 8": {
-        "policy.dtype": "bfloat16",
-        "optim.micro_batch_turns": 1,
-        "run.gradient_checkpointing": True,
-        "rollout.max_batch": 8,
-    },
-    "all weights, micro-batch 1, activation checkpointing, rollout batches of 8": {
-        "policy.lora": None,
-        "optim.lr": 1e-5,
-        "optim.micro_batch_turns": 1,
-        "run.gradient_checkpointing": True,
-        "rollout.max_batch": 8,
-    },
 }
 
 
