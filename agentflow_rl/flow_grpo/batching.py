@@ -112,10 +112,10 @@ class TurnBatch:
     prompts: tuple[tuple[int, ...], ...] = ()
     pad_id: int = 0
     #: The rows that are forwarded: the first of each set of identical turns (same prompt,
-    #: completion, temperature and grammar); ``None`` means every row.
-    forwarded: tuple[int, ...] | None = None
+    #: completion, temperature and grammar); empty, with ``same_as``, when every row is.
+    forwarded: tuple[int, ...] = ()
     #: For each row, the position in ``forwarded`` of the row whose log-probabilities it shares.
-    same_as: tuple[int, ...] | None = None
+    same_as: tuple[int, ...] = ()
 
     @property
     def completion_width(self) -> int:
@@ -132,7 +132,7 @@ class TurnBatch:
             if isinstance(value := getattr(self, field.name), torch.Tensor)
         }
         prompts = tuple(self.prompts[i] for i in index) if self.prompts else ()
-        return attrs.evolve(self, **picked, prompts=prompts, forwarded=None, same_as=None)
+        return attrs.evolve(self, **picked, prompts=prompts, forwarded=(), same_as=())
 
 
 def collate(
@@ -225,7 +225,7 @@ def completion_logprobs(
     """
     import torch
 
-    if batch.forwarded is not None and batch.same_as is not None and len(batch.forwarded) < len(batch.same_as):
+    if len(batch.forwarded) < len(batch.same_as):
         once = batch.rows(batch.forwarded)
         logp, spread = completion_logprobs(model, once, share_prompts=share_prompts, entropy=entropy)
         index = torch.tensor(batch.same_as, dtype=torch.long, device=logp.device)
