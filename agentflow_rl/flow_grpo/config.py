@@ -236,6 +236,11 @@ class RunConfig:
     #: Mixed precision for the update (accelerate's ``bf16``); rollouts stay in the model's dtype.
     bf16: bool = False
     gradient_checkpointing: bool = False
+    #: On a CPU, have glibc hand blocks of 1 MB and more back to the system as soon as they are freed
+    #: (``agentflow_rl.flow_grpo.allocator``): the peak stays at what a step needs instead of creeping
+    #: up, but every large tensor then costs fresh page faults. Measured on SmolLM2 (3 steps of
+    #: ``smollm2.toml``): peak 4.3 against 5.5 GiB, steps 26% slower. For runs with a memory budget.
+    release_freed_memory: bool = False
     #: Rollouts of each step saved to ``<output_dir>/samples/`` for ``agentflow view``; 0 saves none.
     sample_rollouts: int = attrs.field(default=4, validator=_ge0)
     #: accelerate trackers; ``tensorboard`` needs the ``tensorboard`` package. metrics.jsonl is always written.

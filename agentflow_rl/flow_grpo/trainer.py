@@ -105,7 +105,7 @@ def start_session(config: TrainConfig) -> _Session:
         mixed_precision=precision, log_with=trackers, project_dir=run.output_dir, kwargs_handlers=_ddp_kwargs(config)
     )
     set_seed(run.seed + accelerator.process_index)
-    if accelerator.device.type == "cpu":
+    if run.release_freed_memory and accelerator.device.type == "cpu":
         allocator.return_freed_memory()
     accelerator.print(f"Flow-GRPO on {accelerator.num_processes} process(es), {accelerator.distributed_type.value}")
     _check_divisible(config, accelerator.num_processes)

@@ -1,0 +1,61 @@
+"""The CPU allocator setting: glibc gives a freed large block back at once only when asked to.
+
+Each case runs in a fresh interpreter, since glibc's thresholds move with the process's history.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from agentflow_rl.flow_grpo.cli import bundled_config
+from agentflow_rl.flow_grpo.config import load_train_config
+
+# A 6 MB block after an 8 MB one was freed: glibc's moving threshold has risen to 8 MB by then, so
+# by default the block comes from the heap and stays resident once freed; with the threshold fixed
+# at 1 MB it is mapped on its own and unmapped by free.
+_PROBE = textwrap.dedent(
+    """
+    import ctypes, ctypes.util, os, sys
+    from agentflow_rl.flow_grpo import allocator
+
+    if sys.argv[1] == "release":
+        assert allocator.return_freed_memory()
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+
+    def resident_mib():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def touched(size):
+        block = libc.malloc(size)
+        ctypes.memset(block, 1, size)
+        return block
+
+    libc.free(touched(8 << 20))
+    before = resident_mib()
+    libc.free(touched(6 << 20))
+    print(resident_mib() - before)
+    """
+)
+
+
+def _kept_after_free(mode: str) -> float:
+    done = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_release_gives_a_freed_block_back_and_the_default_keeps_it() -> None:
+    assert _kept_after_free("release") < 1.0
+    assert _kept_after_free("default") > 5.0
+
+
+def test_only_the_memory_budgeted_config_trades_speed_for_a_steady_peak() -> None:
+    assert load_train_config(bundled_config("smollm2.toml")).run.release_freed_memory is False
+    assert load_train_config(bundled_config("tool_choice.toml")).run.release_freed_memory is True
