@@ -6,6 +6,10 @@ to 32 MB), after which activations of a few MB land on the heap, where freed spa
 reuse and fragments; worker threads (the rollout engine's) get heaps of their own. A step's peak
 resident memory then creeps up from step to step. Fixing the threshold (which also stops glibc
 moving it) and capping the number of heaps keeps each step's peak where its tensors put it.
+
+The price is time: every freed block of a MB or more is unmapped, so the next tensor of that size is
+faulted in again page by page (on SmolLM2, steps about a quarter slower). Hence opt-in, for runs
+with a memory budget: ``[run] release_freed_memory``.
 """
 
 from __future__ import annotations
