@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from agentflow_core import Solver  # noqa: E402
-from agentflow_rl.flow_grpo.advantages import AdvantageMode, advantages  # noqa: E402
+from agentflow_rl.flow_grpo.advantages import AdvantageMode, advantages, failed_groups  # noqa: E402
 from agentflow_rl.flow_grpo.batching import TurnSample, build_samples, collate, completion_logprobs  # noqa: E402
 from agentflow_rl.flow_grpo.loss import ClipSettings, LossType, token_terms, weighted_loss  # noqa: E402
 from agentflow_rl.flow_grpo.masking import GrammarReplay  # noqa: E402
@@ -231,3 +233,54 @@ def test_zero_advantage_turns_are_trained_only_for_a_wanted_kl(
     chosen = learnable(samples, kl_coef, kl_on_zero_advantage=kl_on_zero_advantage)
 
     assert [s.advantage for s in chosen] == kept
+
+
+def _failed_group_samples(world: TinyWorld, rollouts: list[Rollout], reward: float) -> list[TurnSample]:
+    rewards = [reward] * len(rollouts)
+    groups = [r.group for r in rollouts]
+    per_turn = advantages(AdvantageMode.TRAJECTORY, rewards, groups, [len(r.turns) for r in rollouts])
+    replay = GrammarReplay(world.model, world.tokenizer)
+    return build_samples(rollouts, per_turn, LossType.FLOW_GRPO, replay, failed_groups(rewards, groups))
+
+
+def _entropy_bonus_step(world: TinyWorld, samples: list[TurnSample], coef: float) -> tuple[float, float, Any]:
+    """(entropy before, entropy after one SGD step on the loss, the model) over the masked distribution."""
+    model = frozen_copy(world.model)
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    batch = collate(samples, pad_id=world.tokenizer.pad_token_id)
+    settings = ClipSettings(kl_coef=0.0, failed_group_entropy=coef)
+    logp, entropy = completion_logprobs(model, batch, entropy_grad=True)
+    terms = token_terms(logp, batch.old_logprobs, batch.advantages, settings, None, entropy, batch.failed_groups)
+    weighted_loss(terms, batch.weights, batch.completion_mask).backward()
+    mask = batch.completion_mask
+    before = float((entropy * mask).sum())
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.grad is not None:
+                assert torch.isfinite(parameter.grad).all()  # no nan from the tokens the grammar ruled out
+                parameter.sub_(0.01 * parameter.grad)
+        _, after = completion_logprobs(model, batch)
+    return before, float((after * mask).sum()), model
+
+
+def test_an_all_failed_group_is_pushed_towards_more_entropy_and_nothing_else(
+    world: TinyWorld, rollouts: list[Rollout]
+) -> None:
+    failed = _failed_group_samples(world, rollouts, reward=0.0)
+    assert all(s.failed_group and s.advantage == 0.0 for s in failed)
+    before, after, _ = _entropy_bonus_step(world, failed, coef=1.0)
+    assert after > before > 0
+
+    # A group that all passed also has no advantage, but gets no bonus: its loss has no gradient.
+    passed = _failed_group_samples(world, rollouts, reward=1.0)
+    assert not any(s.failed_group for s in passed)
+    _, _, model = _entropy_bonus_step(world, passed, coef=1.0)
+    assert all(p.grad is None or float(p.grad.abs().max()) == 0.0 for p in model.parameters())
+
+
+def test_failed_group_turns_are_trained_only_when_the_entropy_bonus_is_on() -> None:
+    samples = [TurnSample((1,), (2,), (-0.5,), 0.0, 1.0, failed_group=f) for f in (True, False)]
+    assert learnable(samples, 0.001, kl_on_zero_advantage=False) == []
+    kept = learnable(samples, 0.001, kl_on_zero_advantage=False, failed_group_entropy=0.1)
+    assert [s.failed_group for s in kept] == [True]

@@ -38,6 +38,7 @@ def test_defaults_are_the_papers_hyper_parameters(tmp_path: Path) -> None:
         ({"loss": {"type": "ppo"}}, r"t\.toml: loss\.type: 'ppo' is not a valid LossType"),
         ({"optim": {"lr": "fast"}}, r"t\.toml: optim\.lr: expected a number"),
         ({"rollout": {"group_size": 1}}, r"t\.toml: rollout: 'group_size' must be >= 2"),
+        ({"loss": {"failed_group_entropy": -0.1}}, r"t\.toml: loss: 'failed_group_entropy' must be >= 0"),
         ({"run": {"max_step": 3}}, r"t\.toml: run: extra fields found \(max_step\)"),
         ({"task": {"kind": "records"}, "policy": {"source": "hf:smollm2"}}, r"needs task\.train_file"),
         ({"task": {"kind": "records", "train_file": "x.jsonl"}}, r"only knows the synthetic task's words"),

@@ -100,3 +100,15 @@ def advantages(
             random.Random(seed).shuffle(rewards)
         per_trajectory = trajectory_advantages(rewards, groups, scale=scale)
     return [(a,) * n for a, n in zip(per_trajectory, turn_counts, strict=True)]
+
+
+def failed_groups(rewards: Sequence[float], groups: Sequence[Hashable]) -> set[Hashable]:
+    """The groups in which no trajectory earned any reward (every reward <= 0).
+
+    >>> sorted(failed_groups([0.0, 0.0, 1.0, 0.0, 0.5, 0.5], groups=[0, 0, 1, 1, 2, 2]))
+    [0]
+    """
+    best: dict[Hashable, float] = {}
+    for reward, group in zip(rewards, groups, strict=True):
+        best[group] = max(best.get(group, reward), reward)
+    return {group for group, reward in best.items() if reward <= 0}

@@ -17,7 +17,7 @@ SmolLM2 and dropped: see docs/flow-grpo.md.)
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -50,6 +50,9 @@ class TurnSample:
     #: Per position: trained (True) or forced by the grammar (False); ``None`` means all trained.
     free: tuple[bool, ...] | None = None
     role: ModuleRole = "planner"
+    #: Whether no trajectory of its group earned any reward: such a turn has no advantage, and
+    #: ``loss.failed_group_entropy`` rewards it for spreading its choices instead.
+    failed_group: bool = False
 
     @property
     def trained_tokens(self) -> int:
@@ -61,6 +64,7 @@ def build_samples(
     advantages: Sequence[Sequence[float]],
     loss_type: LossType,
     replay: GrammarReplay | None = None,
+    failed_groups: Collection[Hashable] = (),
 ) -> list[TurnSample]:
     """Every turn of a trained module that has a real choice in it, weighted by ``loss_type``.
 
@@ -80,7 +84,7 @@ def build_samples(
             if replay is not None:
                 sets = replay.allowed(trace)
                 sample = attrs.evolve(sample, allowed=sets.packed, free=sets.free)
-            sample = attrs.evolve(sample, role=turn.role)
+            sample = attrs.evolve(sample, role=turn.role, failed_group=rollout.group in failed_groups)
             if sample.trained_tokens:
                 shape = TurnShape(sample.trained_tokens, trajectory=index, group=rollout.group)
                 by_role[turn.role].append((sample, shape))
@@ -103,6 +107,8 @@ class TurnBatch:
     old_logprobs: torch.Tensor
     advantages: torch.Tensor
     weights: torch.Tensor
+    #: ``[B, C]``: 1 on the rows of turns from groups where every trajectory failed, else 0.
+    failed_groups: torch.Tensor
     #: ``[B, 1, 1]`` sampling temperature of each row.
     temperatures: torch.Tensor
     #: ``[B, C, W]`` packed allowed sets (all bits set where unconstrained or padded); ``None`` when
@@ -165,6 +171,7 @@ def collate(
         old_logprobs=torch.tensor(old, device=device),
         advantages=torch.tensor(advantage, device=device),
         weights=torch.tensor(weight, device=device),
+        failed_groups=torch.tensor([[float(s.failed_group)] * width for s in samples], device=device),
         temperatures=torch.tensor([s.temperature for s in samples], device=device).view(-1, 1, 1),
         allowed=_collate_allowed(samples, width, device),
         prompts=tuple(s.prompt_ids for s in samples),
@@ -211,11 +218,12 @@ def _collate_allowed(samples: Sequence[TurnSample], width: int, device: Any) -> 
 
 
 def completion_logprobs(
-    model: Any, batch: TurnBatch, *, share_prompts: bool = True, entropy: bool = True
+    model: Any, batch: TurnBatch, *, share_prompts: bool = True, entropy: bool = True, entropy_grad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(logp, entropy)``, each ``[B, C]``: the sampling distribution at every trained completion
     position (``completion_mask``); 0 at forced positions, where it is exactly that, and on padding.
-    The entropy is ``None`` when not asked for (the reference's is never used).
+    The entropy is ``None`` when not asked for (the reference's is never used), and carries a
+    gradient only with ``entropy_grad`` (for an entropy bonus in the loss).
 
     Logits are divided by each row's sampling temperature (the engine recorded the tempered
     distribution) and, where the batch carries allowed sets, restricted to them. With
@@ -227,7 +235,9 @@ def completion_logprobs(
 
     if len(batch.forwarded) < len(batch.same_as):
         once = batch.rows(batch.forwarded)
-        logp, spread = completion_logprobs(model, once, share_prompts=share_prompts, entropy=entropy)
+        logp, spread = completion_logprobs(
+            model, once, share_prompts=share_prompts, entropy=entropy, entropy_grad=entropy_grad
+        )
         index = torch.tensor(batch.same_as, dtype=torch.long, device=logp.device)
         return logp[index], None if spread is None else spread[index]
     if share_prompts and batch.prompts and not _checkpointing(model):
@@ -249,11 +259,13 @@ def completion_logprobs(
     logp = torch.zeros(trained.shape, dtype=chosen.dtype, device=chosen.device).masked_scatter(trained, chosen)
     if not entropy:
         return logp, None
-    with torch.no_grad():
-        plogp = logp_all.exp() * logp_all
-        if allowed is not None:  # 0 * -inf is nan: tokens outside the set contribute nothing
-            plogp = plogp.masked_fill(~allowed, 0.0)
-        spread = torch.zeros(trained.shape, device=picked.device).masked_scatter(trained, -plogp.sum(-1))
+    with torch.enable_grad() if entropy_grad else torch.no_grad():
+        # 0 * -inf is nan, and so is its gradient: tokens outside the set contribute nothing.
+        finite = logp_all if allowed is None else logp_all.masked_fill(~allowed, 0.0)
+        plogp = logp_all.exp() * finite
+        spread = torch.zeros(trained.shape, dtype=plogp.dtype, device=picked.device).masked_scatter(
+            trained, -plogp.sum(-1)
+        )
     return logp, spread
 
 

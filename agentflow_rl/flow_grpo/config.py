@@ -190,9 +190,14 @@ class LossConfig:
     #: fail together, so this skips most of a step's forward/backward work for a term that weighs
     #: ``kl_coef`` (0.001) against nothing.
     kl_on_zero_advantage: bool = True
+    #: Weight of an entropy bonus on the turns of groups in which no trajectory earned any reward.
+    #: Their advantage is zero, so otherwise nothing keeps the policy from settling on the choice
+    #: that fails them all; the bonus pushes those prompts, and only those, back towards trying
+    #: something else. 0 leaves them out of the update (with ``kl_on_zero_advantage = false``).
+    failed_group_entropy: float = attrs.field(default=0.0, validator=_ge0)
 
     def clip(self) -> ClipSettings:
-        return ClipSettings(self.clip_low, self.clip_high, self.kl_coef)
+        return ClipSettings(self.clip_low, self.clip_high, self.kl_coef, self.failed_group_entropy)
 
 
 @attrs.frozen

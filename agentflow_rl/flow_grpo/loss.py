@@ -94,6 +94,8 @@ class ClipSettings:
     clip_low: float = 0.2
     clip_high: float = 0.3
     kl_coef: float = 0.001
+    #: Weight of the entropy bonus on turns of groups where every trajectory failed.
+    failed_group_entropy: float = 0.0
 
 
 @attrs.frozen
@@ -121,8 +123,16 @@ def token_terms(
     advantages: torch.Tensor,
     settings: ClipSettings,
     ref_logp: torch.Tensor | None = None,
+    entropy: torch.Tensor | None = None,
+    failed_groups: torch.Tensor | None = None,
 ) -> TokenTerms:
-    """The clipped surrogate and KL for every token; ``loss`` is the negated objective."""
+    """The clipped surrogate and KL for every token; ``loss`` is the negated objective.
+
+    With ``settings.failed_group_entropy``, ``entropy`` (with its gradient) and ``failed_groups``
+    (1 on turns of groups in which every trajectory failed), those turns' entropy is a bonus: a group
+    that all failed has no advantage, so without it nothing stops the policy from collapsing onto
+    the choice that fails there, and sampling the same wrong answer G times, step after step.
+    """
     import torch
 
     ratio = torch.exp(logp - old_logp)
@@ -130,6 +140,8 @@ def token_terms(
     objective = torch.minimum(ratio * advantages, clipped * advantages)
     kl = k3_kl(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)
     loss = -(objective - settings.kl_coef * kl)
+    if settings.failed_group_entropy > 0 and entropy is not None and failed_groups is not None:
+        loss = loss - settings.failed_group_entropy * failed_groups * entropy
     return TokenTerms(
         loss=loss,
         ratio=ratio.detach(),

@@ -15,6 +15,7 @@ import attrs
 
 from agentflow_core import ToolFailure
 from agentflow_core.records import ModuleRole
+from agentflow_rl.flow_grpo.advantages import failed_groups
 from agentflow_rl.flow_grpo.batching import TurnSample
 from agentflow_rl.flow_grpo.rollout import Rollout
 from agentflow_rl.flow_grpo.update import UpdateStats
@@ -51,6 +52,7 @@ def step_metrics(record: StepRecord, rollout_s: float, update_s: float) -> dict[
         "train/turns_per_trajectory": len(steps) / max(len(rollouts), 1),
         "train/tool_error_rate": _tool_error_rate(rollouts),
         "train/uniform_groups": sum(len(set(g)) == 1 for g in groups.values()) / max(len(groups), 1),
+        "train/failed_groups": len(failed_groups(rewards, [r.group for r in rollouts])) / max(len(groups), 1),
         "train/advantage_abs": _mean([abs(a) for a in advantages]),
         "train/timed_out_groups": float(record.timed_out),
         **_loss_metrics("loss/", first, last),

@@ -20,7 +20,7 @@ import attrs
 from agentflow_core import ConfigError, Solver
 from agentflow_core.records import MODULE_ROLES
 from agentflow_rl.flow_grpo import alerts, allocator, lora, metrics
-from agentflow_rl.flow_grpo.advantages import advantages
+from agentflow_rl.flow_grpo.advantages import advantages, failed_groups
 from agentflow_rl.flow_grpo.backends.base import BackendContext, RolloutBackend
 from agentflow_rl.flow_grpo.batching import build_samples
 from agentflow_rl.flow_grpo.checkpoint import Progress, latest_checkpoint, save_checkpoint
@@ -299,8 +299,14 @@ def train_step(session: _Session) -> dict[str, float]:
         scale=config.advantage.scale,
         seed=config.run.seed * 7919 + session.progress.step,
     )
-    every = build_samples(rollouts, per_turn, config.loss.type, session.replay)
-    samples = learnable(every, config.loss.kl_coef, kl_on_zero_advantage=config.loss.kl_on_zero_advantage)
+    failed = failed_groups(rewards, [r.group for r in rollouts])
+    every = build_samples(rollouts, per_turn, config.loss.type, session.replay, failed)
+    samples = learnable(
+        every,
+        config.loss.kl_coef,
+        kl_on_zero_advantage=config.loss.kl_on_zero_advantage,
+        failed_group_entropy=config.loss.failed_group_entropy,
+    )
     updates = [policy_update(session.update, samples, first_pass=i == 0) for i in range(config.optim.updates_per_batch)]
     session.progress.step += 1
     if accelerator.is_main_process:  # a few rollouts for `agentflow view`; every process would append its own

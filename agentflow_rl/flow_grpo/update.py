@@ -54,11 +54,18 @@ class UpdateStats:
     by_role: dict[str, UpdateStats] = attrs.field(factory=dict)
 
 
-def learnable(samples: Sequence[TurnSample], kl_coef: float, *, kl_on_zero_advantage: bool = True) -> list[TurnSample]:
-    """Turns worth a forward/backward pass: with no KL (or KL not wanted there), a zero advantage moves nothing."""
+def learnable(
+    samples: Sequence[TurnSample],
+    kl_coef: float,
+    *,
+    kl_on_zero_advantage: bool = True,
+    failed_group_entropy: float = 0.0,
+) -> list[TurnSample]:
+    """Turns worth a forward/backward pass: with no KL (or KL not wanted there), a zero advantage
+    moves nothing, except on a failed group's turns when they carry an entropy bonus."""
     if kl_coef > 0 and kl_on_zero_advantage:
         return list(samples)
-    return [s for s in samples if s.advantage != 0.0]
+    return [s for s in samples if s.advantage != 0.0 or (failed_group_entropy > 0 and s.failed_group)]
 
 
 def policy_update(ctx: UpdateContext, samples: Sequence[TurnSample], *, first_pass: bool = True) -> UpdateStats:
@@ -97,9 +104,12 @@ def _micro_step(ctx: UpdateContext, role: str, chunk: Sequence[TurnSample], sums
             # the policy's graph holds its own, rather than on top of them.
             with torch.no_grad(), ctx.modules.reference_model(role) as frozen:  # type: ignore[arg-type]
                 reference, _ = completion_logprobs(frozen, batch, share_prompts=ctx.share_prompts, entropy=False)
+        bonus = ctx.settings.failed_group_entropy > 0 and bool(batch.failed_groups.any())
         with ctx.modules.training(role) as model:  # type: ignore[arg-type]
-            logp, entropy = completion_logprobs(model, batch, share_prompts=ctx.share_prompts)
-    terms = token_terms(logp, batch.old_logprobs, batch.advantages, ctx.settings, reference)
+            logp, entropy = completion_logprobs(model, batch, share_prompts=ctx.share_prompts, entropy_grad=bonus)
+    terms = token_terms(
+        logp, batch.old_logprobs, batch.advantages, ctx.settings, reference, entropy, batch.failed_groups
+    )
     loss = weighted_loss(terms, batch.weights, batch.completion_mask)
     ctx.accelerator.backward(loss)
     mask = batch.completion_mask
@@ -131,7 +141,7 @@ class _Sums:
         self.loss += float(loss.detach())
         self.kl += float((terms.kl * mask).sum())
         self.kl_max = max(self.kl_max, float((terms.kl * mask).max()))
-        self.entropy += float((entropy * mask).sum())
+        self.entropy += float((entropy.detach() * mask).sum())
         self.ratio += float((terms.ratio * mask).sum())
         self.low += float((terms.low_clipped * mask).sum())
         self.high += float((terms.high_clipped * mask).sum())
