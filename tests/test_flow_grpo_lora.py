@@ -18,7 +18,7 @@ from agentflow_rl.flow_grpo import trainer  # noqa: E402
 from agentflow_rl.flow_grpo.checkpoint import latest_checkpoint  # noqa: E402
 from agentflow_rl.flow_grpo.config import load_train_config  # noqa: E402
 from agentflow_rl.flow_grpo.testing import write_config  # noqa: E402
-from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig, build_policy  # noqa: E402
+from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig, build_policy, build_tokenizer  # noqa: E402
 from agentflow_rl.flow_grpo.tracking import read_metrics  # noqa: E402
 
 LORA = {"r": 4, "alpha": 8.0}
@@ -85,6 +85,46 @@ def test_a_bfloat16_base_trains_float32_adapters(tmp_path: Path) -> None:
     assert modules.reference is None
     # The rollout decoded through the same bf16 base, so the first pass still replays it closely.
     assert all(0 <= v["loss/logprob_gap"] < 0.05 and v["loss/kl"] >= 0 for v in values), values
+
+
+def test_last_layers_adapts_only_the_top_layers_and_no_graph_reaches_below(tmp_path: Path) -> None:
+    """With ``last_layers`` the frozen layers under the lowest adapter build no autograd graph, so the
+    backward pass stops at that adapter (what makes the update cheaper)."""
+    weights, values, modules = _steps(_config(tmp_path, modules=["planner"], lora={**LORA, "last_layers": 1}), 2)
+    adapters = [n for n in weights["before"] if "lora_" in n]
+    assert adapters and all(".layers.1." in n for n in adapters), adapters
+    assert all(not torch.equal(weights["before"][n], weights["after"][n]) for n in adapters)
+    assert all(v["loss/logprob_gap"] < 1e-4 for v in values)
+    model = modules.unwrapped("planner")
+    assert model.peft_config["planner"].layers_to_transform == [1]
+
+    def layer_outputs_need_grad(lora_model: Any) -> list[bool]:
+        seen: list[bool] = []
+        layers = lora_model.get_base_model().model.layers
+        hooks = [
+            layer.register_forward_hook(lambda _m, _a, out: seen.append(_tensor(out).requires_grad)) for layer in layers
+        ]
+        try:
+            lora_model(input_ids=torch.tensor([[1, 2, 3]])).logits.sum().backward()
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return seen
+
+    assert layer_outputs_need_grad(model) == [False, True]
+    tiny = build_policy(build_tokenizer(["k3", "plus", "5"]), TinyPolicyConfig())
+    every_layer = peft.get_peft_model(tiny, peft.LoraConfig(r=4, target_modules=["q_proj"]))
+    assert layer_outputs_need_grad(every_layer) == [True, True]
+
+
+def _tensor(output: Any) -> Any:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def test_last_layers_beyond_the_model_fails_in_one_line(tmp_path: Path) -> None:
+    path = _config(tmp_path, modules=["planner"], lora={**LORA, "last_layers": 3})
+    with pytest.raises(ConfigError, match=r"policy.lora.last_layers = 3, but the model has only 2 layers"):
+        trainer.start_session(load_train_config(path))
 
 
 def test_planner_and_verifier_each_train_their_own_adapter(tmp_path: Path) -> None:

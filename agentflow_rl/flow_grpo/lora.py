@@ -37,6 +37,7 @@ def with_adapters(model: Any, roles: Sequence[str], settings: LoraConfig) -> Any
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=targets,
+        layers_to_transform=_last_layers(model, settings.last_layers),
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -48,6 +49,18 @@ def with_adapters(model: Any, roles: Sequence[str], settings: LoraConfig) -> Any
         wrapped.add_adapter(role, config)
     activate(wrapped, roles[0])
     return wrapped
+
+
+def _last_layers(model: Any, count: int | None) -> list[int] | None:
+    """Indices of the last ``count`` decoder layers, or ``None`` for all of them."""
+    if count is None:
+        return None
+    depth = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    if not isinstance(depth, int):
+        raise ConfigError("policy.lora.last_layers: the model's config does not say how many layers it has")
+    if count > depth:
+        raise ConfigError(f"policy.lora.last_layers = {count}, but the model has only {depth} layers")
+    return list(range(depth - count, depth))
 
 
 def is_adapted(model: Any) -> bool:
