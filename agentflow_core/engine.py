@@ -82,6 +82,11 @@ class TokenTrace:
     #: The temperature the log-probabilities are tempered with (1.0 for greedy decoding).
     temperature: float = 1.0
     grammar: GrammarTrace | None = None
+    #: Positions of completion tokens the engine wrote without sampling them, because the grammar
+    #: allowed only one text there (jump-forward decoding: the JSON around the values). Their
+    #: log-probability is recorded as 0; the policy chose nothing there, so a trainer leaves them
+    #: out of the loss even where the vocabulary could have spelt that text in other tokens.
+    filled: tuple[int, ...] = ()
 
 
 @attrs.frozen

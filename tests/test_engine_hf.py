@@ -34,6 +34,13 @@ VERDICT_SCHEMA: dict[str, Any] = {
     "required": ["verdict", "reason"],
     "additionalProperties": False,
 }
+#: A planner's tool choice: names with different first letters, as the synthetic task's are.
+TOOL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"tool": {"type": "string", "enum": ["lookup", "double", "square", "add"]}},
+    "required": ["tool"],
+    "additionalProperties": False,
+}
 QUESTION = (Message("system", "Answer briefly."), Message("user", "Is Paris the capital of France?"))
 
 
@@ -146,7 +153,8 @@ async def test_a_batch_decodes_as_each_request_would_alone(tiny_model_dir: Path)
 
 
 def _sampling_logprobs(engine: HFEngine, trace: Any) -> list[float]:
-    """A fresh forward pass, tempered as recorded and, under a grammar, masked to its replayed allowed sets."""
+    """A fresh forward pass, tempered as recorded and, under a grammar, masked to its replayed allowed sets;
+    0 where the engine wrote the token without sampling it (jump-forward)."""
     from agentflow_core.engines.grammar import unpack
     from agentflow_core.engines.hf_engine import grammar_factory
 
@@ -158,7 +166,7 @@ def _sampling_logprobs(engine: HFEngine, trace: Any) -> list[float]:
         packed = grammar_factory(engine._model, engine._tokenizer).replay(trace.grammar, trace.completion_ids)
         logits = logits.masked_fill(~unpack(packed, logits.shape[-1]), float("-inf"))
     logprobs = torch.log_softmax(logits, dim=-1)
-    return [float(logprobs[i, t]) for i, t in enumerate(trace.completion_ids)]
+    return [0.0 if i in trace.filled else float(logprobs[i, t]) for i, t in enumerate(trace.completion_ids)]
 
 
 async def test_a_batch_samples_the_tempered_policy_per_row(tiny_model_dir: Path) -> None:
@@ -312,3 +320,55 @@ def test_a_constrained_draw_follows_the_masked_distribution() -> None:
         assert logprob == pytest.approx(float(expected[allowed.index(token)].log()), abs=1e-5)
     for token, probability in zip(allowed, expected.tolist(), strict=True):
         assert counts[token] / 4000 == pytest.approx(probability, abs=0.03)
+
+
+def _count_forwards(engine: HFEngine) -> list[int]:
+    calls: list[int] = []
+    engine._model.register_forward_pre_hook(lambda _module, _args: calls.append(1))
+    return calls
+
+
+@pytest.mark.parametrize("backend", ["xgrammar", "llguidance"])
+async def test_jump_forward_writes_what_the_grammar_forces_without_sampling(tiny_model_dir: Path, backend: str) -> None:
+    """A choice among tool names costs one or two sampled tokens; the JSON around it is written."""
+    schema = JsonSchema("next", TOOL_SCHEMA)
+    engine = HFEngine(
+        EngineConfig(model=f"hf:{tiny_model_dir}", temperature=1.0, options={"grammar_backend": backend, "seed": 1})
+    )
+    await engine.generate(GenerationRequest(QUESTION, max_tokens=4))  # load the model
+    calls = _count_forwards(engine)
+    for _ in range(4):
+        calls.clear()
+        completion = await engine.generate(GenerationRequest(QUESTION, json_schema=schema, max_tokens=32))
+        trace = completion.tokens
+        assert trace is not None and completion.finish_reason == "stop"
+        assert json.loads(completion.text)["tool"] in TOOL_SCHEMA["properties"]["tool"]["enum"]
+        sampled = [i for i in range(len(trace.completion_ids)) if i not in trace.filled]
+        assert 1 <= len(sampled) <= 2, (completion.text, trace)
+        assert all(trace.completion_logprobs[i] == 0.0 for i in trace.filled)
+        assert trace.completion_logprobs == pytest.approx(_sampling_logprobs(engine, trace), abs=1e-4)
+        assert len(calls) <= 2 + len(sampled)  # the prefill (up to two passes) and one pass per sampled token
+
+    plain = HFEngine(
+        EngineConfig(model=f"hf:{tiny_model_dir}", temperature=1.0, options={"jump_forward": False, "seed": 1})
+    )
+    completion = await plain.generate(GenerationRequest(QUESTION, json_schema=schema, max_tokens=32))
+    assert completion.tokens is not None and completion.tokens.filled == ()
+    assert len(completion.tokens.completion_ids) > 2
+
+
+async def test_a_reply_the_grammar_fixes_entirely_runs_no_forward_pass(tiny_model_dir: Path) -> None:
+    engine = HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", temperature=1.0))
+    await engine.generate(GenerationRequest(QUESTION, max_tokens=4))
+    calls = _count_forwards(engine)
+    only = {**TOOL_SCHEMA, "properties": {"tool": {"type": "string", "enum": ["lookup"]}}}
+    completion = await engine.generate(GenerationRequest(QUESTION, json_schema=JsonSchema("one", only), max_tokens=32))
+    assert completion.text == '{"tool": "lookup"}' and completion.finish_reason == "stop"
+    assert completion.tokens is not None
+    assert completion.tokens.filled == tuple(range(len(completion.tokens.completion_ids)))
+    assert calls == []
+
+
+def test_jump_forward_must_be_true_or_false(tiny_model_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="option jump_forward must be true or false"):
+        HFEngine(EngineConfig(model=f"hf:{tiny_model_dir}", options={"jump_forward": "yes"}))

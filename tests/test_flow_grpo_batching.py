@@ -284,3 +284,53 @@ def test_failed_group_turns_are_trained_only_when_the_entropy_bonus_is_on() -> N
     assert learnable(samples, 0.001, kl_on_zero_advantage=False) == []
     kept = learnable(samples, 0.001, kl_on_zero_advantage=False, failed_group_entropy=0.1)
     assert [s.failed_group for s in kept] == [True]
+
+
+def test_tokens_written_by_jump_forward_are_not_trained_though_other_spellings_were_allowed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """With a byte-level vocabulary the JSON around a value can be spelt in many token sequences; the
+    engine writes one without sampling, so those positions are the policy's no more than forced ones."""
+    import asyncio
+
+    import attrs
+
+    from agentflow_core import EngineConfig, GenerationRequest, JsonSchema, Message
+    from agentflow_core.engines.grammar import unpack
+    from agentflow_core.engines.hf_engine import HFEngine
+    from agentflow_rl.flow_grpo.testing import save_tiny_chat_model
+
+    folder = save_tiny_chat_model(tmp_path_factory.mktemp("bytes"), ['{"answer": "yes", "reason": "it is so"}'])
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}, "reason": {"type": "string"}},
+        "required": ["answer", "reason"],
+        "additionalProperties": False,
+    }
+    engine = HFEngine(EngineConfig(model=f"hf:{folder}", temperature=1.0, options={"seed": 5}))
+    request = GenerationRequest((Message("user", "Is it so?"),), json_schema=JsonSchema("a", schema), max_tokens=24)
+    traces = [asyncio.run(engine.generate(request)).tokens for _ in range(3)]
+    model, tokenizer = engine._model, engine._tokenizer
+    replay = GrammarReplay(model, tokenizer)
+    samples, several_spellings = [], 0
+    for trace in traces:
+        assert trace is not None and trace.filled
+        sets = replay.allowed(trace)
+        allowed = unpack(sets.packed, replay.vocab_size).sum(-1)
+        several_spellings += sum(int(allowed[i]) > 1 for i in trace.filled)
+        assert not any(sets.free[i] for i in trace.filled)
+        assert all(sets.free[i] for i in range(len(trace.completion_ids)) if i not in trace.filled and allowed[i] > 1)
+        sample = TurnSample(trace.prompt_ids, trace.completion_ids, trace.completion_logprobs, 1.0, 1.0, 1.0)
+        samples.append(attrs.evolve(sample, allowed=sets.packed, free=sets.free))
+    assert several_spellings > 0  # the case that matters: the grammar alone would call these free
+    batch = collate(samples, pad_id=tokenizer.pad_token_id or 0)
+    with torch.no_grad():
+        logp, entropy = completion_logprobs(model, batch)
+    mask = batch.completion_mask.bool()
+    filled = torch.zeros_like(mask)
+    for row, trace in enumerate(traces):
+        filled[row, list(trace.filled)] = True
+    assert not mask[filled].any()
+    assert torch.equal(logp[filled], torch.zeros_like(logp[filled]))
+    assert torch.equal(entropy[filled], torch.zeros_like(entropy[filled]))
+    assert torch.allclose(logp[mask], batch.old_logprobs[mask], atol=1e-4)  # the sampled ones replay exactly

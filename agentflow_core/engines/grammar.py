@@ -48,6 +48,10 @@ class Constraint(Protocol):
 
     def finished(self) -> bool: ...
 
+    def forced_tokens(self) -> list[int]:
+        """Tokens spelling the text the grammar allows next and nothing else (jump-forward), not yet
+        accepted; empty when the next text is a choice. Stop tokens are never among them."""
+
 
 def packed_width(vocab_size: int) -> int:
     return (vocab_size + 31) // 32
@@ -178,6 +182,11 @@ class _XGrammarConstraint:
     def finished(self) -> bool:
         return bool(self._matcher.is_terminated())
 
+    def forced_tokens(self) -> list[int]:
+        # Longest vocabulary tokens over the forced text, leaving out a last token that a longer
+        # token could extend into the text that follows (that one is the model's to choose).
+        return list(self._matcher.find_jump_forward_tokens())
+
 
 class _LLGuidanceConstraint:
     def __init__(self, trace: GrammarTrace, matcher: Any, vocab_size: int) -> None:
@@ -199,6 +208,9 @@ class _LLGuidanceConstraint:
     def finished(self) -> bool:
         return bool(self._matcher.is_stopped())
 
+    def forced_tokens(self) -> list[int]:
+        return list(self._matcher.compute_ff_tokens())
+
 
 def unpack(packed: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Bool ``[..., vocab_size]``: True where a token's bit is set in ``packed`` (``[..., W]`` int32)."""
@@ -207,6 +219,16 @@ def unpack(packed: torch.Tensor, vocab_size: int) -> torch.Tensor:
     shifts = torch.arange(32, dtype=torch.int32, device=packed.device)
     bits = ((packed.unsqueeze(-1) >> shifts) & 1).flatten(-2)
     return bits[..., :vocab_size].bool()
+
+
+def only_stops_allowed(constraint: Constraint, vocab_size: int, stops: frozenset[int]) -> bool:
+    """Whether the grammar has nothing left to write but a stop token (the JSON is complete)."""
+    import torch
+
+    packed = torch.zeros(packed_width(vocab_size), dtype=torch.int32)
+    constraint.fill(packed)
+    allowed = unpack(packed, vocab_size).nonzero().flatten().tolist()
+    return bool(allowed) and all(token in stops for token in allowed)
 
 
 def is_allowed(packed: torch.Tensor, token: int) -> bool:

@@ -15,7 +15,8 @@ Options (``EngineConfig.options``): ``device`` (default cuda when available, els
 model at load), ``max_batch`` (default 1): up to this many concurrent requests decode together in one padded
 batch (:mod:`agentflow_core.engines.batcher`), each with its own grammar, sampling and stop, and
 ``share_prompts`` (default true): the prompt tokens a batch's rows share are forwarded once
-(:mod:`agentflow_core.engines.prefix`).
+(:mod:`agentflow_core.engines.prefix`), and ``jump_forward`` (default true): under a JSON schema,
+text the grammar leaves no choice about is written without sampling (see :func:`_decode`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import attrs
 from agentflow_core.engine import Completion, EngineConfig, GenerationRequest, GrammarTrace, Message, TokenTrace, Usage
 from agentflow_core.engines.batcher import RequestBatcher
 from agentflow_core.engines.embedded import SerialWorker, fit_schema_to_budget, is_embedded_alias, smollm2_gguf_path
-from agentflow_core.engines.grammar import Constraint, GrammarFactory, mask_logits, packed_width
+from agentflow_core.engines.grammar import Constraint, GrammarFactory, mask_logits, only_stops_allowed, packed_width
 from agentflow_core.engines.prefix import contiguous_head_input, forward_arguments, prefill
 from agentflow_core.errors import ConfigError, EngineUnavailable
 
@@ -52,6 +53,8 @@ class _Decoded:
     temperature: float = 1.0
     grammar: GrammarTrace | None = None
     text: str = ""
+    #: Positions of tokens written by jump-forward, not sampled.
+    filled: list[int] = attrs.Factory(list)
 
 
 class HFEngine:
@@ -89,11 +92,8 @@ class HFEngine:
             raise ConfigError(f"engine {config.model}: option max_batch must be a whole number >= 1, got {max_batch!r}")
         if max_batch > 1:
             self._batcher = RequestBatcher(self._worker, self._generate_batch_sync, max_batch)
-        self._share_prompts = config.options.get("share_prompts", True)
-        if not isinstance(self._share_prompts, bool):
-            raise ConfigError(
-                f"engine {config.model}: option share_prompts must be true or false, got {self._share_prompts!r}"
-            )
+        self._share_prompts = _flag(config, "share_prompts")
+        self._jump_forward = _flag(config, "jump_forward")
         adapter = config.options.get("adapter")
         if adapter is not None and not (isinstance(adapter, str) and Path(adapter).expanduser().is_dir()):
             raise ConfigError(f"engine {config.model}: option adapter: no adapter folder at {adapter!r}")
@@ -138,6 +138,7 @@ class HFEngine:
                 tuple(decoded.logprobs),
                 temperature=decoded.temperature,
                 grammar=decoded.grammar,
+                filled=tuple(decoded.filled),
             ),
         )
 
@@ -179,7 +180,14 @@ class HFEngine:
         torch = _import_torch()
         model, tokenizer = self._ensure_loaded()
         with torch.no_grad(), self._scope():
-            decoded = _decode(model, rows, stop_ids(model, tokenizer), _pad_id(tokenizer), share=self._share_prompts)
+            decoded = _decode(
+                model,
+                rows,
+                stop_ids(model, tokenizer),
+                _pad_id(tokenizer),
+                share=self._share_prompts,
+                jump_forward=self._jump_forward,
+            )
         for one in decoded:
             one.text = tokenizer.decode(one.completion_ids, skip_special_tokens=True)
         return decoded
@@ -253,7 +261,13 @@ class _Row:
 
 
 def _decode(
-    model: Any, rows: Sequence[_Row], stops: frozenset[int], pad_id: int, *, share: bool = True
+    model: Any,
+    rows: Sequence[_Row],
+    stops: frozenset[int],
+    pad_id: int,
+    *,
+    share: bool = True,
+    jump_forward: bool = True,
 ) -> list[_Decoded]:
     """Token-by-token decoding of one or more requests over one KV cache.
 
@@ -262,20 +276,46 @@ def _decode(
     is done (stop token, finished grammar, its own ``max_tokens``) feeds padding that the attention
     mask hides until the last row is done. Each row picks its token on its own, so a greedy row
     gives the same tokens in a batch as alone, up to float rounding.
+
+    With ``jump_forward``, text the grammar forces (``{"tool": "`` before a value, ``"}`` after
+    it) is written in one go instead of being sampled token by token: its tokens join the prompt
+    (at the start) or the next forward pass (later; rows then feed blocks of different widths,
+    right-aligned, the gaps masked), and a row ends as soon as only a stop token may follow. A
+    tool-choice reply then costs one sampled token instead of about eight, and the choices the
+    policy makes are the values, not which of several tokenisations spells the JSON around them.
     """
     import torch
 
     device = _device_of(model)
+    vocab_size = _vocab_size(model)
     cache_name, keep_logits = forward_arguments(model)
     results = [_Decoded(row.prompt_ids, [], [], "length", *_trace_of(row)) for row in rows]
     active = [True] * len(rows)
-    start = prefill(model, [row.prompt_ids for row in rows], pad_id, device, share=share)
+
+    def settle(i: int) -> list[int]:
+        """After a token: writes what the grammar forces next; ends the row if nothing is left to choose."""
+        row, result = rows[i], results[i]
+        written = _fill_forced(row, result) if jump_forward else []
+        if row.constraint is not None and (
+            row.constraint.finished() or only_stops_allowed(row.constraint, vocab_size, stops)
+        ):
+            result.finish_reason, active[i] = "stop", False
+        elif len(result.completion_ids) >= row.max_tokens:
+            active[i] = False
+        return written
+
+    heads = [settle(i) if row.constraint is not None else [] for i, row in enumerate(rows)]
+    if not any(active):
+        return results
+    start = prefill(
+        model, [row.prompt_ids + head for row, head in zip(rows, heads, strict=True)], pad_id, device, share=share
+    )
     cache, logits, mask = start.cache, start.logits.float(), start.mask
     for _ in range(max(row.max_tokens for row in rows)):
-        fed = []
+        fed: list[list[int]] = []
         for i, row in enumerate(rows):
             if not active[i]:
-                fed.append(pad_id)
+                fed.append([])
                 continue
             token, logprob = _pick(logits[i], row.sampling, row.constraint)
             result = results[i]
@@ -283,18 +323,25 @@ def _decode(
             result.logprobs.append(logprob)
             if row.constraint is not None:
                 row.constraint.accept(token)
-            if token in stops or (row.constraint is not None and row.constraint.finished()):
+            if token in stops:
                 result.finish_reason, active[i] = "stop", False
-            elif len(result.completion_ids) >= row.max_tokens:
-                active[i] = False
-            fed.append(token)
+                fed.append([])
+                continue
+            fed.append([token, *settle(i)])
         if not any(active):
             break
-        positions = mask.sum(-1, keepdim=True)  # the new token's position: real tokens so far
-        keep = torch.tensor(active, dtype=torch.long, device=device)[:, None]
-        mask = torch.cat([mask, keep], dim=1)
+        width = max(len(tokens) for tokens in fed)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+        new = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        for i, tokens in enumerate(fed):
+            if active[i] and tokens:  # a row that just ended feeds padding
+                ids[i, width - len(tokens) :] = torch.tensor(tokens, device=device)
+                new[i, width - len(tokens) :] = 1
+        # Each fed token's position: the row's real tokens so far, plus those before it in the block.
+        positions = mask.sum(-1, keepdim=True) + (new.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([mask, new], dim=1)
         out = model(
-            input_ids=torch.tensor(fed, dtype=torch.long, device=device)[:, None],
+            input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
             use_cache=True,
@@ -303,6 +350,19 @@ def _decode(
         )
         cache, logits = getattr(out, cache_name), out.logits[:, -1].float()
     return results
+
+
+def _fill_forced(row: _Row, result: _Decoded) -> list[int]:
+    """Appends the tokens the grammar forces next (within the row's budget) as written, not sampled."""
+    if row.constraint is None:
+        return []
+    written = row.constraint.forced_tokens()[: row.max_tokens - len(result.completion_ids)]
+    for token in written:
+        row.constraint.accept(token)
+        result.filled.append(len(result.completion_ids))
+        result.completion_ids.append(token)
+        result.logprobs.append(0.0)
+    return written
 
 
 def _trace_of(row: _Row) -> tuple[float, GrammarTrace | None]:
@@ -428,6 +488,14 @@ def _with_adapter(model: Any, folder: str, name: str) -> Any:
     except (OSError, ValueError, RuntimeError) as exc:
         raise EngineUnavailable(f"engine {name}: cannot load the adapter in {folder}: {_first_line(exc)}") from exc
     return adapted.merge_and_unload()
+
+
+def _flag(config: EngineConfig, name: str) -> bool:
+    """A true/false engine option that defaults to true."""
+    value = config.options.get(name, True)
+    if not isinstance(value, bool):
+        raise ConfigError(f"engine {config.model}: option {name} must be true or false, got {value!r}")
+    return value
 
 
 def _first_set(*values: Any) -> Any:

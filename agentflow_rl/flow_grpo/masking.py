@@ -5,7 +5,9 @@ tokens the grammar allowed at that position. The trainer rebuilds those allowed 
 the grammar named in the ``TokenTrace`` over the recorded completion (grammar matchers are
 deterministic), then scores each token under the same restricted distribution.
 
-A position whose allowed set is a single token, or only stop tokens, was *forced*: the policy chose
+A position whose allowed set is a single token, or only stop tokens, was *forced*, and so was one
+the engine wrote by jump-forward (``TokenTrace.filled``: the grammar allowed one text there, which
+the vocabulary may spell in several ways, and the engine picked one spelling): the policy chose
 nothing there, so it carries no policy-gradient term, no KL term and no entropy. Counting such
 tokens would let a negative advantage push down the unmasked probability of a token the grammar
 keeps emitting, without limit, which is how the KL to the reference blew up in earlier runs.
@@ -55,7 +57,9 @@ class GrammarReplay:
             packed = self._factory.replay(trace.grammar, trace.completion_ids)
         except EngineError as exc:
             raise EngineError(f"cannot replay the grammar of a training turn: {exc}") from exc
-        return AllowedSets(packed, free_positions(packed, self.vocab_size, self._stops))
+        free = free_positions(packed, self.vocab_size, self._stops)
+        filled = set(trace.filled)
+        return AllowedSets(packed, tuple(f and i not in filled for i, f in enumerate(free)))
 
 
 def free_positions(packed: torch.Tensor, vocab_size: int, stops: Sequence[int]) -> tuple[bool, ...]:

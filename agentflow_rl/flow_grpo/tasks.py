@@ -90,7 +90,11 @@ def policy_engine(name: str, config: TrainConfig, *, temperature: float) -> Engi
         model=f"{POLICY_PROVIDER}:{name}",
         temperature=temperature,
         max_tokens=config.rollout.max_new_tokens,
-        options={"max_batch": config.rollout.max_batch, "share_prompts": config.rollout.share_prompts},
+        options={
+            "max_batch": config.rollout.max_batch,
+            "share_prompts": config.rollout.share_prompts,
+            "jump_forward": config.rollout.jump_forward,
+        },
     )
 
 
