@@ -23,12 +23,16 @@ DECISION_SCHEMA = JsonSchema(
     },
 )
 
+#: Worded with the CONTINUE case first: SmolLM2-135M-Instruct's reply to a verifier prompt leans to
+#: STOP whatever the state, and how far depends on the wording. Probed on the base model, the
+#: probability of CONTINUE after a lookup was 0.6% (one key) and 2.2% (two keys) with the STOP case
+#: first, 8% and 27% with this text: at 1%, a group of 8 rollouts almost never tries CONTINUE, so
+#: the verifier's training gets no signal. Greedy, the base says STOP in every state either way.
 CHAT_SYSTEM = (
-    "You check whether a question has been answered. Names like k3 stand for stored numbers that the "
-    "lookup tool fetches; the answer is the output of the arithmetic tool (double, square or add) applied "
-    "to the question's numbers once every key is looked up. Given a question and the tool calls so far, "
-    "reply STOP if a tool already produced the final answer, CONTINUE if more tool calls are needed, as "
-    'JSON like {"decision": "STOP"} or {"decision": "CONTINUE"}.'
+    "You decide whether an agent needs another tool call. Names like k3 stand for stored numbers that the "
+    "lookup tool fetches, one key per call; the answer is the output of the arithmetic tool (double, square or "
+    "add) once every key is looked up. Reply CONTINUE if another tool call is needed, or STOP if the last call "
+    'already produced the answer, as JSON like {"decision": "CONTINUE"} or {"decision": "STOP"}.'
 )
 CHAT_PROMPT = """Question: {query}
 Done so far:
