@@ -253,6 +253,16 @@ async def test_embedded_smollm2_through_transformers() -> None:
     )
     verdict = await engine.generate(request)
     jsonschema.validate(json.loads(verdict.text), VERDICT_SCHEMA)
+    # A tool choice with a real BPE vocabulary: the model picks the name; the JSON around it, the
+    # closing ``"}`` included (a token like ``"},`` starts with it, but only a stop may follow), is written.
+    choice = GenerationRequest(QUESTION, json_schema=JsonSchema("next", TOOL_SCHEMA), max_tokens=24, temperature=1.0)
+    for _ in range(3):
+        completion = await engine.generate(choice)
+        trace = completion.tokens
+        assert trace is not None and json.loads(completion.text)["tool"] in TOOL_SCHEMA["properties"]["tool"]["enum"]
+        sampled = [i for i in range(len(trace.completion_ids)) if i not in trace.filled]
+        assert 1 <= len(sampled) <= 2, (completion.text, trace)  # perhaps the quote before the name; the name
+        assert trace.filled[-1] == len(trace.completion_ids) - 1
     await engine.aclose()
 
 

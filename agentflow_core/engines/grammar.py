@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentflow_core.engine import GrammarTrace
@@ -81,6 +81,14 @@ class GrammarFactory:
                     raise EngineError(f"xgrammar cannot constrain this request: {_first_line(exc)}") from exc
         return self._start(GrammarTrace(LLGUIDANCE, text))
 
+    @property
+    def stop_ids(self) -> list[int]:
+        return self._stop_ids
+
+    def encode(self, text: str) -> list[int]:
+        """``text`` in this tokenizer's own spelling, without special tokens."""
+        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def replay(self, trace: GrammarTrace, completion_ids: Sequence[int]) -> torch.Tensor:
         """``[len(completion_ids), packed_width]`` int32: the allowed set before each token.
 
@@ -101,7 +109,7 @@ class GrammarFactory:
 
     def _start(self, trace: GrammarTrace) -> Constraint:
         if trace.backend == XGRAMMAR:
-            return _XGrammarConstraint(trace, self._compiled_xgrammar(trace.schema), self.vocab_size)
+            return _XGrammarConstraint(trace, self._compiled_xgrammar(trace.schema), self)
         if trace.backend == LLGUIDANCE:
             return _LLGuidanceConstraint(trace, self._llguidance_matcher(trace.schema), self.vocab_size)
         raise EngineError(f"unknown grammar backend {trace.backend!r} in a token trace")
@@ -164,12 +172,13 @@ _XGRAMMAR_STRICT_CHAR = r"[^\"\\\0-\x1f]"
 
 
 class _XGrammarConstraint:
-    def __init__(self, trace: GrammarTrace, compiled: Any, vocab_size: int) -> None:
+    def __init__(self, trace: GrammarTrace, compiled: Any, factory: GrammarFactory) -> None:
         import xgrammar
 
         self.trace = trace
         self._matcher = xgrammar.GrammarMatcher(compiled)
-        self._bitmask = xgrammar.allocate_token_bitmask(1, vocab_size)
+        self._bitmask = xgrammar.allocate_token_bitmask(1, factory.vocab_size)
+        self._factory = factory
 
     def fill(self, packed: torch.Tensor) -> None:
         self._matcher.fill_next_token_bitmask(self._bitmask)
@@ -183,9 +192,27 @@ class _XGrammarConstraint:
         return bool(self._matcher.is_terminated())
 
     def forced_tokens(self) -> list[int]:
-        # Longest vocabulary tokens over the forced text, leaving out a last token that a longer
-        # token could extend into the text that follows (that one is the model's to choose).
-        return list(self._matcher.find_jump_forward_tokens())
+        """Longest vocabulary tokens over the forced text, leaving out a last token that a longer
+        token could extend into the text that follows (that one is the model's to choose)...
+
+        ...except where nothing follows: xgrammar leaves ``"}`` out at the end of a reply because a
+        token such as ``"},`` starts with it, though the grammar allows only a stop after it. So a
+        rest of forced text that ends the reply is written too (llguidance does this itself).
+        """
+        tokens = list(self._matcher.find_jump_forward_tokens())
+        probe = self._matcher.fork()
+        for token in tokens:
+            probe.accept_token(token)
+        rest = probe.find_jump_forward_string()
+        if rest:
+            extra = self._factory.encode(rest)
+            if extra and all(probe.accept_token(token) for token in extra) and self._only_stops(probe):
+                tokens += extra
+        return tokens
+
+    def _only_stops(self, matcher: Any) -> bool:
+        matcher.fill_next_token_bitmask(self._bitmask)
+        return _allows_only(self._bitmask[0], self._factory.vocab_size, self._factory.stop_ids)
 
 
 class _LLGuidanceConstraint:
@@ -221,14 +248,19 @@ def unpack(packed: torch.Tensor, vocab_size: int) -> torch.Tensor:
     return bits[..., :vocab_size].bool()
 
 
-def only_stops_allowed(constraint: Constraint, vocab_size: int, stops: frozenset[int]) -> bool:
+def only_stops_allowed(constraint: Constraint, vocab_size: int, stops: Collection[int]) -> bool:
     """Whether the grammar has nothing left to write but a stop token (the JSON is complete)."""
     import torch
 
     packed = torch.zeros(packed_width(vocab_size), dtype=torch.int32)
     constraint.fill(packed)
+    return _allows_only(packed, vocab_size, stops)
+
+
+def _allows_only(packed: torch.Tensor, vocab_size: int, tokens: Collection[int]) -> bool:
+    """Whether the packed allowed set is not empty and holds nothing but ``tokens``."""
     allowed = unpack(packed, vocab_size).nonzero().flatten().tolist()
-    return bool(allowed) and all(token in stops for token in allowed)
+    return bool(allowed) and set(allowed) <= set(tokens)
 
 
 def is_allowed(packed: torch.Tensor, token: int) -> bool:
