@@ -74,6 +74,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "optim.micro_batch_turns": 1,
         "run.gradient_checkpointing": True,
     },
+    # Adapters on the top 15 of SmolLM2's 30 layers: nothing below them keeps activations for a
+    # backward pass, so checkpointing has less to save.
+    "LoRA r=16 on the last 15 layers, bfloat16 base, micro-batch 1, activation checkpointing": {
+        "policy.dtype": "bfloat16",
+        "policy.lora": {"r": 16, "alpha": 32, "last_layers": 15},
+        "optim.micro_batch_turns": 1,
+        "run.gradient_checkpointing": True,
+    },
+    "LoRA r=16 on the last 15 layers, bfloat16 base, micro-batch 1": {
+        "policy.dtype": "bfloat16",
+        "policy.lora": {"r": 16, "alpha": 32, "last_layers": 15},
+        "optim.micro_batch_turns": 1,
+    },
     # Does decoding 8 rows at a time instead of 64 lower the peak the rollout sets? Measured: no,
     # the LoRA step peaked higher (1.70 against 1.39 GiB) and ran slower (docs/flow-grpo.md).
     "LoRA r=16, bfloat16 base, micro-batch 1, activation checkpointing, rollout batch 8": {
