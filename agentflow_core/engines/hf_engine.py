@@ -66,8 +66,9 @@ class HFEngine:
     position and renormalised when the request carried a JSON schema. The trace names the grammar
     (``TokenTrace.grammar``), so a trainer can replay it and score the completion under the same
     masked distribution (:meth:`GrammarFactory.replay`). A token the grammar forced (the only one
-    allowed) therefore has log-probability 0. The stop token, when one ends the answer, is part of
-    the trace (the policy chose to stop).
+    allowed) therefore has log-probability 0, as has a token written by jump-forward (listed in
+    ``TokenTrace.filled``). A sampled stop token is part of the trace (the policy chose to stop);
+    under a grammar a reply ends without one as soon as nothing but a stop may follow.
     """
 
     def __init__(
