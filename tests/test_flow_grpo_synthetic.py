@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
-from agentflow_core import EngineConfig, Solver, StopReason, ToolErrorKind, ToolFailure
+from agentflow_core import (
+    Decision,
+    EngineConfig,
+    FlowState,
+    ModuleRegistrar,
+    Solver,
+    StopReason,
+    ToolErrorKind,
+    ToolFailure,
+    Verdict,
+    hookimpl,
+)
 from agentflow_core.plugins import load_registry
 from agentflow_rl.flow_grpo.data import TrainRecord
 from agentflow_rl.flow_grpo.synthetic import SyntheticTask, parse_question
@@ -99,3 +111,41 @@ async def test_the_english_planner_states_the_keys_still_to_look_up() -> None:
     assert trajectory.answer == "11"
     opening = prompts[0].split("Question:")[0]
     assert len(opening) > 100 and all(p.startswith(opening) for p in prompts)  # what a batch forwards once
+
+
+class _FixedVerifiers:
+    """Verifiers that say the same thing in every state, as a collapsed trained one does."""
+
+    @hookimpl
+    def register_modules(self, register: ModuleRegistrar) -> None:
+        for decision in Decision:
+            register("verifier", f"always_{decision.value.lower()}", lambda context, d=decision: _Fixed(d))
+
+
+class _Fixed:
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+
+    async def check(self, state: FlowState) -> Verdict:
+        return Verdict("fixed", self.decision)
+
+
+async def _solve_stopped(
+    question: str, verifier: str, *tools: str, generator: str = "synthetic_stopped"
+) -> tuple[str | None, StopReason]:
+    registry = load_registry(entry_points=False, extra=[TASK.plugin(), ScriptedPlanner(tools), _FixedVerifiers()])
+    config = synthetic_config(EngineConfig("scripted:x"), 3)
+    config = attrs.evolve(config, modules=attrs.evolve(config.modules, verifier=verifier, generator=generator))
+    async with Solver(config, registry=registry) as solver:
+        trajectory = await solver.asolve(question)
+    return trajectory.answer, trajectory.stop_reason
+
+
+async def test_the_stopped_generator_answers_only_when_the_verifier_said_stop() -> None:
+    # Repeating the arithmetic repeats the answer: with the rule generator, never stopping costs nothing.
+    never_stops = ("twice of 5", "always_continue", "double", "double", "double")
+    assert await _solve_stopped(*never_stops, generator="synthetic") == ("10", StopReason.MAX_STEPS)
+    assert await _solve_stopped("twice of 5", "always_stop", "double") == ("10", StopReason.VERIFIER_STOP)
+    assert await _solve_stopped(*never_stops) == ("unknown", StopReason.MAX_STEPS)
+    assert await _solve_stopped("twice of k1", "always_stop", "lookup") == ("unknown", StopReason.VERIFIER_STOP)
+    assert await _solve_stopped("twice of k1", "synthetic", "lookup", "double") == ("8", StopReason.VERIFIER_STOP)

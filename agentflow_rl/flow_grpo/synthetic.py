@@ -14,6 +14,10 @@ question and earlier lookups, the Verifier stops after the first successful arit
 Generator answers with that call's output. So a trajectory succeeds exactly when the Planner
 looks up what is needed and then picks the right operation, within the turn limit.
 
+Training a model Verifier too (``verifier = "synthetic_chat"``) wants ``generator =
+"synthetic_stopped"``: there a trajectory answers only if its Verifier said STOP, so stopping at
+the right turn is part of success (see ``StoppedGenerator``).
+
 This is a test bed for the trainer, not a benchmark: the rules are simple on purpose so that a
 tiny random policy can learn them on a CPU, and so that a learning curve means the trainer works.
 """
@@ -275,6 +279,24 @@ class RuleGenerator:
         return Answer("unknown")
 
 
+class StoppedGenerator(RuleGenerator):
+    """The rule Generator for an agent that must say when it is done: out of turns, no answer.
+
+    With the rule Generator a Verifier that never stops loses little. The Executor takes operands
+    from the question, so repeating the arithmetic repeats the answer, and a planner can fill the
+    turn limit with harmless calls: trained together on that task, SmolLM2's Verifier learned to
+    say CONTINUE in every state (P(CONTINUE) 0.78-0.95 after a lookup and after the answer alike)
+    while the sampled reward rose. Here only a STOP ends a trajectory with an answer, and a STOP is
+    right only once an arithmetic result exists, so the Verifier's decision decides success.
+    """
+
+    async def final_answer(self, state: FlowState) -> Answer:
+        last = state.steps[-1].verdict if state.steps else None
+        if last is None or last.decision is not Decision.STOP:
+            return Answer("unknown")
+        return await super().final_answer(state)
+
+
 class SyntheticChatPlanner(ChatPlanner):
     """The English planner, its prompt ending with the keys not looked up yet.
 
@@ -312,3 +334,4 @@ class SyntheticPlugin:
         register("verifier", "synthetic_compact", CompactVerifier)
         register("verifier", "synthetic_chat", ChatVerifier)
         register("generator", "synthetic", RuleGenerator)
+        register("generator", "synthetic_stopped", StoppedGenerator)
