@@ -5,12 +5,14 @@ Each case runs in a fresh interpreter, since glibc's thresholds move with the pr
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from agentflow_rl.flow_grpo import allocator
 from agentflow_rl.flow_grpo.cli import bundled_config
 from agentflow_rl.flow_grpo.config import load_train_config
 
@@ -54,6 +56,57 @@ def _kept_after_free(mode: str) -> float:
 def test_release_gives_a_freed_block_back_and_the_default_keeps_it() -> None:
     assert _kept_after_free("release") < 1.0
     assert _kept_after_free("default") > 5.0
+
+
+# 64 MB of 1 KB blocks, under any mmap threshold, freed below a block still in use: the heap cannot
+# shrink past that block, so the freed pages stay resident until malloc_trim hands them back.
+_HEAP_PROBE = textwrap.dedent(
+    """
+    import ctypes, ctypes.util, os
+    from agentflow_rl.flow_grpo import allocator
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+
+    def resident_mib():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    assert allocator.return_freed_memory()
+    before = resident_mib()
+    blocks = []
+    for _ in range(64 * 1024):
+        blocks.append(libc.malloc(1024))
+        ctypes.memset(blocks[-1], 1, 1024)
+    pinned = libc.malloc(1024)
+    for block in blocks:
+        libc.free(block)
+    kept = resident_mib() - before
+    assert allocator.trim()
+    print(kept, resident_mib() - before, os.environ[allocator.PRIMITIVE_CACHE_VARIABLE])
+    """
+)
+
+
+def _heap_probe(**environment: str) -> tuple[float, float, str]:
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"} | environment
+    done = subprocess.run([sys.executable, "-c", _HEAP_PROBE], capture_output=True, text=True, check=True, env=env)
+    kept, trimmed, capacity = done.stdout.split()
+    return float(kept), float(trimmed), capacity
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim: Linux only")
+def test_trim_gives_back_the_free_pages_a_live_block_holds_in_the_heap() -> None:
+    kept, trimmed, _ = _heap_probe()
+    assert kept > 50.0  # 64 MB freed, still resident
+    assert trimmed < 8.0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_release_caps_onednn_primitive_cache_unless_the_environment_set_it() -> None:
+    assert _heap_probe()[2] == str(allocator.PRIMITIVE_CACHE_CAPACITY)
+    assert _heap_probe(ONEDNN_PRIMITIVE_CACHE_CAPACITY="7")[2] == "7"
 
 
 def test_only_the_memory_budgeted_config_trades_speed_for_a_steady_peak() -> None:

@@ -153,6 +153,26 @@ def test_bf16_activation_checkpointing_and_micro_batches_train(tmp_path: Path) -
     assert 0 <= values["loss/logprob_gap"] < 0.05  # a bf16 update against fp32 rollouts: close
 
 
+def test_a_memory_budgeted_step_trims_the_heaps_after_the_rollouts_and_each_micro_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentflow_rl.flow_grpo import allocator, update
+
+    calls: list[str] = []
+    micro_step = update._micro_step
+    monkeypatch.setattr(allocator, "return_freed_memory", lambda: True)  # leave this process's malloc alone
+    monkeypatch.setattr(allocator, "trim", lambda: calls.append("trim") or True)
+    monkeypatch.setattr(update, "_micro_step", lambda *a: calls.append("micro") or micro_step(*a))
+    path = _tiny_config(tmp_path, max_steps=1, release_freed_memory=True)
+    session = trainer.start_session(load_train_config(path, {"optim.micro_batch_turns": 2}))
+    try:
+        trainer.train_step(session)
+    finally:
+        trainer.close_session(session)
+    assert calls[0] == "trim" and calls.count("micro") >= 2
+    assert calls[1:] == ["micro", "trim"] * calls.count("micro")
+
+
 def test_a_killed_run_resumes_with_the_same_step_count_and_optimizer_state(tmp_path: Path) -> None:
     path = _tiny_config(tmp_path, max_steps=1000, checkpoint_every=1, keep_checkpoints=50)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

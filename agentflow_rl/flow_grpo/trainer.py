@@ -142,6 +142,7 @@ def start_session(config: TrainConfig) -> _Session:
         max_grad_norm=config.optim.max_grad_norm,
         # Sharded parameters gather per forward pass; two passes per backward were not checked there.
         share_prompts=config.rollout.share_prompts and not sharded,
+        release_memory=run.release_freed_memory and accelerator.device.type == "cpu",
     )
     return _Session(
         config,
@@ -332,6 +333,8 @@ def _rollouts(session: _Session, solver: Solver, records: Sequence[TrainRecord],
     timeout = session.config.rollout.timeout_s or None
     batch = session.runner.run(rollout_batch(solver, records, size, session.config.train.roles, timeout_s=timeout))
     session.backend.check()  # a dead or stuck generator fails the step here, in one line
+    if session.update.release_memory:
+        allocator.trim()  # the KV caches' and activations' small blocks, before the update's
     return batch
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from agentflow_rl.flow_grpo import allocator
 from agentflow_rl.flow_grpo.batching import TurnSample, collate, completion_logprobs
 from agentflow_rl.flow_grpo.loss import ClipSettings, token_terms, weighted_loss
 from agentflow_rl.flow_grpo.trained import TrainedModules
@@ -31,6 +32,8 @@ class UpdateContext:
     micro_batch_turns: int
     max_grad_norm: float
     share_prompts: bool = True
+    #: Trim the allocator's heaps after each micro-batch (``[run] release_freed_memory``).
+    release_memory: bool = False
 
 
 @attrs.define
@@ -82,6 +85,8 @@ def policy_update(ctx: UpdateContext, samples: Sequence[TurnSample], *, first_pa
             sync = index == len(chunks) - 1 and last_of_model[ctx.modules.prepared(role)] == role
             with contextlib.nullcontext() if sync else ctx.accelerator.no_sync(ctx.modules.prepared(role)):
                 _micro_step(ctx, role, chunk, sums[role], first_pass)
+            if ctx.release_memory:
+                allocator.trim()
     if not samples:
         _zero_backward(ctx)
     stats = _total(sums)
