@@ -16,16 +16,12 @@ from agentflow_rl.flow_grpo import allocator
 from agentflow_rl.flow_grpo.cli import bundled_config
 from agentflow_rl.flow_grpo.config import load_train_config
 
-# A 6 MB block after an 8 MB one was freed: glibc's moving threshold has risen to 8 MB by then, so
-# by default the block comes from the heap and stays resident once freed; with the threshold fixed
-# at 1 MB it is mapped on its own and unmapped by free.
-_PROBE = textwrap.dedent(
+# What both probes run first: raw malloc and free, and the process's resident size.
+_PRELUDE = textwrap.dedent(
     """
     import ctypes, ctypes.util, os, sys
     from agentflow_rl.flow_grpo import allocator
 
-    if sys.argv[1] == "release":
-        assert allocator.return_freed_memory()
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
@@ -38,11 +34,36 @@ _PROBE = textwrap.dedent(
         block = libc.malloc(size)
         ctypes.memset(block, 1, size)
         return block
+    """
+)
 
+# A 6 MB block after an 8 MB one was freed: glibc's moving threshold has risen to 8 MB by then, so
+# by default the block comes from the heap and stays resident once freed; with the threshold fixed
+# at 1 MB it is mapped on its own and unmapped by free.
+_PROBE = _PRELUDE + textwrap.dedent(
+    """
+    if sys.argv[1] == "release":
+        assert allocator.return_freed_memory()
     libc.free(touched(8 << 20))
     before = resident_mib()
     libc.free(touched(6 << 20))
     print(resident_mib() - before)
+    """
+)
+
+# 64 MB of 1 KB blocks, under any mmap threshold, freed below a block still in use: the heap cannot
+# shrink past that block, so the freed pages stay resident until malloc_trim hands them back.
+_HEAP_PROBE = _PRELUDE + textwrap.dedent(
+    """
+    assert allocator.return_freed_memory()
+    before = resident_mib()
+    blocks = [touched(1024) for _ in range(64 * 1024)]
+    pinned = touched(1024)
+    for block in blocks:
+        libc.free(block)
+    kept = resident_mib() - before
+    assert allocator.trim()
+    print(kept, resident_mib() - before, os.environ[allocator.PRIMITIVE_CACHE_VARIABLE])
     """
 )
 
@@ -56,37 +77,6 @@ def _kept_after_free(mode: str) -> float:
 def test_release_gives_a_freed_block_back_and_the_default_keeps_it() -> None:
     assert _kept_after_free("release") < 1.0
     assert _kept_after_free("default") > 5.0
-
-
-# 64 MB of 1 KB blocks, under any mmap threshold, freed below a block still in use: the heap cannot
-# shrink past that block, so the freed pages stay resident until malloc_trim hands them back.
-_HEAP_PROBE = textwrap.dedent(
-    """
-    import ctypes, ctypes.util, os
-    from agentflow_rl.flow_grpo import allocator
-
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-
-    def resident_mib():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-    assert allocator.return_freed_memory()
-    before = resident_mib()
-    blocks = []
-    for _ in range(64 * 1024):
-        blocks.append(libc.malloc(1024))
-        ctypes.memset(blocks[-1], 1, 1024)
-    pinned = libc.malloc(1024)
-    for block in blocks:
-        libc.free(block)
-    kept = resident_mib() - before
-    assert allocator.trim()
-    print(kept, resident_mib() - before, os.environ[allocator.PRIMITIVE_CACHE_VARIABLE])
-    """
-)
 
 
 def _heap_probe(**environment: str) -> tuple[float, float, str]:
