@@ -43,6 +43,19 @@ class LoraConfig:
     #: and keeps no activations for those layers: on SmolLM2 (30 layers) an update pass with the
     #: last 15 adapted took 60% of the time of one with all 30.
     last_layers: int | None = attrs.field(default=None, validator=attrs.validators.optional(_ge1))
+    #: Start a trained module's adapter from a PEFT adapter folder instead of from zero, e.g.
+    #: ``{ planner = "runs/smollm2/policy/planner" }`` (relative to the working directory, like
+    #: ``run.output_dir``, since it is usually an earlier run's output). Its shape (``r``, ``alpha``,
+    #: targets, layers) must be this table's. That module's KL reference is then the adapter it
+    #: started from, held frozen beside it, not the bare base: training goes on from a policy, as
+    #: GRPO's reference is the policy training began with.
+    init: dict[str, str] = attrs.field(factory=dict)
+
+    @init.validator
+    def _check_init(self, _: Any, value: dict[str, str]) -> None:
+        for role in value:
+            if role not in MODULE_ROLES:
+                raise ValueError(f"policy.lora.init: {role!r} is not one of {', '.join(MODULE_ROLES)}")
 
 
 class WeightDtype(enum.Enum):
@@ -303,6 +316,13 @@ class TrainConfig:
                 f"policy.dtype = {self.policy.dtype.value!r} needs policy.lora: all weights train in float32 "
                 "(Adam's updates vanish in half precision); run.bf16 = true gives mixed precision instead"
             )
+        if self.policy.lora is not None:
+            for role in self.policy.lora.init:
+                if role not in self.train.roles:
+                    raise ValueError(
+                        f"policy.lora.init.{role}: {role} is not trained (train.modules = {list(self.train.roles)}); "
+                        "an untrained module runs on the base model"
+                    )
         if self.run.export_merged and self.policy.lora is None:
             raise ValueError("run.export_merged merges LoRA adapters; it needs policy.lora (full weights export as is)")
 

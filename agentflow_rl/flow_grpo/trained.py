@@ -88,8 +88,8 @@ class TrainedModules:
     def reference_model(self, role: ModuleRole) -> Iterator[Any]:
         """The frozen reference for ``role``'s KL term (no gradients are taken through it)."""
         if self.adapters:
-            with lora.base_only(self.unwrapped(role)) as base:
-                yield base
+            with lora.reference(self.unwrapped(role), role) as frozen:
+                yield frozen
         else:
             yield self.reference
 
