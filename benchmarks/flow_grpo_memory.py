@@ -5,9 +5,14 @@ trajectories, up to 3 planner turns, batched rollouts) in its own process, so th
 memory is its own; the first step's time is left out of the mean (grammar compilation, warm-up).
 
     python benchmarks/flow_grpo_memory.py [--steps 3] [--json out.json] [--variant checkpointing ...]
+                                          [--shape 360m]
 
 ``--variant`` runs only the variants whose names contain one of its words; ``--json`` adds to (or
-replaces entries of) the results already in that file.
+replaces entries of) the results already in that file. ``--shape 360m`` runs the same steps on a
+model of SmolLM2-360M's shape with random weights (only the 135M model's weights are on this
+machine; the tokenizer is the family's one): what memory a step takes depends on the shape, not on
+the values, as long as replies stay within ``max_new_tokens``, which the grammar sees to. It shows
+how the LoRA/all-weights ratio moves once the weights outgrow what every process carries anyway.
 """
 
 from __future__ import annotations
@@ -105,6 +110,43 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: SmolLM2-360M-Instruct's published shape (its config.json); vocabulary and tokenizer as the 135M's.
+SHAPES: dict[str, dict[str, int]] = {
+    "360m": {
+        "hidden_size": 960,
+        "intermediate_size": 2560,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 15,
+        "num_key_value_heads": 5,
+    },
+}
+
+
+def random_model(shape: str, dtype: str) -> Path:
+    """A folder with a randomly initialised SmolLM2 of ``shape`` in ``dtype``, made once and cached.
+
+    Written in the dtype it is loaded in: loading bfloat16 from float32 files maps every float32
+    byte first, which would put a loading peak in the figure."""
+    import torch
+    import transformers
+
+    from agentflow_core.engines.embedded import smollm2_gguf_path
+    from agentflow_rl.flow_grpo.policy import converted_gguf
+
+    folder = Path.home() / ".cache" / "agentflow" / "benchmarks" / f"smollm2-{shape}-random-{dtype}"
+    if (folder / "config.json").is_file():
+        return folder
+    small = converted_gguf(smollm2_gguf_path(), dtype)
+    config = transformers.AutoConfig.from_pretrained(str(small))
+    for key, value in SHAPES[shape].items():
+        setattr(config, key, value)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).to(getattr(torch, dtype))
+    model.save_pretrained(str(folder), safe_serialization=True)
+    transformers.AutoTokenizer.from_pretrained(str(small)).save_pretrained(str(folder))
+    return folder
+
+
 def measure(overrides: dict[str, Any], steps: int) -> dict[str, Any]:
     from agentflow_rl.flow_grpo import trainer
     from agentflow_rl.flow_grpo.cli import bundled_config
@@ -143,9 +185,12 @@ def main() -> int:
     parser.add_argument("--only", help=argparse.SUPPRESS)
     parser.add_argument("--json")
     parser.add_argument("--variant", action="append", default=[], help="only variants whose name contains this")
+    parser.add_argument("--shape", choices=sorted(SHAPES), help="random weights in a larger SmolLM2's shape")
+    parser.add_argument("--source", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
-        print(json.dumps(measure(VARIANTS[args.only], args.steps)))
+        overrides = VARIANTS[args.only] | ({"policy.source": args.source} if args.source else {})
+        print(json.dumps(measure(overrides, args.steps)))
         return 0
     chosen = [name for name in VARIANTS if not args.variant or any(word in name for word in args.variant)]
     if not chosen:
@@ -153,9 +198,10 @@ def main() -> int:
     saved = Path(args.json) if args.json else None
     results: dict[str, Any] = json.loads(saved.read_text()) if saved is not None and saved.exists() else {}
     for name in chosen:
-        done = subprocess.run(
-            [sys.executable, __file__, "--only", name, "--steps", str(args.steps)], capture_output=True, text=True
-        )
+        command = [sys.executable, __file__, "--only", name, "--steps", str(args.steps)]
+        if args.shape:
+            command += ["--source", str(random_model(args.shape, VARIANTS[name].get("policy.dtype", "float32")))]
+        done = subprocess.run(command, capture_output=True, text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         results[name] = json.loads(lines[-1]) if done.returncode == 0 and lines else f"failed: {done.stderr[-300:]}"
         print(name, results[name], flush=True)

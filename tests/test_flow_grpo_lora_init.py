@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -191,3 +192,31 @@ def test_the_saved_config_shape_is_what_peft_itself_writes(saved: Path) -> None:
     """The shape check reads the fields peft writes; if peft renamed them, every start would fail."""
     settings = json.loads((saved / "adapter_config.json").read_text())
     assert {"r", "lora_alpha", "target_modules", "layers_to_transform", "peft_type"} <= settings.keys()
+
+
+def test_a_rollout_worker_starts_from_the_same_adapter_and_follows_the_trainer(saved: Path, tmp_path: Path) -> None:
+    """The worker process builds its modules from the same config, so it loads the same start."""
+    from agentflow_core import EngineConfig, GenerationRequest, Message
+    from agentflow_rl.flow_grpo.backends.base import BackendContext
+    from agentflow_rl.flow_grpo.backends.inprocess import InProcessBackend
+    from agentflow_rl.flow_grpo.backends.worker import WorkerBackend
+
+    path = _config(tmp_path, "worker", modules=["planner"], lora={**LORA, "init": {"planner": str(saved)}})
+    session = trainer.start_session(load_train_config(path, {"rollout.backend": "hf_worker"}))
+    request = GenerationRequest((Message("user", "k3 plus 5 ; done : none"),), max_tokens=8, temperature=0.0)
+
+    def tokens(backend: Any) -> Any:
+        engine = backend.engine(EngineConfig(model="policy:planner", max_tokens=8))
+        return asyncio.run(engine.generate(request)).tokens
+
+    try:
+        assert isinstance(session.backend, WorkerBackend)
+        for _ in range(2):
+            trainer.train_step(session)
+        session.backend.sync(session.progress.step)
+        remote = tokens(session.backend)
+        local = tokens(InProcessBackend(BackendContext(session.config, session.modules, session.tokenizer)))
+        assert remote.completion_ids == local.completion_ids
+        assert remote.completion_logprobs == pytest.approx(local.completion_logprobs, abs=1e-5)
+    finally:
+        trainer.close_session(session)
