@@ -29,6 +29,13 @@ _ge0, _ge1, _gt0 = attrs.validators.ge(0), attrs.validators.ge(1), attrs.validat
 LLAMA_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+def _check_roles(key: str, keys: Any) -> None:
+    """Tables keyed by module (``{ verifier = 2.0 }``) name only modules that exist."""
+    for role in keys:
+        if role not in MODULE_ROLES:
+            raise ValueError(f"{key}: {role!r} is not one of {', '.join(MODULE_ROLES)}")
+
+
 @attrs.frozen
 class LoraConfig:
     """A LoRA adapter (peft) per trained module instead of training all weights."""
@@ -53,9 +60,7 @@ class LoraConfig:
 
     @init.validator
     def _check_init(self, _: Any, value: dict[str, str]) -> None:
-        for role in value:
-            if role not in MODULE_ROLES:
-                raise ValueError(f"policy.lora.init: {role!r} is not one of {', '.join(MODULE_ROLES)}")
+        _check_roles("policy.lora.init", value)
 
 
 class WeightDtype(enum.Enum):
@@ -190,9 +195,8 @@ class RolloutConfig:
 
     @module_temperatures.validator
     def _check_module_temperatures(self, _: Any, value: dict[str, float]) -> None:
+        _check_roles("rollout.module_temperatures", value)
         for role, temperature in value.items():
-            if role not in MODULE_ROLES:
-                raise ValueError(f"rollout.module_temperatures: {role!r} is not one of {', '.join(MODULE_ROLES)}")
             if not temperature > 0:
                 raise ValueError(f"rollout.module_temperatures.{role} must be > 0, got {temperature}")
 
