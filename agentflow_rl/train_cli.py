@@ -6,6 +6,7 @@ torch and accelerate are imported only when the command runs, so the rest of the
 from __future__ import annotations
 
 import json
+import tomllib
 from typing import Any
 
 import click
@@ -18,12 +19,22 @@ def _override(item: str) -> tuple[str, Any]:
     try:
         return key, json.loads(raw)
     except ValueError:
+        pass
+    try:  # the config's own syntax: `{ verifier = 30 }`, `'text'`
+        return key, tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
         return key, raw
 
 
 @click.command("train")
 @click.argument("config", type=click.Path(dir_okay=False, exists=True))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key (repeatable); VALUE is read as JSON or TOML, else as text.",
+)
 def train_command(config: str, overrides: tuple[str, ...]) -> None:
     """Train the modules CONFIG names with Flow-GRPO; a killed run resumes from its last checkpoint."""
     from agentflow_rl.flow_grpo import cli

@@ -137,6 +137,31 @@ def test_planner_and_verifier_each_train_their_own_adapter(tmp_path: Path) -> No
     assert values[-1]["module/planner/tool_error_rate"] >= 0
 
 
+def test_a_module_with_a_later_start_step_is_rolled_out_but_not_trained_before_it(tmp_path: Path) -> None:
+    path = _config(tmp_path, modules=["planner", "verifier"])
+    session = trainer.start_session(load_train_config(path, {"train.start_step": {"verifier": 3}}))
+    try:
+        snapshots, values = [_snapshot(session.model)], []
+        for _ in range(4):
+            values.append(trainer.train_step(session))
+            snapshots.append(_snapshot(session.model))
+    finally:
+        trainer.close_session(session)
+
+    def moved(role: str, step: int) -> bool:
+        names = [n for n in snapshots[0] if f"lora_A.{role}." in n or f"lora_B.{role}." in n]
+        return any(not torch.equal(snapshots[step - 1][n], snapshots[step][n]) for n in names)
+
+    assert [moved("verifier", step) for step in (1, 2)] == [False, False]
+    assert moved("verifier", 3) or moved("verifier", 4)
+    assert any(moved("planner", step) for step in (1, 2))
+    assert [v["module/verifier/training"] for v in values] == [0.0, 0.0, 1.0, 1.0]
+    assert all(v["module/verifier/turns"] > 0 for v in values)  # rolled out all along
+    # Per-module update figures exist only for the steps that trained the module's turns.
+    assert ["module/verifier/kl" in v for v in values] == [False, False, True, True]
+    assert all("module/planner/kl" in v and "module/planner/training" not in v for v in values)
+
+
 def test_full_weight_modules_each_get_their_own_model(tmp_path: Path) -> None:
     path = _config(tmp_path, modules=["planner", "verifier"], lora=None)
     session = trainer.start_session(load_train_config(path))
@@ -311,6 +336,9 @@ def test_the_hf_engine_names_a_missing_adapter_folder(tmp_path: Path) -> None:
         ({"policy": {"dtype": "float8"}}, "policy.dtype"),
         ({"rollout": {"module_temperatures": {"critic": 2.0}}}, "'critic' is not one of"),
         ({"rollout": {"module_temperatures": {"verifier": 0}}}, "module_temperatures.verifier must be > 0"),
+        ({"train": {"start_step": {"critic": 5}}}, "train.start_step: 'critic' is not one of"),
+        ({"train": {"start_step": {"verifier": 5}}}, "train.start_step.verifier: verifier is not trained"),
+        ({"train": {"modules": ["planner"], "start_step": {"planner": 0}}}, "start_step.planner must be a step"),
     ],
 )
 def test_bad_training_settings_fail_at_load_with_the_key(tmp_path: Path, overrides: Any, message: str) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from agentflow_rl.flow_grpo.cli import bundled_config
+from agentflow_rl.flow_grpo.config import load_train_config
+from agentflow_rl.train_cli import _override
 from tests.test_cli import agentflow
 
 
@@ -27,6 +29,31 @@ def test_train_runs_one_step_and_writes_metrics(tmp_path: Path) -> None:
     assert "1 steps in" in result.stdout
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert lines and all(isinstance(json.loads(line), dict) for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("item", "value"),
+    [
+        ("run.max_steps=5", 5),
+        ('train.modules=["planner", "verifier"]', ["planner", "verifier"]),
+        ("train.start_step={ verifier = 30 }", {"verifier": 30}),  # the config's own inline table
+        ("train.start_step={verifier=30}", {"verifier": 30}),
+        ("policy.lora=null", None),
+        ("policy.source=hf:smollm2", "hf:smollm2"),
+        ("run.output_dir=runs/a b", "runs/a b"),
+        ("task.reward='tool_choice'", "tool_choice"),
+    ],
+)
+def test_set_values_are_json_or_toml_or_else_text(item: str, value: object) -> None:
+    assert _override(item) == (item.partition("=")[0], value)
+
+
+def test_a_toml_table_from_the_command_line_reaches_the_config(tmp_path: Path) -> None:
+    config = load_train_config(
+        bundled_config("synthetic.toml"),
+        dict([_override('train.modules=["planner", "verifier"]'), _override("train.start_step={ verifier = 3 }")]),
+    )
+    assert config.train.start_step == {"verifier": 3} and config.train.training_at(2) == ("planner",)
 
 
 def test_bad_train_config_is_one_line(tmp_path: Path) -> None:

@@ -143,9 +143,20 @@ class TrainModulesConfig:
     #: (Typed as plain strings so that a wrong name gets the validator's message, not cattrs'.)
     modules: tuple[str, ...] = attrs.field(default=("planner",))
 
+    #: The step (as logged, from 1) at which a module's updates begin, e.g. ``{ verifier = 40 }``;
+    #: modules not named train from step 1. Before it the module is rolled out at its starting
+    #: weights, at its temperature, and not trained. A curriculum for modules whose reward depends
+    #: on another's skill: a Verifier cannot learn when to continue while every Planner's second
+    #: turn fails anyway, and its updates (long, unshared prompts) cost more than the Planner's.
+    start_step: dict[str, int] = attrs.field(factory=dict)
+
     @property
     def roles(self) -> tuple[ModuleRole, ...]:
         return self.modules  # type: ignore[return-value]  # checked below
+
+    def training_at(self, step: int) -> tuple[ModuleRole, ...]:
+        """The modules whose turns the update of logged step ``step`` trains."""
+        return tuple(role for role in self.roles if step >= self.start_step.get(role, 1))
 
     @modules.validator
     def _check(self, _: Any, value: tuple[str, ...]) -> None:
@@ -154,6 +165,16 @@ class TrainModulesConfig:
             raise ValueError(
                 f"train.modules must name each of {', '.join(MODULE_ROLES)} at most once, got {list(value)}"
             )
+
+    @start_step.validator
+    def _check_start(self, _: Any, value: dict[str, int]) -> None:
+        _check_roles("train.start_step", value)
+        for role, step in value.items():
+            if role not in self.modules:
+                trained = list(self.modules)
+                raise ValueError(f"train.start_step.{role}: {role} is not trained (train.modules = {trained})")
+            if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+                raise ValueError(f"train.start_step.{role} must be a step number >= 1, got {step!r}")
 
 
 @attrs.frozen

@@ -15,6 +15,7 @@ those starting weights, ``<module>_reference``: its KL reference, a few MB inste
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,7 +49,9 @@ def with_adapters(model: Any, roles: Sequence[str], settings: LoraConfig) -> Any
         task_type="CAUSAL_LM",
     )
     try:
-        wrapped = peft.get_peft_model(model, config, adapter_name=roles[0])
+        with warnings.catch_warnings():  # peft reads transformers' deprecated name; not the user's concern
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+            wrapped = peft.get_peft_model(model, config, adapter_name=roles[0])
     except ValueError as exc:  # peft's message when no module matches target_modules
         raise ConfigError(f"policy.lora.target_modules: {str(exc).splitlines()[0]}") from None
     for role in roles[1:]:

@@ -34,6 +34,8 @@ class StepRecord:
     timed_out: int = 0
     #: Every turn with a real choice, before zero-advantage turns were left out.
     samples: Sequence[TurnSample] = ()
+    #: Modules with a later ``train.start_step``, and whether this step's update trained them.
+    deferred: dict[str, bool] = attrs.field(factory=dict)
 
 
 def step_metrics(record: StepRecord, rollout_s: float, update_s: float) -> dict[str, float]:
@@ -83,6 +85,8 @@ def _module_metrics(record: StepRecord, role: ModuleRole) -> dict[str, float]:
     }
     if role in _TOOL_MODULES:
         values[prefix + "tool_error_rate"] = _tool_error_rate(record.rollouts)
+    if role in record.deferred:
+        values[prefix + "training"] = float(record.deferred[role])
     first = record.updates[0].by_role.get(role)
     last = record.updates[-1].by_role.get(role)
     if first is not None and last is not None:

@@ -302,8 +302,9 @@ def train_step(session: _Session) -> dict[str, float]:
     )
     failed = failed_groups(rewards, [r.group for r in rollouts])
     every = build_samples(rollouts, per_turn, config.loss.type, session.replay, failed)
+    training = config.train.training_at(session.progress.step + 1)
     samples = learnable(
-        every,
+        [s for s in every if s.role in training],
         config.loss.kl_coef,
         kl_on_zero_advantage=config.loss.kl_on_zero_advantage,
         failed_group_entropy=config.loss.failed_group_entropy,
@@ -315,7 +316,16 @@ def train_step(session: _Session) -> dict[str, float]:
             config.run.output_dir, session.progress.step, rollouts, rewards, per_turn, config.run.sample_rollouts
         )
     values = metrics.step_metrics(
-        metrics.StepRecord(rollouts, rewards, per_turn, updates, config.train.roles, batch.timed_out, every),
+        metrics.StepRecord(
+            rollouts,
+            rewards,
+            per_turn,
+            updates,
+            config.train.roles,
+            batch.timed_out,
+            every,
+            deferred={role: role in training for role in config.train.start_step},
+        ),
         rolled - started,
         time.perf_counter() - rolled,
     )
