@@ -157,6 +157,16 @@ def test_tool_choice_needs_a_gold_tool_on_every_record(tmp_path: Path) -> None:
         build_task(load_train_config(path))
 
 
+def test_a_gold_tool_the_agent_does_not_enable_is_named_at_load(tmp_path: Path) -> None:
+    from agentflow_rl.flow_grpo.tasks import build_task
+
+    path = _tool_choice_run(tmp_path)
+    rows = [{"question": "3 * 7?", "tool": "python_coder"}, {"id": "q2", "question": "2 + 2?", "tool": "calculator"}]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(ConfigError, match=r"train\.jsonl: record 'q2' has gold tool 'calculator'.*python_coder, wiki"):
+        build_task(load_train_config(path))
+
+
 class _Hanging:
     """An engine provider whose calls never return: a module stuck on a dead server."""
 

@@ -57,17 +57,25 @@ def build_task(config: TrainConfig) -> TaskSetup:
     chosen = {role: name for role in MODULE_ROLES if (name := task.module(role)) is not None}
     agent = attrs.evolve(agent, modules=attrs.evolve(agent.modules, **chosen))
     if task.reward == "tool_choice":
-        _check_gold_tools(train, task.train_file)
-        _check_gold_tools(held_out, task.eval_file)
+        _check_gold_tools(train, task.train_file, agent.agent.tools)
+        _check_gold_tools(held_out, task.eval_file, agent.agent.tools)
     return TaskSetup(train, held_out, _scorer(task.scorer), (), True, agent)
 
 
-def _check_gold_tools(records: Sequence[TrainRecord], path: str | None) -> None:
+def _check_gold_tools(records: Sequence[TrainRecord], path: str | None, enabled: Sequence[str]) -> None:
+    """A record the reward can never pay (no gold tool, or one the agent cannot choose) is a data
+    error, not a question to train on: it would only add all-fail groups."""
     missing = next((r for r in records if r.tool is None), None)
     if missing is not None:
         raise ConfigError(
             f"{path}: task.reward = 'tool_choice' needs a gold tool on every record; record {missing.id!r} "
             'has none (add "tool": NAME to the row)'
+        )
+    unknown = next((r for r in records if r.tool not in enabled), None)
+    if unknown is not None:
+        raise ConfigError(
+            f"{path}: record {unknown.id!r} has gold tool {unknown.tool!r}, which the agent does not enable "
+            f"(its tools: {', '.join(enabled)}; task.agent_config sets them)"
         )
 
 
