@@ -5,6 +5,7 @@ torch and accelerate are imported only when the command runs, so the rest of the
 
 from __future__ import annotations
 
+import datetime
 import json
 import tomllib
 from typing import Any
@@ -21,9 +22,11 @@ def _override(item: str) -> tuple[str, Any]:
     except ValueError:
         pass
     try:  # the config's own syntax: `{ verifier = 30 }`, `'text'`
-        return key, tomllib.loads(f"value = {raw}")["value"]
+        value = tomllib.loads(f"value = {raw}")["value"]
     except tomllib.TOMLDecodeError:
         return key, raw
+    # TOML reads `2026-12-05` as a date; as a folder or file name it is text.
+    return key, raw if isinstance(value, datetime.date | datetime.time) else value
 
 
 @click.command("train")

@@ -42,6 +42,8 @@ def test_train_runs_one_step_and_writes_metrics(tmp_path: Path) -> None:
         ("policy.source=hf:smollm2", "hf:smollm2"),
         ("run.output_dir=runs/a b", "runs/a b"),
         ("task.reward='tool_choice'", "tool_choice"),
+        ("run.output_dir=2026-12-05", "2026-12-05"),  # a date to TOML, a folder name here
+        ("run.output_dir=12:30:00", "12:30:00"),
     ],
 )
 def test_set_values_are_json_or_toml_or_else_text(item: str, value: object) -> None:
