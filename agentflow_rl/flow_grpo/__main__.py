@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train from a TOML config")
     train.add_argument("config")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="JSON or TOML, else text; e.g. run.max_steps=5")
+    train.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="JSON or TOML, else text; e.g. run.max_steps=5"
+    )
     smoke = commands.add_parser("smoke", help="the synthetic proof with its ablation and learning curve")
     smoke.add_argument("--output", default="runs/train-smoke")
     smoke.add_argument("--minutes", type=float, default=15.0)
