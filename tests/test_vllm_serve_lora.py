@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -104,12 +105,14 @@ def server(exported: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
     try:
         _wait_healthy(url, process, log_path)
         yield url
-    finally:
-        os.killpg(process.pid, 15)
+    finally:  # the server and its engine processes share its process group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(30)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 
