@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,16 @@ def _check_roles(key: str, keys: Any) -> None:
     for role in keys:
         if role not in MODULE_ROLES:
             raise ValueError(f"{key}: {role!r} is not one of {', '.join(MODULE_ROLES)}")
+
+
+def _check_trained(key: str, keys: Any, trained: Sequence[str]) -> None:
+    """Tables of settings that only a trained module has name only trained modules."""
+    for role in keys:
+        if role not in trained:
+            raise ValueError(
+                f"{key}.{role}: {role} is not trained (train.modules = {list(trained)}); "
+                "an untrained module runs on the base model"
+            )
 
 
 @attrs.frozen
@@ -169,10 +180,8 @@ class TrainModulesConfig:
     @start_step.validator
     def _check_start(self, _: Any, value: dict[str, int]) -> None:
         _check_roles("train.start_step", value)
+        _check_trained("train.start_step", value, self.modules)
         for role, step in value.items():
-            if role not in self.modules:
-                trained = list(self.modules)
-                raise ValueError(f"train.start_step.{role}: {role} is not trained (train.modules = {trained})")
             if isinstance(step, bool) or not isinstance(step, int) or step < 1:
                 raise ValueError(f"train.start_step.{role} must be a step number >= 1, got {step!r}")
 
@@ -342,12 +351,7 @@ class TrainConfig:
                 "(Adam's updates vanish in half precision); run.bf16 = true gives mixed precision instead"
             )
         if self.policy.lora is not None:
-            for role in self.policy.lora.init:
-                if role not in self.train.roles:
-                    raise ValueError(
-                        f"policy.lora.init.{role}: {role} is not trained (train.modules = {list(self.train.roles)}); "
-                        "an untrained module runs on the base model"
-                    )
+            _check_trained("policy.lora.init", self.policy.lora.init, self.train.roles)
         if self.run.export_merged and self.policy.lora is None:
             raise ValueError("run.export_merged merges LoRA adapters; it needs policy.lora (full weights export as is)")
 
