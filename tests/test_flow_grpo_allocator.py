@@ -74,7 +74,33 @@ _CACHE_PROBE = textwrap.dedent(
     from agentflow_rl.flow_grpo import allocator
 
     allocator.return_freed_memory()
-    print(os.environ[allocator.PRIMITIVE_CACHE_VARIABLE])
+    print(os.environ[allocator.PRIMITIVE_CACHE_VARIABLE], os.environ[allocator.IDEEP_CACHE_VARIABLE])
+    """
+)
+
+
+# The heap a bfloat16 matmul at 300 new shapes leaves in use: oneDNN's and ideep's caches keep a
+# primitive per shape unless capped.
+_SHAPES_PROBE = _PRELUDE + textwrap.dedent(
+    """
+    import torch
+
+    class MallInfo(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+    libc.mallinfo2.restype = MallInfo
+    if sys.argv[1] == "release":
+        assert allocator.return_freed_memory()
+    torch.set_num_threads(1)
+    weight = torch.randn(576, 576, dtype=torch.bfloat16)
+    torch.randn(8, 576, dtype=torch.bfloat16) @ weight
+    libc.malloc_trim(0)
+    before = libc.mallinfo2().uordblks
+    for rows in range(100, 400):
+        torch.randn(rows, 576, dtype=torch.bfloat16) @ weight
+    libc.malloc_trim(0)
+    print((libc.mallinfo2().uordblks - before) / 2**20)
     """
 )
 
@@ -90,9 +116,10 @@ def test_release_gives_a_freed_block_back_and_the_default_keeps_it() -> None:
     assert _kept_after_free("default") > 5.0
 
 
-def _probe_output(probe: str, **environment: str) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if k != allocator.PRIMITIVE_CACHE_VARIABLE} | environment
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+def _probe_output(probe: str, *args: str, **environment: str) -> list[str]:
+    cache_variables = {allocator.PRIMITIVE_CACHE_VARIABLE, allocator.IDEEP_CACHE_VARIABLE}
+    env = {k: v for k, v in os.environ.items() if k not in cache_variables} | environment
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True, env=env)
     return done.stdout.split()
 
 
@@ -103,9 +130,28 @@ def test_trim_gives_back_the_free_pages_a_live_block_holds_in_the_heap() -> None
     assert trimmed < 8.0
 
 
-def test_release_caps_onednn_primitive_cache_unless_the_environment_set_it() -> None:
-    assert _probe_output(_CACHE_PROBE) == [str(allocator.PRIMITIVE_CACHE_CAPACITY)]
-    assert _probe_output(_CACHE_PROBE, ONEDNN_PRIMITIVE_CACHE_CAPACITY="7") == ["7"]
+def test_release_caps_onednn_and_ideep_caches_unless_the_environment_set_them() -> None:
+    defaults = [str(allocator.PRIMITIVE_CACHE_CAPACITY), str(allocator.IDEEP_CACHE_CAPACITY)]
+    assert _probe_output(_CACHE_PROBE) == defaults
+    assert _probe_output(_CACHE_PROBE, ONEDNN_PRIMITIVE_CACHE_CAPACITY="7", LRU_CACHE_CAPACITY="9") == ["7", "9"]
+
+
+def _bfloat16_matmul_goes_through_onednn() -> bool:
+    import torch
+
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallinfo2: Linux only")
+def test_release_keeps_new_matmul_shapes_from_piling_up_primitives_in_the_heap() -> None:
+    if not _bfloat16_matmul_goes_through_onednn():
+        if os.environ.get("CI"):
+            pytest.fail("CI's CPU runs bfloat16 matmuls outside oneDNN: the cache caps go unchecked")
+        pytest.skip("this CPU runs bfloat16 matmuls outside oneDNN")
+    (kept,) = map(float, _probe_output(_SHAPES_PROBE, "default"))
+    (capped,) = map(float, _probe_output(_SHAPES_PROBE, "release"))
+    assert kept > 80.0  # ~170 MB measured: two caches of up to 1024 primitives each
+    assert capped < 40.0  # ~22 MB: oneDNN's 64 primitives
 
 
 def test_only_the_memory_budgeted_config_trades_speed_for_a_steady_peak() -> None:

@@ -301,8 +301,9 @@ class RunConfig:
     #: (``agentflow_rl.flow_grpo.allocator``): the peak stays at what a step needs instead of creeping
     #: up, but every large tensor then costs fresh page faults. Measured on SmolLM2 (3 steps of
     #: ``smollm2.toml``): peak 4.3 against 5.5 GiB, steps 26% slower. Also trims the heaps after
-    #: each rollout batch and micro-batch, and caps oneDNN's primitive cache at 64 (unless
-    #: ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is set). For runs with a memory budget.
+    #: each rollout batch and micro-batch, caps oneDNN's primitive cache at 64 and ideep's at 1
+    #: (unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` or ``LRU_CACHE_CAPACITY`` is set). For runs with
+    #: a memory budget.
     release_freed_memory: bool = False
     #: Rollouts of each step saved to ``<output_dir>/samples/`` for ``agentflow view``; 0 saves none.
     sample_rollouts: int = attrs.field(default=4, validator=_ge0)
