@@ -74,3 +74,22 @@ def test_the_output_head_is_given_contiguous_rows_and_computes_the_same_logits()
     assert seen == [False, True]
     assert len(model.get_output_embeddings()._forward_pre_hooks) == 2
     assert torch.equal(before, after)
+
+
+def test_one_row_reaches_the_head_with_strides_that_let_matmul_fold_it_into_one_matrix() -> None:
+    # One row sliced by ``logits_to_keep`` counts as contiguous but keeps the stride of the whole
+    # sequence in its size-1 batch dimension; matmul then takes the bmm path, which copies the head
+    # weight expanded to the batch (57 MB on SmolLM2) whenever the rows carry a gradient.
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from agentflow_core.engines.prefix import contiguous_head_input
+
+    config = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    model = contiguous_head_input(transformers.LlamaForCausalLM(config))
+    strides: list[tuple[int, ...]] = []
+    model.get_output_embeddings().register_forward_hook(lambda module, args, out: strides.append(args[0].stride()))
+    with torch.no_grad():
+        model(input_ids=torch.randint(0, 64, (1, 7)), logits_to_keep=2)
+    assert strides == [(2 * 16, 16, 1)]

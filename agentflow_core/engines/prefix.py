@@ -108,7 +108,12 @@ def contiguous_head_input(model: Any) -> Any:
 
 
 def _contiguous_arguments(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(a.contiguous() if hasattr(a, "contiguous") else a for a in args)
+    # ``contiguous()`` leaves a size-1 dimension's stride as it was (``[1, 8, 576]`` sliced from
+    # ``[1, 160, 576]`` keeps stride 92160), and matmul then finds the rows not viewable as one
+    # matrix and goes through bmm, which copies the whole head weight expanded to the batch: 57 MB
+    # for SmolLM2 at every head call in a training pass or a one-row decode. ``view`` gives the
+    # canonical strides without copying.
+    return tuple(a.contiguous().view(a.shape) if hasattr(a, "contiguous") else a for a in args)
 
 
 def prefill(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, device: Any, *, share: bool = True) -> Prefilled:
