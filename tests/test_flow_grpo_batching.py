@@ -125,6 +125,77 @@ def test_a_forced_token_adds_exactly_nothing_to_loss_kl_and_entropy(world: TinyW
     assert terms.kl[batch.completion_mask.bool()].sum() > 0  # the free tokens do feel the KL
 
 
+def test_entropy_summed_block_by_block_is_that_of_the_whole_masked_distribution(
+    world: TinyWorld, rollouts: list[Rollout], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentflow_core.engines.grammar import unpack
+    from agentflow_rl.flow_grpo import batching
+
+    samples = _samples(rollouts, replay=GrammarReplay(world.model, world.tokenizer))
+    batch = collate(samples, pad_id=world.tokenizer.pad_token_id)
+    trained = batch.completion_mask.bool()
+    monkeypatch.setattr(batching, "_ENTROPY_BLOCK", 3)
+    assert int(trained.sum()) % 3 and int(trained.sum()) > 3  # several blocks, the last one short
+    with torch.no_grad():
+        _, blockwise = completion_logprobs(world.model, batch, share_prompts=False)
+        _, whole = completion_logprobs(world.model, batch, share_prompts=False, entropy_grad=True)
+        out = world.model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+        )
+        width = batch.completion_width
+        logits = out.logits[:, -(width + 1) : -1][trained].float() / TEMPERATURE
+        allowed = unpack(batch.allowed[trained], logits.shape[-1])
+        probabilities = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
+        direct = -(probabilities * probabilities.clamp_min(1e-30).log()).sum(-1)
+    assert torch.allclose(blockwise[trained], direct, atol=1e-4)
+    assert torch.allclose(whole[trained], direct, atol=1e-4)
+    assert torch.equal(blockwise[~trained], torch.zeros_like(blockwise[~trained]))
+    assert float(direct.max()) > 0.01  # not a batch of one-token sets
+
+
+def test_the_head_scores_only_trained_positions_and_the_pass_leaves_no_hook(
+    world: TinyWorld, rollouts: list[Rollout]
+) -> None:
+    from agentflow_rl.flow_grpo import batching
+
+    batch = collate(_samples(rollouts), pad_id=world.tokenizer.pad_token_id)
+    trained = batch.completion_mask.bool()
+    head = world.model.get_output_embeddings()
+    hooks = dict(head._forward_pre_hooks)
+    seen: list[tuple[int, ...]] = []
+    watch = head.register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape)))
+    try:
+        with torch.no_grad():
+            picked = batching._trained_position_logits(world.model, batch, trained)
+    finally:
+        watch.remove()
+    assert dict(head._forward_pre_hooks) == hooks
+    vocabulary = picked.shape[-1]
+    assert seen == [(1, int(trained.sum()), vocabulary)]  # no [rows, columns, vocabulary] tensor
+    with torch.no_grad():
+        width = batch.completion_width
+        full = world.model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+        ).logits[:, -(width + 1) : -1][trained]
+    assert torch.allclose(picked, full, atol=1e-5)
+
+
+def test_unpack_reads_token_32w_plus_k_from_bit_k_of_word_w() -> None:
+    from agentflow_core.engines.grammar import unpack
+
+    packed = torch.zeros(2, 3, dtype=torch.int32)
+    tokens = [[0, 7, 8, 31, 32, 63, 64, 95], [5, 40, 70]]
+    for row, chosen in enumerate(tokens):
+        for token in chosen:
+            word, bit = divmod(token, 32)
+            packed[row, word] |= torch.tensor(1 << bit, dtype=torch.int64).to(torch.int32)
+    bits = unpack(packed, 90)
+    assert bits.shape == (2, 90) and bits.dtype == torch.bool
+    assert bits[0].nonzero().flatten().tolist() == [t for t in tokens[0] if t < 90]
+    assert bits[1].nonzero().flatten().tolist() == tokens[1]
+    assert unpack(packed.t().contiguous().t(), 96).tolist() == unpack(packed, 96).tolist()  # strided input
+
+
 def test_sharing_prompts_gives_the_full_rows_loss_and_gradient(world: TinyWorld, rollouts: list[Rollout]) -> None:
     """Forwarding a shared prompt once must not change what each row's loss sees, nor its gradient."""
     samples = _samples(rollouts, replay=GrammarReplay(world.model, world.tokenizer))

@@ -240,11 +240,24 @@ class _LLGuidanceConstraint:
 
 
 def unpack(packed: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Bool ``[..., vocab_size]``: True where a token's bit is set in ``packed`` (``[..., W]`` int32)."""
+    """Bool ``[..., vocab_size]``: True where a token's bit is set in ``packed`` (``[..., W]`` int32).
+
+    Token ``32 w + k`` is bit ``k`` of word ``w``. On a little-endian machine that is bit ``k % 8``
+    of the word's byte ``k // 8`` in memory, so the words are read as bytes and each byte spread
+    into 8 flags: the temporaries are a byte per token, not the four an int32 shift takes, which
+    matters when the trainer unpacks the sets of every trained position of a micro-batch at once.
+    """
+    import sys
+
     import torch
 
-    shifts = torch.arange(32, dtype=torch.int32, device=packed.device)
-    bits = ((packed.unsqueeze(-1) >> shifts) & 1).flatten(-2)
+    if sys.byteorder == "little" and packed.is_contiguous():
+        shifts = torch.arange(8, dtype=torch.uint8, device=packed.device)
+        octets = packed.view(torch.uint8)
+        bits = (octets.unsqueeze(-1) >> shifts).bitwise_and_(1).flatten(-2)
+    else:
+        shifts = torch.arange(32, dtype=torch.int32, device=packed.device)
+        bits = ((packed.unsqueeze(-1) >> shifts) & 1).flatten(-2)
     return bits[..., :vocab_size].bool()
 
 

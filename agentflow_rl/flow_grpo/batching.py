@@ -240,49 +240,94 @@ def completion_logprobs(
         )
         index = torch.tensor(batch.same_as, dtype=torch.long, device=logp.device)
         return logp[index], None if spread is None else spread[index]
-    if share_prompts and batch.prompts and not _checkpointing(model):
-        logits = _shared_prompt_logits(model, batch)
-    else:
-        logits = _full_row_logits(model, batch)
     # Only trained positions get a softmax: a forced token's masked probability is 1 (log 0, no
-    # entropy) and padding is nothing, and [positions, vocabulary] tensors are most of the memory.
+    # entropy) and padding is nothing, and [positions, vocabulary] tensors are most of the memory,
+    # so they are changed in place where autograd allows (neither the division by a constant nor
+    # masked_fill keeps its input for the backward pass) and the entropy is summed a block at a time.
     trained = batch.completion_mask.bool()
-    picked = logits[trained].float() / batch.temperatures.expand(-1, trained.shape[1], 1)[trained]
-    allowed = None
+    if share_prompts and batch.prompts and not _checkpointing(model):
+        logits = _shared_prompt_logits(model, batch)[trained]
+    else:
+        logits = _trained_position_logits(model, batch, trained)
+    picked = logits.float()
+    temperatures = batch.temperatures.expand(-1, trained.shape[1], 1)[trained]
+    picked = picked.div_(temperatures) if picked is not logits else picked / temperatures
+    del logits
+    blocked = None
     if batch.allowed is not None:
         from agentflow_core.engines.grammar import unpack
 
-        allowed = unpack(batch.allowed[trained], picked.shape[-1])
-        picked = picked.masked_fill(~allowed, float("-inf"))
+        blocked = unpack(batch.allowed[trained], picked.shape[-1]).logical_not_()
+        picked.masked_fill_(blocked, float("-inf"))
     logp_all = torch.log_softmax(picked, dim=-1)
+    del picked
     chosen = logp_all.gather(-1, batch.completion_ids[trained].unsqueeze(-1)).squeeze(-1)
     logp = torch.zeros(trained.shape, dtype=chosen.dtype, device=chosen.device).masked_scatter(trained, chosen)
     if not entropy:
         return logp, None
-    with torch.enable_grad() if entropy_grad else torch.no_grad():
+    if entropy_grad:
         # 0 * -inf is nan, and so is its gradient: tokens outside the set contribute nothing.
-        finite = logp_all if allowed is None else logp_all.masked_fill(~allowed, 0.0)
-        plogp = logp_all.exp() * finite
-        spread = torch.zeros(trained.shape, dtype=plogp.dtype, device=picked.device).masked_scatter(
-            trained, -plogp.sum(-1)
-        )
-    return logp, spread
+        finite = logp_all if blocked is None else logp_all.masked_fill(blocked, 0.0)
+        per_position = -(logp_all.exp() * finite).sum(-1)
+    else:
+        with torch.no_grad():
+            blocks = [slice(i, i + _ENTROPY_BLOCK) for i in range(0, len(logp_all), _ENTROPY_BLOCK)]
+            per_position = torch.cat(
+                [logp_all.new_zeros(0)]
+                + [_entropy(logp_all[b], None if blocked is None else blocked[b]) for b in blocks]
+            )
+    spread = torch.zeros(trained.shape, dtype=per_position.dtype, device=per_position.device)
+    return logp, spread.masked_scatter(trained, per_position)
 
 
-def _full_row_logits(model: Any, batch: TurnBatch) -> torch.Tensor:
-    """``[B, C, V]`` from one pass over prompt + completion rows; only the last ``C + 1`` columns' logits are kept."""
-    from agentflow_core.engines.prefix import forward_arguments
+#: Positions whose entropy is summed at once without a gradient: a few MB of [positions, vocabulary].
+_ENTROPY_BLOCK = 32
+
+
+def _entropy(logp: torch.Tensor, blocked: torch.Tensor | None) -> torch.Tensor:
+    """``-sum p log p`` over each row of a block of log-probabilities; 0 for tokens outside the set."""
+    plogp = logp.exp().mul_(logp)
+    if blocked is not None:
+        plogp.masked_fill_(blocked, 0.0)  # 0 * -inf is nan
+    return -plogp.sum(-1)
+
+
+def _trained_position_logits(model: Any, batch: TurnBatch, trained: torch.Tensor) -> torch.Tensor:
+    """``[N, V]``: the logits at the ``N`` trained positions (``trained``, ``[B, C]``), from one pass
+    over prompt + completion rows.
+
+    The output head gets only those positions' hidden states: a pre-hook on it picks them out of
+    the last ``C + 1`` columns the model keeps (``logits_to_keep``). A ``[B, C, V]`` tensor is
+    never made, nor, in the backward pass, its gradient; with a 49k-token vocabulary that was the
+    largest tensor of a checkpointed LoRA update. What the model does after its head (a scale, a
+    soft cap) still applies, elementwise, to the rows it returns.
+    """
+    from agentflow_core.engines.prefix import forward_arguments, inner_model
 
     width = batch.completion_width
     _, keep = forward_arguments(model)
-    out = model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids,
-        use_cache=False,
-        **({keep: width + 1} if keep else {}),
-    )
-    return out.logits[:, -(width + 1) : -1]
+    inner = inner_model(model)
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+
+    def select(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        hidden = args[0][:, -(width + 1) : -1]
+        return (hidden[trained].unsqueeze(0), *args[1:])
+
+    handle = head.register_forward_pre_hook(select, prepend=True) if head is not None else None
+    try:
+        out = model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+            **({keep: width + 1} if keep else {}),
+        )
+    finally:
+        if handle is not None:
+            handle.remove()
+    if handle is not None:
+        return out.logits[0]
+    return out.logits[:, -(width + 1) : -1][trained]
 
 
 def _shared_prompt_logits(model: Any, batch: TurnBatch) -> torch.Tensor:
