@@ -92,8 +92,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "policy.lora": {"r": 16, "alpha": 32, "last_layers": 15},
         "optim.micro_batch_turns": 1,
     },
-    # Does decoding 8 rows at a time instead of 64 lower the peak the rollout sets? Measured: no,
-    # the LoRA step peaked higher (1.70 against 1.39 GiB) and ran slower (docs/flow-grpo.md).
+    # Decoding 8 rows at a time instead of 64: the rollout's KV caches set the LoRA peak once the
+    # update's own was cut (docs/flow-grpo.md, "Memory"); the leanest LoRA setting measured.
     "LoRA r=16, bfloat16 base, micro-batch 1, activation checkpointing, rollout batch 8": {
         "policy.dtype": "bfloat16",
         "optim.micro_batch_turns": 1,
