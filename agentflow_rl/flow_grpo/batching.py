@@ -266,9 +266,7 @@ def completion_logprobs(
     if not entropy:
         return logp, None
     if entropy_grad:
-        # 0 * -inf is nan, and so is its gradient: tokens outside the set contribute nothing.
-        finite = logp_all if blocked is None else logp_all.masked_fill(blocked, 0.0)
-        per_position = -(logp_all.exp() * finite).sum(-1)
+        per_position = _entropy(logp_all, blocked)
     else:
         with torch.no_grad():
             blocks = [slice(i, i + _ENTROPY_BLOCK) for i in range(0, len(logp_all), _ENTROPY_BLOCK)]
@@ -285,11 +283,10 @@ _ENTROPY_BLOCK = 32
 
 
 def _entropy(logp: torch.Tensor, blocked: torch.Tensor | None) -> torch.Tensor:
-    """``-sum p log p`` over each row of a block of log-probabilities; 0 for tokens outside the set."""
-    plogp = logp.exp().mul_(logp)
-    if blocked is not None:
-        plogp.masked_fill_(blocked, 0.0)  # 0 * -inf is nan
-    return -plogp.sum(-1)
+    """``-sum p log p`` over each row of log-probabilities; tokens outside the set contribute nothing."""
+    # 0 * -inf is nan, and so is its gradient: the log-probability is zeroed there first.
+    finite = logp if blocked is None else logp.masked_fill(blocked, 0.0)
+    return -(logp.exp() * finite).sum(-1)
 
 
 def _trained_position_logits(model: Any, batch: TurnBatch, trained: torch.Tensor) -> torch.Tensor:
