@@ -93,7 +93,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "optim.micro_batch_turns": 1,
     },
     # Decoding 8 rows at a time instead of 64: the rollout's KV caches set the LoRA peak once the
-    # update's own was cut (docs/flow-grpo.md, "Memory"); the leanest LoRA setting measured.
+    # update's own was cut (docs/results.md, "Flow-GRPO: memory"); the leanest LoRA setting measured.
     "LoRA r=16, bfloat16 base, micro-batch 1, activation checkpointing, rollout batch 8": {
         "policy.dtype": "bfloat16",
         "optim.micro_batch_turns": 1,
