@@ -193,7 +193,6 @@ def test_a_judge_that_failed_is_asked_again_without_asking_the_agent(
 
 def test_a_run_dir_refuses_other_settings_in_one_line_naming_them(tmp_path: Path, server: ScriptedOpenAIServer) -> None:
     data = write_data(tmp_path / "data", 4)
-    write_data(data, 4, name="hotpotqa")
     run = tmp_path / "run"
     base = ["eval", "--benchmarks", "bamboogle", "--limit", "3", "--max-steps", "2", "--data-dir", str(data)]
     base += ["--engine", "openai:m", "--base-url", server.base_url, "--run-dir", "run"]
@@ -206,12 +205,7 @@ def test_a_run_dir_refuses_other_settings_in_one_line_naming_them(tmp_path: Path
         ("--planner-engine", "openai:other"): "planner.engine openai:m (now openai:other)",
         ("--limit", "2"): "limit 3 (now 2)",
         ("--seed", "5"): "seed 0 (now 5)",
-        ("--benchmarks", "bamboogle,hotpotqa"): "benchmarks bamboogle (now bamboogle,hotpotqa)",
         ("--judge-engine", "openai:judge"): "judge.engine unset (now openai:judge)",
-        (
-            "--tools",
-            "base_generator,wikipedia_search",
-        ): "agent.tools base_generator (now base_generator,wikipedia_search)",
     }
     for (flag, value), expected in changes.items():
         result = run_agentflow(*with_flag(base, flag, value), cwd=tmp_path)
@@ -256,9 +250,14 @@ def test_what_changes_results_is_refused_and_what_does_not_is_not(tmp_path: Path
             config, tools={"base_generator": ToolConfig(settings={"max_tokens": 9})}
         ),
     }
+    tools = attrs.evolve(config, agent=attrs.evolve(config.agent, tools=("base_generator", "wikipedia_search")))
+    refused["agent.tools base_generator (now base_generator,wikipedia_search)"] = tools
     for expected, changed in refused.items():
         with pytest.raises(UsageError, match=re.escape(expected)):
             evaluate(changed, request, registry)
+    write_data(data, 2, name="hotpotqa")
+    with pytest.raises(UsageError, match=re.escape("settings: benchmarks bamboogle (now bamboogle,hotpotqa);")):
+        evaluate(config, attrs.evolve(request, benchmarks=("bamboogle", "hotpotqa")), registry)
     changed_data = tmp_path / "changed"  # the same ids, other questions: a data file that was replaced
     changed_data.mkdir()
     rows = json.loads((data / "bamboogle.json").read_text(encoding="utf-8"))
