@@ -7,6 +7,7 @@ CLI group; nothing here prints a traceback.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -102,13 +103,27 @@ def _judge(model: str | None, base_url: str | None) -> EngineConfig | None:
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Queries in flight.")
 @click.option("--judge-engine", metavar="PROVIDER:MODEL", help="Also score with an LLM judge on this engine.")
 @click.option("--judge-base-url", help="Base URL of the judge's OpenAI-compatible server (default: --base-url).")
+@click.option(
+    "--new-run",
+    is_flag=True,
+    help="Start a new run: in RUN_DIR if it holds none, else in the first free RUN_DIR-2, RUN_DIR-3, ...",
+)
+@click.option(
+    "--stop-after-failures",
+    type=click.IntRange(min=0),
+    default=8,
+    show_default=True,
+    metavar="N",
+    help="Stop when N queries in a row end without a usable result (an engine or module failure); 0: never.",
+)
 @_engine_options
 @click.pass_context
 def eval_command(ctx: click.Context, **flags: Any) -> None:
     """Run benchmarks and score them; `agentflow eval compare A B` compares two runs.
 
     Each finished query is appended to RUN_DIR/results.jsonl at once; running the same command
-    again resumes where a killed run stopped.
+    again resumes where a killed run stopped, and asks again the queries that failed for want of an
+    engine or module. It exits non-zero while any query has no usable result.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -117,6 +132,7 @@ def eval_command(ctx: click.Context, **flags: Any) -> None:
     from agentflow_rl.eval.pipeline import EvalRequest, evaluate
     from agentflow_rl.eval.records import Mode
     from agentflow_rl.eval.report import markdown
+    from agentflow_rl.eval.rundir import new_run_dir
 
     registry = load_registry()
     names = _split(flags["benchmarks"], "--benchmarks") or ()
@@ -124,6 +140,10 @@ def eval_command(ctx: click.Context, **flags: Any) -> None:
         names = tuple(registry.benchmarks)
     mode = Mode(flags["mode"])
     run_dir = Path(flags["run_dir"] or f"runs/{mode.value}-{time.strftime('%Y%m%d-%H%M%S')}")
+    config = build_config(flags)
+    if flags["new_run"]:
+        run_dir = new_run_dir(run_dir)
+    resume = _resume_command(ctx, run_dir)
     request = EvalRequest(
         benchmarks=names,
         data_dir=Path(flags["data_dir"]) if flags["data_dir"] else default_data_dir(),
@@ -133,14 +153,37 @@ def eval_command(ctx: click.Context, **flags: Any) -> None:
         seed=flags["seed"],
         concurrency=flags["concurrency"],
         judge=_judge(flags["judge_engine"], flags["judge_base_url"] or flags["base_url"]),
+        stop_after_failures=flags["stop_after_failures"],
     )
 
     def announce(line: str) -> None:
-        click.echo(line + ("" if flags["run_dir"] else f"; pass --run-dir {run_dir} to resume"), err=True)
+        same = flags["run_dir"] and not flags["new_run"]
+        click.echo(line + (" (the same command resumes it if stopped)" if same else f"; to resume: {resume}"), err=True)
 
-    summary = evaluate(build_config(flags), request, registry, announce=announce)
-    click.echo(markdown(summary))
+    result = evaluate(config, request, registry, announce=announce)
+    click.echo(markdown(result.summary))
     click.echo(f"wrote {run_dir}/summary.md, summary.json, accuracy.png", err=True)
+    shortfall = result.shortfall()
+    if shortfall is not None:
+        raise UsageError(f"{shortfall}; results so far are kept; to ask those queries again run: {resume}")
+
+
+def _resume_command(ctx: click.Context, run_dir: Path) -> str:
+    """``agentflow eval`` with the options given on this command line, its run dir, and no ``--new-run``."""
+    words = ["agentflow", "eval"]
+    for param in ctx.command.params:
+        name = param.name
+        if not isinstance(param, click.Option) or name in (None, "run_dir", "new_run") or name not in ctx.params:
+            continue
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.COMMANDLINE:
+            continue
+        flag, value = max(param.opts, key=len), ctx.params[name]
+        if param.is_flag:
+            words += [flag] if value else []
+            continue
+        for one in value if param.multiple else (value,):
+            words += [flag, str(one)]
+    return shlex.join([*words, "--run-dir", str(run_dir)])
 
 
 @eval_command.command("summary")
@@ -183,7 +226,7 @@ def compare_command(run_a: str, run_b: str, out: str | None, rescore: bool, data
             raise UsageError(f"{path} has no results.jsonl records")
         if rescore:
             records = score_again(records, load_registry(), Path(data_dir) if data_dir else default_data_dir())
-        summaries.append(summarize(records, run.read_info()))
+        summaries.append(summarize(records, run.read_info(strict=False)))
     labels = (Path(run_a).name, Path(run_b).name)
     click.echo(compare_markdown(summaries[0], summaries[1], labels))
     png = Path(out) if out else Path(run_b) / "compare.png"

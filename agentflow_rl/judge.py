@@ -4,14 +4,19 @@ The paper scores with GPT-4o as a judge; the deterministic scorers are stricter 
 and free. With ``--judge-engine provider:model`` both verdicts are recorded, so a report can show
 how far apart they are. The judge sees the question, every gold alias (and the options of a
 multiple-choice item) and the reply; it answers with JSON ``{"analysis": ..., "correct": true|false}``,
-read tolerantly. A judge that fails (engine error, unreadable verdict) counts as "not correct"
-and says why in ``Score.extracted``, never stopping the run.
+read tolerantly. A judge that fails counts as "not correct" and says why in ``Score.extracted``,
+never stopping the run. When its engine failed the verdict's method is ``JUDGE_FAILED``, so the
+eval can tell a judge that was not heard from one that said no (an unreadable verdict is the
+judge's answer and keeps ``llm_judge``).
 """
 
 from __future__ import annotations
 
 from agentflow_core import BenchmarkItem, Engine, EngineError, JsonSchema, Message, Score
 from agentflow_core.structured import ask, object_schema, parse_object
+
+#: ``Score.method`` of a verdict that never came: the judge's engine failed.
+JUDGE_FAILED = "llm_judge_failed"
 
 SYSTEM = "You grade answers to exam questions. You are strict about facts and lenient about wording."
 
@@ -53,7 +58,7 @@ class LLMJudge:
                 self.engine, role="verifier", purpose="judge", messages=messages, schema=SCHEMA, max_tokens=256
             )
         except EngineError as exc:
-            return Score(correct=False, value=0.0, method="llm_judge", extracted=f"judge failed: {exc}")
+            return Score(correct=False, value=0.0, method=JUDGE_FAILED, extracted=f"judge failed: {exc}")
         parsed = parse_object(completion.text, SCHEMA.schema)
         correct = parsed.values.get("correct")
         if not isinstance(correct, bool):

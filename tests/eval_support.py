@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+
+from agentflow_core.testing import RecordedRequest, Reply
 
 #: ``AGENTFLOW_DATA``, else ``shared/benchmarks`` beside the checkout; the files are never copied into the repo.
 DATA_DIR = Path(os.environ.get("AGENTFLOW_DATA") or Path(__file__).resolve().parents[2] / "shared" / "benchmarks")
@@ -63,3 +67,25 @@ def run_agentflow(
         timeout=timeout,
         check=False,
     )
+
+
+def flow_responder(gold: Mapping[str, str], delay_s: float = 0.0) -> Callable[[RecordedRequest], Reply]:
+    """One turn per query; free-text calls answer the gold of bamboogle items, "0" for anything else."""
+
+    def respond(request: RecordedRequest) -> Reply:
+        name = (request.response_format or {}).get("json_schema", {}).get("name")
+        if name == "next_step":
+            return Reply(
+                json.dumps({"context": "", "sub_goal": "look it up", "tool": "base_generator"}), delay_s=delay_s
+            )
+        if name == "base_generator_call":
+            return Reply(json.dumps({"explanation": "ask", "arguments": {"query": "look it up"}}), delay_s=delay_s)
+        if name == "verification":
+            return Reply(json.dumps({"analysis": "enough", "decision": "STOP"}), delay_s=delay_s)
+        prompt = "\n".join(str(m.get("content")) for m in request.messages)
+        found = re.search(r"^Question: (.*)$", prompt, re.M)
+        question = found.group(1).strip() if found else ""
+        answer = next((g for q, g in gold.items() if q.startswith(question) and question), "0")
+        return Reply(answer, delay_s=delay_s)
+
+    return respond

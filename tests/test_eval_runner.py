@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -35,9 +34,9 @@ from agentflow_core import (
 from agentflow_core.config import ModulesConfig
 from agentflow_core.plugins import load_registry
 from agentflow_core.serde import from_json
-from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, registry_with, wait_until
-from agentflow_rl.eval import EvalRecord, EvalRequest, Mode, RunDir, RunInfo, evaluate, finish, load_tasks
-from tests.eval_support import DATA_DIR, agentflow_command, clean_env, needs_data, run_agentflow
+from agentflow_core.testing import Reply, ScriptedOpenAIServer, registry_with, wait_until
+from agentflow_rl.eval import EvalRecord, EvalRequest, Failure, Mode, RunDir, RunInfo, evaluate, finish, load_tasks
+from tests.eval_support import DATA_DIR, agentflow_command, clean_env, flow_responder, needs_data, run_agentflow
 from tests.helpers import BrokenModules, config_for
 
 
@@ -45,28 +44,6 @@ def _gold_by_question() -> dict[str, str]:
     registry = load_registry(entry_points=False, extra=[agentflow_rl.plugin])
     items = registry.benchmark("bamboogle").factory().load(DATA_DIR)
     return {item.question: item.answers[0] for item in items}
-
-
-def flow_responder(gold: dict[str, str], delay_s: float = 0.0):
-    """One turn per query; free-text calls answer the gold of bamboogle items, "0" for anything else."""
-
-    def respond(request: RecordedRequest) -> Reply:
-        name = (request.response_format or {}).get("json_schema", {}).get("name")
-        if name == "next_step":
-            return Reply(
-                json.dumps({"context": "", "sub_goal": "look it up", "tool": "base_generator"}), delay_s=delay_s
-            )
-        if name == "base_generator_call":
-            return Reply(json.dumps({"explanation": "ask", "arguments": {"query": "look it up"}}), delay_s=delay_s)
-        if name == "verification":
-            return Reply(json.dumps({"analysis": "enough", "decision": "STOP"}), delay_s=delay_s)
-        prompt = "\n".join(str(m.get("content")) for m in request.messages)
-        found = re.search(r"^Question: (.*)$", prompt, re.M)
-        question = found.group(1).strip() if found else ""
-        answer = next((g for q, g in gold.items() if q.startswith(question) and question), "0")
-        return Reply(answer, delay_s=delay_s)
-
-    return respond
 
 
 @pytest.fixture
@@ -156,8 +133,8 @@ def test_judge_verdicts_are_recorded_beside_the_scorer(tmp_path: Path, server: S
         limit=2,
         judge=config_for(server, default="judge").engines.default,
     )
-    summary = evaluate(config_for(server, default="m"), request, registry, stream=open("/dev/null", "w"))  # noqa: SIM115
-    [bench] = summary.benchmarks
+    outcome = evaluate(config_for(server, default="m"), request, registry, stream=open("/dev/null", "w"))  # noqa: SIM115
+    [bench] = outcome.summary.benchmarks
     assert (bench.accuracy, bench.judge_accuracy) == (1.0, 0.0)
     records = list(RunDir(tmp_path / "judged").read().values())
     prompts = [request.messages[-1]["content"] for request in server.requests_for("judge")]
@@ -208,7 +185,7 @@ def test_a_crashing_module_is_recorded_like_any_failed_query(
     server.set_default_responder(flow_responder({}))  # answers "0" to every free-text call
     config = attrs.evolve(config_for(server, default="m"), modules=ModulesConfig(**{role: "broken"}))
     request = EvalRequest(benchmarks=("amc23",), data_dir=data, run_dir=tmp_path / "run", concurrency=1)
-    summary = evaluate(config, request, registry_with(BrokenModules()), stream=open(os.devnull, "w"))  # noqa: SIM115
+    outcome = evaluate(config, request, registry_with(BrokenModules()), stream=open(os.devnull, "w"))  # noqa: SIM115
 
     records = sorted(RunDir(tmp_path / "run").read().values(), key=lambda r: r.item_id)
     assert [r.item_id for r in records] == ["0", "1", "2"]
@@ -216,12 +193,13 @@ def test_a_crashing_module_is_recorded_like_any_failed_query(
         assert record.error is not None and record.error.startswith(f"{role} module 'broken' (tests.helpers.")
         assert record.trajectory is not None and record.trajectory.stop_reason is StopReason.MODULE_ERROR
         assert len(record.trajectory.steps) == 1  # the turn the module broke on (or after) is kept
-    # A broken verifier still lets the generator answer, so those records are kept; without an answer
-    # a record is tried again on the next run, as after an engine failure.
-    assert [r.final for r in records] == [role == "verifier"] * 3
+    # A broken verifier still lets the generator answer, but an answer made without a working module is
+    # no result: every record is asked again on the next run, and the run says so.
+    assert [r.final for r in records] == [False] * 3 and {r.failure for r in records} == {Failure.MODULE}
     assert [r.score.correct for r in records] == [role == "verifier", False, False]  # "0" is right for item 0 only
-    [bench] = summary.benchmarks
-    assert bench.errors == 3 and bench.stop_reasons == {"module_error": 3}
+    [bench] = outcome.summary.benchmarks
+    assert (bench.n, bench.errors, bench.failures) == (0, 3, {"module error": 3})
+    assert outcome.shortfall() == (f"3 of 3 queries have no usable result: 3 module errors (e.g. {records[0].error})")
 
 
 # -- summaries from a hand-made run directory -----------------------------------------------------
@@ -253,7 +231,8 @@ def _hand_made_run(path: Path, accuracies: tuple[bool, ...]) -> RunDir:
         for i, correct in enumerate(accuracies):
             steps = tuple(_step(k + 1, "search" if k % 2 else "base_generator", ok=k != 1) for k in range(i))
             run.append(_record("bamboogle", str(i), correct, steps, elapsed=float(i + 1)))
-        run.append(_record("medqa", "0", True, (), elapsed=2.0, error="engine said no"))
+        run.append(_record("medqa", "0", True, (), elapsed=2.0))
+        run.append(_record("medqa", "1", True, (), elapsed=2.0, error="engine said no"))  # not final: left out
     return run
 
 
@@ -268,7 +247,7 @@ def test_summary_numbers_of_a_hand_made_run(tmp_path: Path) -> None:
     assert bamboogle.tokens["planner"].prompt == 10 * 6 / 4 and bamboogle.tokens["generator"].completion == 5
     assert (bamboogle.latency_p50_s, bamboogle.latency_p95_s) == (2.5, pytest.approx(3.85))
     assert bamboogle.stop_reasons == {"verifier_stop": 4} and bamboogle.errors == 0
-    assert (medqa.accuracy, medqa.errors) == (1.0, 1)
+    assert (medqa.n, medqa.accuracy, medqa.errors, medqa.failures) == (1, 1.0, 1, {"engine error": 1})
     assert summary.macro_accuracy == pytest.approx(0.875)
     stored = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert stored["benchmarks"][0]["tools"]["search"] == {"calls": 2, "errors": 2}
@@ -279,15 +258,15 @@ def test_reading_skips_a_cut_line_and_appending_starts_fresh(tmp_path: Path) -> 
     run = _hand_made_run(tmp_path / "a", (True, False))
     text = run.results.read_text()
     run.results.write_text(text + text.splitlines()[0][:50])  # a write cut short by SIGKILL
-    assert len(run.read()) == 3
+    assert len(run.read()) == 4
     with run:
         run.append(_record("bamboogle", "9", True, (), elapsed=1.0))
-    assert len(run.read()) == 4
+    assert len(run.read()) == 5
     assert all(json.loads(line) for line in run.results.read_text().splitlines())
     duplicate = _record("bamboogle", "0", False, (), elapsed=1.0)
     with run:
         run.append(duplicate)
-    assert run.read()[("bamboogle", "0")] == duplicate and len(run.read()) == 4  # later lines win
+    assert run.read()[("bamboogle", "0")] == duplicate and len(run.read()) == 5  # later lines win
     assert from_json(run.results.read_text().splitlines()[-1], EvalRecord) == duplicate
 
 

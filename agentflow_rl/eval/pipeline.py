@@ -1,4 +1,4 @@
-"""``agentflow eval`` as a pipeline: choose items, open the run, answer what is left, summarise, plot."""
+"""``agentflow eval`` as a pipeline: choose items, lock and open the run, answer what is left, summarise, plot."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ import attrs
 from agentflow_core import Benchmark, Config, EngineConfig, Solver, UsageError
 from agentflow_core.registry import Registry
 from agentflow_rl.benchmarks.sampling import sample
+from agentflow_rl.eval.outcome import EvalOutcome, outcome
 from agentflow_rl.eval.plot import plot_accuracy
 from agentflow_rl.eval.progress import Progress
-from agentflow_rl.eval.records import Mode, RunInfo
+from agentflow_rl.eval.records import EvalRecord, Mode, RunInfo
 from agentflow_rl.eval.report import write_summary
 from agentflow_rl.eval.rescore import rescore
 from agentflow_rl.eval.rundir import RunDir
-from agentflow_rl.eval.runner import EvalTask, pending, run_tasks
+from agentflow_rl.eval.runner import STOP_AFTER_FAILURES, EvalTask, pending, run_tasks
+from agentflow_rl.eval.settings import run_settings
 from agentflow_rl.eval.summary import RunSummary, summarize
 from agentflow_rl.judge import LLMJudge
 
@@ -35,6 +37,8 @@ class EvalRequest:
     seed: int = 0
     concurrency: int = 8
     judge: EngineConfig | None = None
+    #: Stop when this many queries in a row end without a usable result; 0 never stops.
+    stop_after_failures: int = STOP_AFTER_FAILURES
 
 
 def evaluate(
@@ -44,31 +48,31 @@ def evaluate(
     *,
     stream: IO[str] | None = None,
     announce: Callable[[str], None] | None = None,
-) -> RunSummary:
-    """Answer every sampled item not yet in the run dir, then summarise the whole run dir.
+) -> EvalOutcome:
+    """Answer every sampled item without a final record in the run dir, then summarise the whole run dir.
 
+    The run dir is locked for the whole run and must have been made with the same settings.
     ``announce`` receives one line once the data is read and the run dir opened (before any query).
     """
     benchmarks = [registry.benchmark(name).factory() for name in request.benchmarks]
     tasks = load_tasks(benchmarks, request.data_dir, request.limit, request.seed)
     run_dir = RunDir(request.run_dir)
     solver = Solver(config, registry=registry)
-    run_dir.start(_info(request, solver, config))
-    done = run_dir.read()
-    todo = pending(tasks, done)
-    if announce is not None:
-        announce(
-            f"run dir {run_dir.path}: {len(todo)} of {len(tasks)} queries to answer "
-            f"(the same command resumes it if stopped)"
-        )
-    progress = Progress(
-        len(tasks), previous=[done[t.key] for t in tasks if t.key in done and done[t.key].final], stream=stream
-    )
-    judge = LLMJudge(registry.engine(request.judge.provider).factory(request.judge)) if request.judge else None
-    with run_dir:
-        asyncio.run(_answer(solver, todo, run_dir, request, judge, progress))
-    progress.finish()
-    return finish(run_dir, order=request.benchmarks)
+    with run_dir.lock():
+        run_dir.start(_info(request, solver, config, tasks))
+        done = run_dir.read()
+        todo = pending(tasks, done)
+        if announce is not None:
+            announce(f"run dir {run_dir.path}: {len(todo)} of {len(tasks)} queries to answer")
+        finished = [done[t.key] for t in tasks if t.key in done and done[t.key].final]
+        progress = Progress(len(tasks), previous=finished, stream=stream)
+        judge = LLMJudge(registry.engine(request.judge.provider).factory(request.judge)) if request.judge else None
+        with run_dir:
+            stopped = asyncio.run(_answer(solver, todo, run_dir, request, judge, progress, done))
+        progress.finish()
+        records = run_dir.read()
+        summary = _write(run_dir, list(records.values()), request.benchmarks)
+    return outcome(summary, run_dir.path, [t.key for t in tasks], records, stopped)
 
 
 def load_tasks(benchmarks: Sequence[Benchmark], data_dir: Path, limit: int | None, seed: int) -> list[EvalTask]:
@@ -89,10 +93,11 @@ async def _answer(
     request: EvalRequest,
     judge: LLMJudge | None,
     progress: Progress,
-) -> None:
+    done: dict[tuple[str, str], EvalRecord],
+) -> str | None:
     try:
         async with solver:
-            await run_tasks(
+            return await run_tasks(
                 solver,
                 todo,
                 run_dir,
@@ -100,6 +105,8 @@ async def _answer(
                 concurrency=request.concurrency,
                 judge=judge,
                 progress=progress,
+                previous=done,
+                stop_after=request.stop_after_failures,
             )
     finally:
         if judge is not None:
@@ -118,7 +125,11 @@ def finish(
         raise UsageError(f"{run_dir.path} has no results yet")
     if rescore_with is not None:
         records = rescore(records, *rescore_with)
-    summary = summarize(records, run_dir.read_info(), order)
+    return _write(run_dir, records, order)
+
+
+def _write(run_dir: RunDir, records: list[EvalRecord], order: Sequence[str]) -> RunSummary:
+    summary = summarize(records, run_dir.read_info(strict=False), order)
     write_summary(summary, run_dir.path)
     try:
         plot_accuracy(summary, run_dir.path / "accuracy.png", title=run_dir.path.name)
@@ -127,9 +138,9 @@ def finish(
     return summary
 
 
-def _info(request: EvalRequest, solver: Solver, config: Config) -> RunInfo:
+def _info(request: EvalRequest, solver: Solver, config: Config, tasks: Sequence[EvalTask]) -> RunInfo:
     engines = solver.engines if request.mode is Mode.AGENT else {"generator": solver.engines["generator"]}
-    return RunInfo(
+    info = RunInfo(
         mode=request.mode,
         benchmarks=request.benchmarks,
         limit=request.limit,
@@ -139,3 +150,5 @@ def _info(request: EvalRequest, solver: Solver, config: Config) -> RunInfo:
         tools=config.agent.tools if request.mode is Mode.AGENT else (),
         judge=request.judge.model if request.judge else None,
     )
+    items = [(t.item.benchmark, t.item.id, t.item.question, t.item.answers) for t in tasks]
+    return attrs.evolve(info, settings=run_settings(info, config, items, request.judge))

@@ -1,4 +1,4 @@
-"""A one-line progress report on stderr: queries done, accuracy so far, rate and time left.
+"""A one-line progress report on stderr: queries done, accuracy so far, rate, time left, failures.
 
 On a terminal the line is rewritten in place; in a log file (``nohup``) a line is printed every
 twentieth of the run or every 30 seconds, whichever comes first. No dependency beyond click.
@@ -25,6 +25,8 @@ class Progress:
         self.tty = self.stream.isatty()
         self._started = time.monotonic()
         self._new = 0
+        #: Queries of this session without a usable result (``EvalRecord.final`` false).
+        self.failed = 0
         self._last_print = self._started
         self._seen: Counter[str] = Counter()
         self._correct: Counter[str] = Counter()
@@ -37,7 +39,11 @@ class Progress:
         self._correct[record.benchmark] += record.score.correct
 
     def update(self, record: EvalRecord) -> None:
-        self._count(record)
+        if record.final:
+            self._count(record)
+        else:
+            self.done += 1
+            self.failed += 1
         self._new += 1
         now = time.monotonic()
         step = max(1, self.total // 20)
@@ -52,7 +58,9 @@ class Progress:
         seen = sum(self._seen.values())
         accuracy = sum(self._correct.values()) / seen if seen else 0.0
         sets = " ".join(f"{b} {self._correct[b]}/{n}" for b, n in sorted(self._seen.items()))
-        return f"eval {self.done}/{self.total} | acc {accuracy:.3f} | {rate:.2f} q/s | left {_duration(left)} | {sets}"
+        failed = f" | {self.failed} failed" if self.failed else ""
+        head = f"eval {self.done}/{self.total} | acc {accuracy:.3f} | {rate:.2f} q/s | left {_duration(left)}"
+        return f"{head}{failed} | {sets}"
 
     def _show(self, line: str) -> None:
         if self.tty:

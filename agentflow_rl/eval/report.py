@@ -6,11 +6,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agentflow_core.serde import to_json
+from agentflow_rl.eval.atomic import write_atomic
+from agentflow_rl.eval.outcome import causes
 from agentflow_rl.eval.summary import BenchmarkSummary, RunSummary, by_name
 
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _per_query(total: float, n: int) -> str:
+    return f"{total / n:.2f}" if n else "–"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -25,7 +31,7 @@ def _main_row(b: BenchmarkSummary, judged: bool) -> list[str]:
     tokens = sum(t.prompt + t.completion for t in b.tokens.values())
     row += [
         f"{b.mean_turns:.2f}",
-        f"{b.tool_calls / b.n:.2f}",
+        _per_query(b.tool_calls, b.n),
         _pct(b.tool_error_rate),
         f"{tokens:.0f}",
         f"{b.mean_latency_s:.1f}",
@@ -52,8 +58,20 @@ def markdown(summary: RunSummary) -> str:
     rows = [_main_row(b, judged) for b in summary.benchmarks]
     lines += _table(header, rows)
     lines += ["", f"Macro-average accuracy: {_pct(summary.macro_accuracy)}%", ""]
+    lines += _unfinished(summary)
     lines += _detail(summary)
     return "\n".join(lines) + "\n"
+
+
+def _unfinished(summary: RunSummary) -> list[str]:
+    """Says loudly that queries are missing from every figure, and why."""
+    if not summary.errors:
+        return []
+    return [
+        f"**{summary.errors} queries have no usable result yet** ({causes(summary.failures())}): they are in "
+        "no figure above but `errors`; running the same eval command again asks them again.",
+        "",
+    ]
 
 
 def _detail(summary: RunSummary) -> list[str]:
@@ -79,8 +97,9 @@ def _detail(summary: RunSummary) -> list[str]:
 
 
 def write_summary(summary: RunSummary, run_dir: Path) -> None:
-    (run_dir / "summary.json").write_text(to_json(summary, indent=2) + "\n", encoding="utf-8")
-    (run_dir / "summary.md").write_text(markdown(summary), encoding="utf-8")
+    """Atomically: ``eval summary`` may run while the eval itself writes them."""
+    write_atomic(run_dir / "summary.json", to_json(summary, indent=2) + "\n")
+    write_atomic(run_dir / "summary.md", markdown(summary))
 
 
 def compare_markdown(a: RunSummary, b: RunSummary, names: tuple[str, str]) -> str:
@@ -98,7 +117,7 @@ def compare_markdown(a: RunSummary, b: RunSummary, names: tuple[str, str]) -> st
                 delta,
                 _pair(x, y, lambda s: str(s.n)),
                 _pair(x, y, lambda s: f"{s.mean_turns:.2f}"),
-                _pair(x, y, lambda s: f"{s.tool_calls / s.n:.2f}"),
+                _pair(x, y, lambda s: _per_query(s.tool_calls, s.n)),
                 _pair(x, y, lambda s: _pct(s.tool_error_rate)),
                 _pair(x, y, lambda s: f"{s.mean_latency_s:.1f}"),
             ]

@@ -3,8 +3,9 @@
 ``concurrency`` workers pull from one iterator of tasks (asyncio runs them on one thread, so the
 iterator needs no lock). They share one ``Solver``, whose engines share their HTTP connections.
 Each finished query is scored, appended to ``results.jsonl`` and flushed before the next is
-taken, which is what makes a killed run resumable. A run whose first queries all fail for want of an
-engine stops early instead of filling the results with thousands of identical errors.
+taken, which is what makes a killed run resumable. When queries keep failing for a reason that is
+not the model's (``EvalRecord.failure``: a server that went away, a missing key), the run stops after
+``stop_after`` of them in a row instead of filling the results with thousands of identical errors.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
-from agentflow_core import AgentFlowError, Benchmark, BenchmarkItem, Query, Score, Solver, Trajectory, UsageError
+from agentflow_core import AgentFlowError, Benchmark, BenchmarkItem, Query, Score, Solver, Trajectory
 from agentflow_rl.eval.base import base_answer
 from agentflow_rl.eval.progress import Progress
-from agentflow_rl.eval.records import EvalRecord, Mode
+from agentflow_rl.eval.records import EvalRecord, Failure, Mode
 from agentflow_rl.eval.rundir import RunDir
 from agentflow_rl.judge import LLMJudge
 
-#: Stop when this many queries in a row failed before any succeeded: the engine is not there.
-FAIL_FAST_AFTER = 8
+#: Default of ``--stop-after-failures``: queries in a row without a usable result that stop a run.
+STOP_AFTER_FAILURES = 8
 
 
 @attrs.frozen
@@ -50,28 +51,44 @@ async def run_tasks(
     concurrency: int = 8,
     judge: LLMJudge | None = None,
     progress: Progress | None = None,
-) -> None:
+    previous: Mapping[tuple[str, str], EvalRecord] | None = None,
+    stop_after: int = STOP_AFTER_FAILURES,
+) -> str | None:
+    """Answer ``tasks``; ``None`` when all were tried, else why the run stopped early.
+
+    ``previous``: the records already on disk; a query whose only failure was the judge is judged
+    again rather than asked again. ``stop_after`` 0 never stops.
+    """
     queue = iter(tasks)
-    health = _Health()
+    breaker = _Breaker(stop_after)
+    earlier = previous or {}
 
     async def worker() -> None:
         for task in queue:
-            record = await evaluate_one(solver, task, mode=mode, judge=judge)
+            record = await evaluate_one(solver, task, mode=mode, judge=judge, previous=earlier.get(task.key))
             run_dir.append(record)
             if progress is not None:
                 progress.update(record)
-            health.check(record)
+            breaker.check(record)
 
     try:
         async with asyncio.TaskGroup() as group:
             for _ in range(max(1, min(concurrency, len(tasks)))):
                 group.create_task(worker())
     except BaseExceptionGroup as failed:  # the first failure ends the run; its siblings were cancelled
-        raise failed.exceptions[0] from None
+        first = failed.exceptions[0]
+        if isinstance(first, _Stop):
+            return str(first)
+        raise first from None
+    return None
 
 
-async def evaluate_one(solver: Solver, task: EvalTask, *, mode: Mode, judge: LLMJudge | None = None) -> EvalRecord:
+async def evaluate_one(
+    solver: Solver, task: EvalTask, *, mode: Mode, judge: LLMJudge | None = None, previous: EvalRecord | None = None
+) -> EvalRecord:
     item = task.item
+    if judge is not None and previous is not None and previous.failure is Failure.JUDGE:
+        return attrs.evolve(previous, judge=await judge.score(item, previous.answer))
     started = time.perf_counter()
     trajectory, error = await _solve(solver, Query(item.question, id=f"{item.benchmark}/{item.id}"), mode)
     answer = (trajectory.answer if trajectory else None) or ""
@@ -111,19 +128,24 @@ def _score(task: EvalTask, answer: str) -> Score:
         return Score(correct=False, value=0.0, method="scorer_error", extracted=f"{type(exc).__name__}: {exc}")
 
 
-class _Health:
-    """Fails the run when its first queries all fail with no answer: a missing server or key."""
+class _Stop(Exception):
+    """Raised in a worker to end the run early; the message says why."""
 
-    def __init__(self) -> None:
-        self.failed, self.succeeded = 0, 0
+
+class _Breaker:
+    """Stops the run when ``limit`` queries in a row end without a usable result: a server that is
+    not there (or went away), a missing key, a module that always raises."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_a_row, self.succeeded = 0, 0
 
     def check(self, record: EvalRecord) -> None:
         if record.final:
             self.succeeded += 1
+            self.in_a_row = 0
             return
-        self.failed += 1
-        if self.succeeded == 0 and self.failed >= FAIL_FAST_AFTER:
-            raise UsageError(
-                f"the first {self.failed} queries all failed: {record.error}; fix the engine and run the same "
-                "command again (results so far are kept)"
-            )
+        self.in_a_row += 1
+        if self.limit and self.in_a_row >= self.limit:
+            which = f"{self.in_a_row} queries in a row" if self.succeeded else f"the first {self.in_a_row} queries all"
+            raise _Stop(f"stopped early: {which} failed (--stop-after-failures {self.limit})")

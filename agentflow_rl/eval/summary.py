@@ -3,6 +3,10 @@
 Computed from ``results.jsonl`` alone, so a summary can be rebuilt for any run directory (even
 one still running) and two runs compared. Written as ``summary.json`` (through the converter) and
 ``summary.md`` (a table for people and READMEs).
+
+Only final records count (``EvalRecord.failure``): a query whose planner's server was down is no
+wrong answer of the model, it is a query not yet answered, like one a killed run never reached.
+Those are counted apart, by cause, in ``errors`` and ``failures``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class TokenStats:
 @attrs.frozen
 class BenchmarkSummary:
     benchmark: str
+    #: Queries with a final record; every figure below but ``errors`` and ``failures`` is over these.
     n: int
     #: Share of queries the deterministic scorer marked correct.
     accuracy: float
@@ -51,9 +56,11 @@ class BenchmarkSummary:
     latency_p50_s: float
     latency_p95_s: float
     mean_latency_s: float
-    #: Queries that ended with an error line (an engine failure, a bug).
+    #: Queries without a usable result yet (not final: asked again on resume), in no figure above.
     errors: int
     stop_reasons: Mapping[str, int]
+    #: ``errors`` by cause (``Failure`` values: ``engine error``, ``module error``, ...).
+    failures: Mapping[str, int] = attrs.field(factory=dict)
 
     @property
     def tool_calls(self) -> int:
@@ -72,7 +79,20 @@ class RunSummary:
 
     @property
     def macro_accuracy(self) -> float:
-        return statistics.fmean(b.accuracy for b in self.benchmarks) if self.benchmarks else 0.0
+        """Mean accuracy over the sets with at least one final record."""
+        answered = [b.accuracy for b in self.benchmarks if b.n]
+        return statistics.fmean(answered) if answered else 0.0
+
+    @property
+    def errors(self) -> int:
+        return sum(b.errors for b in self.benchmarks)
+
+    def failures(self) -> dict[str, int]:
+        """Queries without a usable result, by cause, over every set."""
+        total: Counter[str] = Counter()
+        for bench in self.benchmarks:
+            total.update(bench.failures)
+        return dict(total)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -97,6 +117,8 @@ def summarize(records: Iterable[EvalRecord], info: RunInfo | None = None, order:
 
 
 def summarize_benchmark(name: str, records: Sequence[EvalRecord]) -> BenchmarkSummary:
+    failures = Counter(r.failure.value for r in records if r.failure is not None)
+    records = [r for r in records if r.final]
     n = len(records)
     judged = [r.judge for r in records if r.judge is not None]
     latencies = [r.elapsed_s for r in records]
@@ -104,17 +126,18 @@ def summarize_benchmark(name: str, records: Sequence[EvalRecord]) -> BenchmarkSu
     return BenchmarkSummary(
         benchmark=name,
         n=n,
-        accuracy=sum(r.score.correct for r in records) / n,
-        mean_value=statistics.fmean(r.score.value for r in records),
+        accuracy=sum(r.score.correct for r in records) / n if n else 0.0,
+        mean_value=statistics.fmean(r.score.value for r in records) if n else 0.0,
         judge_accuracy=sum(j.correct for j in judged) / len(judged) if judged else None,
         mean_turns=statistics.fmean(len(t.steps) for t in trajectories) if trajectories else 0.0,
         tools=_tool_stats(records),
         tokens=_token_stats(records),
         latency_p50_s=percentile(latencies, 0.5),
         latency_p95_s=percentile(latencies, 0.95),
-        mean_latency_s=statistics.fmean(latencies),
-        errors=sum(1 for r in records if r.error),
+        mean_latency_s=statistics.fmean(latencies) if n else 0.0,
+        errors=sum(failures.values()),
         stop_reasons=dict(Counter(t.stop_reason.value for t in trajectories)),
+        failures=dict(failures),
     )
 
 
@@ -136,7 +159,7 @@ def _token_stats(records: Sequence[EvalRecord]) -> dict[str, TokenStats]:
         for role, usage in (record.trajectory.usage_by_module() if record.trajectory else {}).items():
             prompt[role] += usage.prompt_tokens
             completion[role] += usage.completion_tokens
-    n = len(records)
+    n = len(records) or 1
     return {role: TokenStats(prompt[role] / n, completion[role] / n) for role in sorted(prompt | completion)}
 
 
