@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from agentflow_core import EngineConfig, UsageError
+from agentflow_core.inert import inert
 from agentflow_core.records import MODULE_ROLES
 from agentflow_rl.train_cli import train_command
 from agentflow_rl.view.cli import view_command
@@ -136,10 +137,10 @@ def eval_command(ctx: click.Context, **flags: Any) -> None:
     )
 
     def announce(line: str) -> None:
-        click.echo(line + ("" if flags["run_dir"] else f"; pass --run-dir {run_dir} to resume"), err=True)
+        click.echo(inert(line + ("" if flags["run_dir"] else f"; pass --run-dir {run_dir} to resume")), err=True)
 
     summary = evaluate(build_config(flags), request, registry, announce=announce)
-    click.echo(markdown(summary))
+    click.echo(inert(markdown(summary), keep_lines=True))
     click.echo(f"wrote {run_dir}/summary.md, summary.json, accuracy.png", err=True)
 
 
@@ -156,7 +157,7 @@ def summary_command(run_dir: str, rescore: bool, data_dir: str | None) -> None:
     from agentflow_rl.eval.rundir import RunDir
 
     rescore_with = (load_registry(), Path(data_dir) if data_dir else default_data_dir()) if rescore else None
-    click.echo(markdown(finish(RunDir(run_dir), rescore_with=rescore_with)))
+    click.echo(inert(markdown(finish(RunDir(run_dir), rescore_with=rescore_with)), keep_lines=True))
 
 
 @eval_command.command("compare")
@@ -185,7 +186,7 @@ def compare_command(run_a: str, run_b: str, out: str | None, rescore: bool, data
             records = score_again(records, load_registry(), Path(data_dir) if data_dir else default_data_dir())
         summaries.append(summarize(records, run.read_info()))
     labels = (Path(run_a).name, Path(run_b).name)
-    click.echo(compare_markdown(summaries[0], summaries[1], labels))
+    click.echo(inert(compare_markdown(summaries[0], summaries[1], labels), keep_lines=True))
     png = Path(out) if out else Path(run_b) / "compare.png"
     plot_compare(summaries[0], summaries[1], png, labels=labels)
     click.echo(f"wrote {png}", err=True)
@@ -217,7 +218,8 @@ def download_command(
 
     hosts = Hosts.from_env(raw=source_url, hub=hub_url, timeout_s=timeout)
     target = Path(dest) if dest else default_data_dir()
-    download(_split(benchmarks, "--benchmarks") or (), target, hosts, report=lambda line: click.echo(line, err=True))
+    names = _split(benchmarks, "--benchmarks") or ()
+    download(names, target, hosts, report=lambda line: click.echo(inert(line), err=True))
 
 
 COMMANDS = (eval_command, data_command, train_command, view_command)

@@ -14,6 +14,7 @@ from typing import IO
 
 import click
 
+from agentflow_core.inert import inert
 from agentflow_rl.eval.records import EvalRecord
 
 
@@ -55,6 +56,7 @@ class Progress:
         return f"eval {self.done}/{self.total} | acc {accuracy:.3f} | {rate:.2f} q/s | left {_duration(left)} | {sets}"
 
     def _show(self, line: str) -> None:
+        line = inert(line)  # benchmark names come from plugins and from results files
         if self.tty:
             width = 160
             click.echo("\r" + line[:width].ljust(width), nl=False, file=self.stream)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from agentflow_core.inert import inert
 from agentflow_core.serde import to_json
 from agentflow_rl.eval.summary import BenchmarkSummary, RunSummary, by_name
 
@@ -14,6 +15,8 @@ def _pct(value: float | None) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    # Each cell one inert line: a benchmark or tool name with a newline would start a row of its own.
+    header, rows = [inert(h) for h in header], [[inert(cell) for cell in row] for row in rows]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
