@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from typing import Any
 
 _CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f"
 _INVISIBLE = (
@@ -74,8 +75,17 @@ def _json_escape(match: re.Match[str]) -> str:
 
 
 class InertLogFormatter(logging.Formatter):
-    """Formats a record as usual, then makes it inert: a log line may quote a request or a server.
-    Lines (a traceback's) are kept."""
+    """Formats a record as usual, made inert: a log line may quote a request or a server.
 
-    def format(self, record: logging.LogRecord) -> str:
-        return inert(super().format(record), keep_lines=True)
+    The message stays one line, so that it cannot forge records of its own; a traceback keeps its
+    lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return inert(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return inert(super().formatException(ei), keep_lines=True)
+
+    def formatStack(self, stack_info: str) -> str:
+        return inert(super().formatStack(stack_info), keep_lines=True)

@@ -67,9 +67,11 @@ def test_a_log_record_is_formatted_then_made_inert() -> None:
     try:
         raise ValueError(PAYLOAD)
     except ValueError:
-        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "got %s", (PAYLOAD,), exc_info=sys.exc_info())
-    shown = InertLogFormatter().format(record)
+        info = sys.exc_info()
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "got %s\nfake: record", (PAYLOAD,), info)
+    shown = InertLogFormatter("%(levelname)s %(message)s").format(record)
     assert raw_characters(shown) == []
-    assert shown.startswith("got clear\\x1b[2J")
+    assert shown.startswith("ERROR got clear\\x1b[2J")
+    assert "ls\\u2028sep\\nfake: record\nTraceback" in shown  # the message cannot forge a record
     assert "Traceback (most recent call last):\n" in shown  # a traceback keeps its lines
     assert "ValueError: clear\\x1b[2J" in shown
