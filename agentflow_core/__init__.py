@@ -1,7 +1,9 @@
 """AgentFlow's core: hooks, records, config, the four modules and the solver.
 
-What is listed in ``__all__`` is the public API; everything else may change. Importing this
-package is cheap: engine SDKs, torch and docker are imported only by the code that uses them.
+What is listed in ``__all__`` is the public API, with two public modules: ``agentflow_core.testing``
+(helpers for plugins' tests) and ``agentflow_core.inert`` (untrusted text made safe to print);
+everything else may change. Importing this package is cheap: engine SDKs, torch and docker are
+imported only by the code that uses them.
 """
 
 from agentflow_core.benchmark import Benchmark, BenchmarkItem, Score

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from agentflow_core import EngineConfig, UsageError
+from agentflow_core.inert import inert
 from agentflow_core.records import MODULE_ROLES
 from agentflow_rl.train_cli import train_command
 from agentflow_rl.view.cli import view_command
@@ -158,10 +159,12 @@ def eval_command(ctx: click.Context, **flags: Any) -> None:
 
     def announce(line: str) -> None:
         same = flags["run_dir"] and not flags["new_run"]
-        click.echo(line + (" (the same command resumes it if stopped)" if same else f"; to resume: {resume}"), err=True)
+        click.echo(
+            inert(line + (" (the same command resumes it if stopped)" if same else f"; to resume: {resume}")), err=True
+        )
 
     result = evaluate(config, request, registry, announce=announce)
-    click.echo(markdown(result.summary))
+    click.echo(inert(markdown(result.summary), keep_lines=True))
     click.echo(f"wrote {run_dir}/summary.md, summary.json, accuracy.png", err=True)
     shortfall = result.shortfall()
     if shortfall is not None:
@@ -199,7 +202,7 @@ def summary_command(run_dir: str, rescore: bool, data_dir: str | None) -> None:
     from agentflow_rl.eval.rundir import RunDir
 
     rescore_with = (load_registry(), Path(data_dir) if data_dir else default_data_dir()) if rescore else None
-    click.echo(markdown(finish(RunDir(run_dir), rescore_with=rescore_with)))
+    click.echo(inert(markdown(finish(RunDir(run_dir), rescore_with=rescore_with)), keep_lines=True))
 
 
 @eval_command.command("compare")
@@ -228,7 +231,7 @@ def compare_command(run_a: str, run_b: str, out: str | None, rescore: bool, data
             records = score_again(records, load_registry(), Path(data_dir) if data_dir else default_data_dir())
         summaries.append(summarize(records, run.read_info(strict=False)))
     labels = (Path(run_a).name, Path(run_b).name)
-    click.echo(compare_markdown(summaries[0], summaries[1], labels))
+    click.echo(inert(compare_markdown(summaries[0], summaries[1], labels), keep_lines=True))
     png = Path(out) if out else Path(run_b) / "compare.png"
     plot_compare(summaries[0], summaries[1], png, labels=labels)
     click.echo(f"wrote {png}", err=True)
@@ -260,7 +263,8 @@ def download_command(
 
     hosts = Hosts.from_env(raw=source_url, hub=hub_url, timeout_s=timeout)
     target = Path(dest) if dest else default_data_dir()
-    download(_split(benchmarks, "--benchmarks") or (), target, hosts, report=lambda line: click.echo(line, err=True))
+    names = _split(benchmarks, "--benchmarks") or ()
+    download(names, target, hosts, report=lambda line: click.echo(inert(line), err=True))
 
 
 COMMANDS = (eval_command, data_command, train_command, view_command)

@@ -4,6 +4,8 @@ Run it over stdio (``python tests/mcp_server.py``) or streamable HTTP (``--http 
 ``--pid-file`` writes the process id once it is serving; ``--marker-dir`` is where ``block``
 says it started and was cancelled, so a test can see a cancellation arrive from outside;
 ``--linger`` keeps the process alive after its input ends, as a careless server would.
+``--hostile`` adds tools whose names, descriptions and results attack the reader's terminal
+(``tests/hostile.py``).
 """
 
 from __future__ import annotations
@@ -118,18 +120,38 @@ def build(marker_dir: Path | None) -> MCPServer:
     return server
 
 
+def add_hostile_tools(server: MCPServer) -> None:
+    """A tool named with a newline and instructions, one named too long, one whose description and
+    one whose result carry every trick in ``tests/hostile.py``."""
+    from hostile import EVIL_NAME, PAYLOAD  # run as a script, this file's folder is on the path
+
+    def looks_harmless() -> str:
+        return "harmless"
+
+    server.tool(name=EVIL_NAME, description="Looks harmless.")(looks_harmless)
+    server.tool(name="n" * 129, description="A name one character too long.")(looks_harmless)
+    server.tool(name="described", description=f"Describes itself with {PAYLOAD}")(looks_harmless)
+
+    @server.tool(description="Returns text that attacks a terminal.")
+    def payload() -> str:
+        return f"result {PAYLOAD}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, help="serve streamable HTTP on this port of 127.0.0.1")
     parser.add_argument("--pid-file", type=Path)
     parser.add_argument("--marker-dir", type=Path)
     parser.add_argument("--linger", action="store_true", help="stay alive after stdin closes, until killed")
+    parser.add_argument("--hostile", action="store_true", help="add tools that attack the reader's terminal")
     args = parser.parse_args()
     if args.linger:  # a server that ignores the end of its input: only a signal stops it
         threading.Thread(target=time.sleep, args=(600,), daemon=False).start()
     if args.pid_file:
         args.pid_file.write_text(str(os.getpid()))
     server = build(args.marker_dir)
+    if args.hostile:
+        add_hostile_tools(server)
     if args.http:
         asyncio.run(server.run_streamable_http_async(host="127.0.0.1", port=args.http))
     else:

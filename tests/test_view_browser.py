@@ -172,6 +172,30 @@ def test_a_tool_result_holding_markup_is_shown_as_text_and_runs_nothing(page: An
         assert "script-src 'self'" in response.headers["content-security-policy"]
 
 
+def test_a_viewer_beyond_loopback_lets_in_only_the_browser_that_opened_its_link(
+    page: Any, browser: Any, runs: dict[str, Path]
+) -> None:
+    with serve(runs["a"], cwd=runs["root"], options=["--host", "0.0.0.0"]) as printed:
+        link = printed.replace("//0.0.0.0:", "//127.0.0.1:")
+        base = link.partition("?")[0]
+        assert "?token=" in link
+        stranger = browser.new_context()
+        try:
+            response = stranger.new_page().goto(base)
+            assert response.status == 401 and "needs its token" in response.text()
+        finally:
+            stranger.close()
+
+        page.goto(link)
+        _wait_rows(page, 6)
+        assert page.url.startswith(base) and "token" not in page.url  # traded for a cookie, gone from the history
+        assert page.evaluate("document.cookie") == ""  # HttpOnly: no script of the page can read it
+        _row_of(page, "1").click()
+        page.wait_for_selector(".turn")
+        page.reload()  # the cookie keeps this browser in
+        page.wait_for_selector(".turn")
+
+
 def test_two_runs_compare_and_a_flip_opens_both_trajectories(page: Any, runs: dict[str, Path]) -> None:
     with serve(runs["a"], runs["b"], cwd=runs["root"]) as url:
         page.goto(url)  # two runs open on their comparison

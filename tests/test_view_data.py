@@ -191,7 +191,7 @@ def test_the_server_sends_a_strict_policy_and_refuses_other_hosts(run_a: Path, t
         status, headers, body = _get(url + "api/eval/0/record/99")
         assert status == 404 and json.loads(body) == {"error": "nothing at 'eval/0/record/99'"}
         status, _, body = _get(url + "api/sources", host="attacker.example:80")
-        assert status == 421 and b"not attacker.example:80" in body
+        assert status == 421 and b"does not answer to the host 'attacker.example:80'" in body
         status, _, body = _get(url.replace("127.0.0.1", "localhost") + "api/sources")
         assert status == 200 and json.loads(body)[0]["name"] == "run-a"
         status, _, _ = _get(url + "static/../../view/server.py")

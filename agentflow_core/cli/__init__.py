@@ -1,16 +1,24 @@
-"""The ``agentflow`` command. Library errors become one line on stderr here, and nowhere else."""
+"""The ``agentflow`` command. Library errors become one line on stderr here, and nowhere else.
+
+Errors, warnings, log records and tracebacks may quote a server, a model or a plugin, so each of
+them passes through ``inert`` on its way to the terminal; commands escape what they print.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import traceback
 import warnings
+from types import TracebackType
 from typing import Any
 
 import click
 import pluggy
 
 from agentflow_core.errors import AgentFlowError, one_line
+from agentflow_core.inert import InertLogFormatter, inert
 
 #: Set to see the traceback of an unexpected error instead of its one line.
 DEBUG_VARIABLE = "AGENTFLOW_DEBUG"
@@ -27,18 +35,20 @@ class AgentFlowGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AgentFlowError as exc:
-            raise click.ClickException(one_line(exc)) from None
+            raise click.ClickException(inert(one_line(exc))) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
-        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+        except click.exceptions.ClickException as exc:
+            exc.message = inert(exc.message)
+            raise
+        except (click.exceptions.Abort, click.exceptions.Exit):
             raise
         except Exception as exc:
             if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
                 raise
-            raise click.ClickException(
-                f"unexpected {type(exc).__name__}: {one_line(exc)} (a bug; {DEBUG_VARIABLE}=1 shows the traceback)"
-            ) from None
+            what = f"{type(exc).__name__}: {inert(one_line(exc))}"
+            raise click.ClickException(f"unexpected {what} (a bug; {DEBUG_VARIABLE}=1 shows the traceback)") from None
 
 
 def make_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
@@ -58,14 +68,28 @@ def make_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
 
 
 def _show_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
-    click.echo(f"warning: {one_line(Exception(str(message)))}", err=True)
+    click.echo(f"warning: {inert(one_line(Exception(str(message))))}", err=True)
+
+
+def _show_traceback(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """The traceback ``AGENTFLOW_DEBUG=1`` asks for; its messages may quote anything."""
+    sys.stderr.write(inert("".join(traceback.format_exception(kind, exc, tb)), keep_lines=True))
+
+
+def _inert_diagnostics() -> None:
+    """Route warnings, unhandled log records (Python's last-resort handler, which also gets the
+    records of servers that leave logging to the application) and tracebacks through ``inert``."""
+    warnings.showwarning = _show_warning
+    sys.excepthook = _show_traceback
+    if logging.lastResort is not None:
+        logging.lastResort.setFormatter(InertLogFormatter())
 
 
 def main() -> None:
-    warnings.showwarning = _show_warning
+    _inert_diagnostics()
     try:
         cli = make_cli()
     except AgentFlowError as exc:
-        click.echo(f"Error: {one_line(exc)}", err=True)
+        click.echo(f"Error: {inert(one_line(exc))}", err=True)
         sys.exit(1)
     cli(prog_name="agentflow")

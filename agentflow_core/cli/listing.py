@@ -1,10 +1,14 @@
-"""``agentflow tools | engines | plugins``: what is installed, and which package it came from."""
+"""``agentflow tools | engines | plugins``: what is installed, and which package it came from.
+
+Names and descriptions come from plugins and MCP servers, so each line goes through ``inert``.
+"""
 
 from __future__ import annotations
 
 import click
 
 from agentflow_core.config import Config, load_config
+from agentflow_core.inert import inert, inert_json
 from agentflow_core.plugins import load_registry, make_plugin_manager, plugin_source
 from agentflow_core.registrar import Registered
 from agentflow_core.registry import Registry
@@ -24,11 +28,11 @@ def tools(as_json: bool, config_path: str | None) -> None:
 
     registry = asyncio.run(_with_source_tools(load_config(config_path), load_registry()))
     if as_json:
-        click.echo(to_json([t.spec for t in registry.tools.values()], indent=2))
+        click.echo(inert_json(to_json([t.spec for t in registry.tools.values()], indent=2)))
         return
     for name in sorted(registry.tools):
         item = registry.tools[name]
-        click.echo(f"{name:<20} {_first_line(item.spec.description)}  [{_provenance(item)}]")
+        click.echo(inert(f"{name:<20} {_first_line(item.spec.description)}  [{_provenance(item)}]"))
 
 
 @click.command()
@@ -37,7 +41,7 @@ def engines() -> None:
     registry = load_registry()
     for provider in sorted(registry.engines):
         item = registry.engines[provider]
-        click.echo(f"{provider:<10} {item.description}  [{_provenance(item)}]")
+        click.echo(inert(f"{provider:<10} {item.description}  [{_provenance(item)}]"))
 
 
 @click.command()
@@ -49,7 +53,7 @@ def plugins() -> None:
         hooks = sorted(c.name for c in pm.get_hookcallers(plugin) or [])
         lines.append(f"{plugin_source(pm, plugin)}: {', '.join(hooks) or '(no hooks)'}")
     for line in sorted(lines):
-        click.echo(line)
+        click.echo(inert(line))
 
 
 def _provenance(item: Registered) -> str:

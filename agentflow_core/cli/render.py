@@ -1,4 +1,7 @@
-"""The readable live view of a solve, written to stderr so stdout keeps only the answer."""
+"""The readable live view of a solve, written to stderr so stdout keeps only the answer.
+
+Everything in it came from a model or a tool, so every piece goes through ``inert``.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,14 @@ from typing import Any
 
 import click
 
+from agentflow_core.inert import inert
 from agentflow_core.memory import render_result
 from agentflow_core.records import Answer, QueryAnalysis, Step, ToolFailure, Trajectory
 
 
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return inert(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def show(record: Any) -> None:
@@ -21,7 +25,7 @@ def show(record: Any) -> None:
         click.secho("▶ analysis", bold=True, err=True)
         click.echo(f"  {_short(record.text)}", err=True)
     elif isinstance(record, Step):
-        click.secho(f"▶ step {record.index}: {record.decision.tool}", bold=True, err=True)
+        click.secho(f"▶ step {record.index}: {inert(record.decision.tool)}", bold=True, err=True)
         click.echo(f"  sub-goal: {_short(record.decision.sub_goal)}", err=True)
         failed = isinstance(record.result, ToolFailure)
         click.secho(f"  result:   {_short(render_result(record.result))}", fg="red" if failed else None, err=True)

@@ -59,6 +59,7 @@ def solve(
     quiet: bool,
 ) -> None:
     """Answer QUERY with the planner, executor, verifier and generator."""
+    from agentflow_core.inert import inert, inert_json
     from agentflow_core.serde import to_json
     from agentflow_core.solver import Solver
 
@@ -77,9 +78,9 @@ def solve(
     with Solver(config) as solver:
         trajectory = solver.solve(query, observe=None if quiet or as_json else render.show)
     if as_json:
-        click.echo(to_json(trajectory, indent=2))
+        click.echo(inert_json(to_json(trajectory, indent=2)))
     elif trajectory.final_answer:
-        click.echo(trajectory.final_answer.text)
+        click.echo(inert(trajectory.final_answer.text, keep_lines=True))
     if trajectory.error:
         raise click.ClickException(trajectory.error)
     if not as_json and not quiet:

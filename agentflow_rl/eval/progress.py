@@ -14,6 +14,7 @@ from typing import IO
 
 import click
 
+from agentflow_core.inert import inert
 from agentflow_rl.eval.records import EvalRecord
 
 
@@ -63,6 +64,7 @@ class Progress:
         return f"{head}{failed} | {sets}"
 
     def _show(self, line: str) -> None:
+        line = inert(line)  # benchmark names come from plugins and from results files
         if self.tty:
             width = 160
             click.echo("\r" + line[:width].ljust(width), nl=False, file=self.stream)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from agentflow_core.inert import inert
 from agentflow_core.serde import to_json
 from agentflow_rl.eval.atomic import write_atomic
 from agentflow_rl.eval.outcome import causes
@@ -20,6 +21,8 @@ def _per_query(total: float, n: int) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    # Each cell one inert line: a benchmark or tool name with a newline would start a row of its own.
+    header, rows = [inert(h) for h in header], [[inert(cell) for cell in row] for row in rows]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 

@@ -9,6 +9,7 @@ import sys
 import click
 
 from agentflow_core import AgentFlowError
+from agentflow_core.inert import inert
 from agentflow_rl import train_cli
 from agentflow_rl.flow_grpo import cli
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cli.real(args.output, steps=args.steps)
     except AgentFlowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {inert(str(exc))}", file=sys.stderr)
         return 1
     return 0
 

@@ -8,6 +8,9 @@ solve stops where it is, its tool calls cancelled with it.
 ``solve`` answers with the final answer as text, a one-line account of how it ended, and the whole
 story as structured content: the answer, the stop reason, the turns, the tools used, and the
 trajectory exactly as ``agentflow solve --json`` prints it.
+
+Over HTTP every request passes ``agentflow_core.access`` first, on every address: the ``Host`` and
+``Origin`` guard, then the bearer token (required beyond loopback).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentflow_core import Solver, ToolCall, ToolFailure, ToolSpec, Trajectory
+from agentflow_core.access import Access, bearer
 from agentflow_core.errors import AgentFlowError, UsageError
 from agentflow_core.serde import to_dict
 from agentflow_tools.mcp.connection import agentflow_version
@@ -24,6 +28,7 @@ from agentflow_tools.mcp.connection import agentflow_version
 if TYPE_CHECKING:
     import mcp.types
     from mcp.server.lowlevel import Server
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 SOLVE = "solve"
 #: How often a call over HTTP looks whether its client is still there.
@@ -184,11 +189,36 @@ async def serve_stdio(server: Server[Any]) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-async def serve_http(server: Server[Any], listener: socket.socket) -> None:
-    """Streamable HTTP at ``/mcp`` on a bound socket, until interrupted."""
+async def serve_http(server: Server[Any], listener: socket.socket, access: Access) -> None:
+    """Streamable HTTP at ``/mcp`` on a bound socket, behind ``access``, until interrupted."""
     import uvicorn
+    from mcp.server.transport_security import TransportSecuritySettings
 
-    host = listener.getsockname()[0]
-    app = server.streamable_http_app(host=host)  # loopback hosts get the SDK's DNS-rebinding guard
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    # The SDK guards Host and Origin on 127.0.0.1 only, and would refuse the names the user
+    # allowed; ours covers every address.
+    unguarded = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    app = guarded(server.streamable_http_app(transport_security=unguarded), access)
+    # log_config=None: uvicorn's records go to Python's last-resort handler, which the CLI makes inert.
+    config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on")
     await uvicorn.Server(config).serve(sockets=[listener])
+
+
+def guarded(app: ASGIApp, access: Access) -> ASGIApp:
+    """``app`` behind ``access``: a refused request gets its status and one line of text."""
+    from starlette.datastructures import Headers
+    from starlette.responses import PlainTextResponse
+
+    async def guard(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            refusal = access.check(
+                host=headers.get("host"), origin=headers.get("origin"), token=bearer(headers.get("authorization"))
+            )
+            if refusal is not None:
+                challenge = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else {}
+                response = PlainTextResponse(refusal.reason + "\n", status_code=refusal.status, headers=challenge)
+                await response(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return guard

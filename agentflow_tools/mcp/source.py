@@ -5,6 +5,10 @@ the server wrote and the executor fills in exactly the arguments the server aske
 named ``PREFIX.TOOL`` (the prefix is the server's name unless configured). Only the servers whose
 tools a solver enables are started; they start together, and each keeps one session for the
 solver's life (see ``connection``).
+
+A tool whose name breaks the MCP specification's rule (1 to 128 ASCII letters, digits, ``_``,
+``-`` and ``.``) is left out with a warning: a name reaches prompts, terminals and logs, and one
+holding a newline and made-up instructions would read as something else there.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import re
 import warnings
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agentflow_core import ConfigError, Tool, ToolContext, ToolError, ToolSpec
 from agentflow_core.errors import ToolSourceError
+from agentflow_core.inert import inert
 from agentflow_core.tool_source import ToolAnnouncer, ToolSourceContext
 from agentflow_tools.mcp.connection import McpConnection
 from agentflow_tools.mcp.results import clip, result_text
@@ -25,6 +31,11 @@ from agentflow_tools.mcp.settings import Server, parse_servers
 
 if TYPE_CHECKING:
     import mcp.types
+
+#: A tool name as the MCP specification (2025-11-25, "Tool names") says it should be.
+TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+#: How much of a refused name a warning quotes.
+_QUOTED_NAME_CHARS = 80
 
 
 class McpToolSource:
@@ -112,7 +123,7 @@ def _origin(server: Server) -> str:
 
 def _chosen_tools(server: Server, tools: Sequence[mcp.types.Tool]) -> list[mcp.types.Tool]:
     """The tools to take: those named in ``tools`` (each must exist), or every usable one listed."""
-    by_name = {tool.name: tool for tool in tools}
+    by_name = {tool.name: tool for tool in tools if _well_named(server, tool)}
     wanted = server.settings.tools
     if wanted is not None:
         missing = [name for name in wanted if name not in by_name]
@@ -120,7 +131,19 @@ def _chosen_tools(server: Server, tools: Sequence[mcp.types.Tool]) -> list[mcp.t
             listed = ", ".join(sorted(by_name)) or "none"
             raise ToolSourceError(f"mcp server '{server.name}' has no tool {', '.join(missing)}; it lists: {listed}")
         return [_usable(server, by_name[name], required=True) for name in wanted]  # type: ignore[misc]
-    return [tool for tool in tools if _usable(server, tool, required=False)]
+    return [tool for tool in by_name.values() if _usable(server, tool, required=False)]
+
+
+def _well_named(server: Server, tool: mcp.types.Tool) -> bool:
+    if TOOL_NAME.fullmatch(tool.name):
+        return True
+    name = tool.name if len(tool.name) <= _QUOTED_NAME_CHARS else tool.name[: _QUOTED_NAME_CHARS - 1] + "…"
+    warnings.warn(
+        f"mcp server '{server.name}' lists a tool named '{inert(name)}', which is not an MCP tool name "
+        "(1 to 128 of A-Z a-z 0-9 _ - .); it is left out",
+        stacklevel=3,
+    )
+    return False
 
 
 def _usable(server: Server, tool: mcp.types.Tool, *, required: bool) -> mcp.types.Tool | None:

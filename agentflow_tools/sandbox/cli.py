@@ -58,7 +58,12 @@ def run(
     config_path: str | None,
     as_json: bool,
 ) -> None:
-    """Run FILE (or -c CODE; FILE - reads stdin) in the sandbox, as python_coder would."""
+    """Run FILE (or -c CODE; FILE - reads stdin) in the sandbox, as python_coder would.
+
+    What the code prints is shown inert (escape sequences escaped), as any output of code that
+    needed a sandbox; --json has it exactly.
+    """
+    from agentflow_core.inert import inert, inert_json
     from agentflow_core.serde import to_json
 
     if (file is None) == (code is None):
@@ -67,10 +72,10 @@ def run(
     settings = _settings(config_path, image=image, timeout_s=timeout_s)
     result, image_used = asyncio.run(_run_once(settings, source))
     if as_json:
-        click.echo(to_json(result, indent=2))
+        click.echo(inert_json(to_json(result, indent=2)))
     else:
-        click.echo(result.stdout, nl=False)
-        click.echo(result.stderr, nl=False, err=True)
+        click.echo(inert(result.stdout, keep_lines=True), nl=False)
+        click.echo(inert(result.stderr, keep_lines=True), nl=False, err=True)
         click.echo(f"[{result.describe()}, {result.elapsed_s:.2f} s in {image_used}]", err=True)
     sys.exit(_status(result))
 
