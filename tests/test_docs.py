@@ -48,6 +48,7 @@ FOREIGN_FLAGS = {
     "--runtime": "dockerd",
     "--storage-driver": "dockerd",
     "--no-deps": "pip install",
+    "--hostile": "tests/mcp_server.py",
 }
 
 #: Variables the docs name that a library reads, not our code; each with the file and text that
