@@ -47,6 +47,7 @@ from agentflow_core.records import (
     ToolResult,
     ToolSuccess,
     Trajectory,
+    UnfinishedStep,
     Verdict,
 )
 from agentflow_core.registry import (
@@ -121,6 +122,7 @@ __all__ = [
     "ToolSpec",
     "ToolSuccess",
     "Trajectory",
+    "UnfinishedStep",
     "Usage",
     "UsageError",
     "Verdict",
