@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from agentflow_core import UsageError
+from agentflow_core.errors import naming_storage_errors
 from agentflow_core.serde import from_json, to_json
 from agentflow_rl.eval.records import EvalRecord, RunInfo
 
@@ -66,7 +67,8 @@ class RunDir:
             raise UsageError(
                 f"{self.path} holds a --mode {old.mode.value} run; pass another --run-dir for --mode {info.mode.value}"
             )
-        (self.path / INFO).write_text(to_json(info, indent=2) + "\n", encoding="utf-8")
+        with naming_storage_errors(self.path / INFO):
+            (self.path / INFO).write_text(to_json(info, indent=2) + "\n", encoding="utf-8")
 
     def open(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -76,13 +78,15 @@ class RunDir:
     def append(self, record: EvalRecord) -> None:
         if self._out is None:
             raise RuntimeError("RunDir.open() first")
-        self._out.write(to_json(record) + "\n")
-        self._out.flush()  # in the kernel now: a SIGKILL of this process cannot lose it
+        with naming_storage_errors(self.results):  # a full disk names the file, not "a bug"
+            self._out.write(to_json(record) + "\n")
+            self._out.flush()  # in the kernel now: a SIGKILL of this process cannot lose it
 
     def close(self) -> None:
         if self._out is not None:
-            self._out.close()
-            self._out = None
+            out, self._out = self._out, None
+            with naming_storage_errors(self.results):  # closing flushes what a full disk refused
+                out.close()
 
     def __enter__(self) -> RunDir:
         self.open()
