@@ -49,6 +49,7 @@ from agentflow_core.records import (
     ToolResult,
     ToolSuccess,
     Trajectory,
+    UnfinishedStep,
     Verdict,
 )
 from agentflow_core.registry import (
@@ -123,6 +124,7 @@ __all__ = [
     "ToolSpec",
     "ToolSuccess",
     "Trajectory",
+    "UnfinishedStep",
     "Usage",
     "UsageError",
     "Verdict",

@@ -6,6 +6,7 @@ Every error names the key and the file, e.g.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ import cattrs.gen
 from cattrs.v import format_exception
 
 from agentflow_core.engine import EngineConfig, split_model
-from agentflow_core.errors import ConfigError
+from agentflow_core.errors import ConfigError, one_line
 from agentflow_core.records import MODULE_ROLES, ModuleRole
 
 T = TypeVar("T")
@@ -36,14 +37,36 @@ class AgentConfig:
     tools: tuple[str, ...] = ("base_generator",)
     #: Turns of plan, execute, verify before the generator must answer.
     max_steps: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-    #: Wall-clock budget of the loop; the final answer is still written when it runs out.
+    #: Wall-clock budget of a whole solve, the final answer included (see ``answer_reserve_s``).
     max_time_s: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
+    #: Seconds of ``max_time_s`` kept for the generator: the loop stops this long before the budget ends.
+    #: ``None``: a fifth of ``max_time_s``, at most 60 s.
+    answer_reserve_s: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
     #: Token budget over all module calls of one solve; ``None`` for no budget.
-    max_tokens: int | None = None
+    max_tokens: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
     #: Wall-clock limit of one tool call.
     tool_timeout_s: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
+    #: Each text a module writes (an analysis, a sub-goal, an argument, a verdict, an answer, its raw
+    #: response) is cut to this many characters, with a marker, before memory, prompts or the trajectory see it.
+    max_module_output_chars: int = attrs.field(default=20_000, validator=attrs.validators.ge(100))
     #: Also ask the generator for a direct answer without tools (the reference's "direct output").
     direct_answer: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.answer_reserve_s is not None and self.answer_reserve_s >= self.max_time_s:
+            raise ValueError(
+                f"answer_reserve_s ({self.answer_reserve_s:g}) must be less than max_time_s ({self.max_time_s:g}): "
+                "the loop needs some of the budget"
+            )
+
+    @property
+    def reserve_s(self) -> float:
+        """The seconds kept for the answer: ``answer_reserve_s``, else a fifth of the budget, at most 60 s."""
+        if self.answer_reserve_s is not None:
+            return self.answer_reserve_s
+        return min(self.max_time_s / 5, 60.0)
 
 
 @attrs.frozen
@@ -120,6 +143,9 @@ def _strict_scalar(value: Any, type_: type) -> Any:
         return float(value)
     if not ok:
         raise TypeError(f"expected {_SCALARS[type_]}, got {value!r}")
+    if type_ is float and not math.isfinite(value):
+        # TOML spells inf and nan; no setting means "forever" or "undefined" by them (#33).
+        raise ValueError(f"expected a finite number, got {value!r}")
     return value
 
 
@@ -131,6 +157,9 @@ def _string_list(value: Any, _: type) -> tuple[str, ...]:
 
 def _config_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
+    # Scalars first: the engine table's structuring function is made from the hooks registered by then.
+    for scalar in _SCALARS:
+        conv.register_structure_hook(scalar, _strict_scalar)
     engine_fields = cattrs.gen.make_dict_structure_fn(EngineConfig, conv, _cattrs_forbid_extra_keys=True)
 
     def structure_engine(value: Any, _: type) -> EngineConfig:
@@ -151,8 +180,6 @@ def _config_converter() -> cattrs.Converter:
             engine=structure_engine(engine, EngineConfig) if engine is not None else None, settings=settings
         )
 
-    for scalar in _SCALARS:
-        conv.register_structure_hook(scalar, _strict_scalar)
     conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _string_list)
     conv.register_structure_hook(EngineConfig, structure_engine)
     conv.register_structure_hook(ToolConfig, structure_tool)
@@ -199,10 +226,10 @@ def _describe(exc: cattrs.BaseValidationError) -> list[str]:
 
 def _format_exception(exc: BaseException, type_: type | None) -> str:
     # Our own hooks and attrs validators raise ValueError with a message meant for people.
-    if type_ in _SCALARS:
-        return f"expected {_SCALARS[type_]}"
     if isinstance(exc, ValueError) and not isinstance(exc, cattrs.BaseValidationError) and str(exc):
         return str(exc)
+    if type_ in _SCALARS:
+        return f"expected {_SCALARS[type_]}"
     return format_exception(exc, type_)
 
 
@@ -222,15 +249,23 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     found = config_path(path)
     if found is None:
         return Config()
+    return config_from_dict(read_toml(found, what="config file"), source=str(found))
+
+
+def read_toml(path: Path, *, what: str) -> dict[str, Any]:
+    """A TOML file as a dict; whatever stops it (missing, unreadable, not UTF-8, not TOML) is one line naming it."""
     try:
-        data = tomllib.loads(found.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {found} does not exist") from None
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); is it the right file?"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{found}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: not valid TOML: {one_line(exc)}") from None
     except OSError as exc:
-        raise ConfigError(f"{found}: cannot read: {exc.strerror}") from None
-    return config_from_dict(data, source=str(found))
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def with_overrides(

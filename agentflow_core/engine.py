@@ -108,11 +108,15 @@ class EngineConfig:
     base_url: str | None = None
     #: Name of the environment variable that holds the API key (never the key itself).
     api_key_env: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    timeout_s: float = 120.0
+    #: Sampling temperature, 0 to 2 (OpenAI's range; 0 is greedy); ``None`` leaves the server's default.
+    temperature: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional([attrs.validators.ge(0), attrs.validators.le(2)])
+    )
+    max_tokens: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
+    #: Seconds one attempt may take; more than 0 (a solve's ``max_time_s`` bounds all attempts together).
+    timeout_s: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
     #: Attempts for transient failures (429, 5xx, timeouts, dropped connections).
-    max_attempts: int = 4
+    max_attempts: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     #: Provider-specific extras, passed to the engine factory untouched.
     options: Mapping[str, Any] = attrs.field(factory=dict)
 

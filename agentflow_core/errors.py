@@ -8,13 +8,19 @@
     │   └── EngineUnavailable   the engine's optional dependency or model file is missing
     ├── ModuleError        a module implementation raised; the solve stops with what it has
     ├── ToolError          a tool could not do its job; becomes an observation in memory
-    └── ToolSourceError    a tool source (an MCP server) could not be opened; names the source
+    ├── ToolSourceError    a tool source (an MCP server) could not be opened; names the source
+    └── StorageError       a file could not be written or read (a full disk, a read-only filesystem); names it
 
 The CLI turns any of these into one line on stderr and a non-zero exit. Nothing here logs
 or prints by itself: raising is the only side effect.
 """
 
 from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
 
 
 class AgentFlowError(Exception):
@@ -55,6 +61,34 @@ class ToolError(AgentFlowError):
 
 class ToolSourceError(AgentFlowError):
     """A tool source could not say which tools it has (an MCP server that did not start, say)."""
+
+
+class StorageError(AgentFlowError):
+    """The machine refused a file operation (no space left, read-only, no permission); not a bug of ours."""
+
+
+#: ``OSError`` numbers that mean the machine, not AgentFlow, failed: the CLI reports them as such.
+STORAGE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM, errno.ENOENT}
+)
+
+
+def storage_error(exc: OSError, path: str | os.PathLike[str] | None = None) -> StorageError:
+    """``exc`` as one line naming the file: ``path`` when the caller knows it (a write to an open file
+    does not say which), else the file the error names."""
+    where = os.fspath(path) if path is not None else exc.filename
+    return StorageError(f"{where or 'a file'}: {exc.strerror or one_line(exc)}")
+
+
+@contextlib.contextmanager
+def naming_storage_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Inside: an ``OSError`` of the machine (``STORAGE_ERRNOS``) becomes a ``StorageError`` naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        raise storage_error(exc, path) from None
 
 
 def one_line(exc: BaseException | str) -> str:

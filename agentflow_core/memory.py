@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from agentflow_core.records import Step, ToolFailure, ToolSuccess
+from agentflow_core.sizes import clip
 
 #: A long tool output is cut for prompts (the full text stays in the trajectory).
 PROMPT_RESULT_CHARS = 2000
@@ -52,8 +53,5 @@ def render_step(step: Step) -> str:
 
 def render_result(result: ToolSuccess | ToolFailure) -> str:
     if isinstance(result, ToolSuccess):
-        text = result.output
-        if len(text) > PROMPT_RESULT_CHARS:
-            text = text[:PROMPT_RESULT_CHARS] + f" … [{len(result.output) - PROMPT_RESULT_CHARS} more characters]"
-        return text
+        return clip(result.output, PROMPT_RESULT_CHARS)
     return f"TOOL ERROR ({result.kind.value}): {result.error}"

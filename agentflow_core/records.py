@@ -120,6 +120,24 @@ class Step:
 
 
 @attrs.frozen
+class UnfinishedStep:
+    """A turn that an engine failure, a module error or the time budget ended before its tool ran.
+
+    It keeps the module calls that did complete (the planner's decision, perhaps the executor's
+    tool call), so a trajectory holds every call that happened; ``Trajectory.error`` says what ended it.
+    """
+
+    index: int
+    decision: PlannerDecision
+    tool_call: ToolCall | None = None
+
+    def module_calls(self) -> Iterator[ModuleCall]:
+        for record in (self.decision, self.tool_call):
+            if record is not None and record.call is not None:
+                yield record.call
+
+
+@attrs.frozen
 class Answer:
     text: str
     call: ModuleCall | None = None
@@ -148,6 +166,8 @@ class Trajectory:
     engines: Mapping[str, str] = attrs.field(factory=dict)
     #: Set when the solve could not finish; one line naming what failed.
     error: str | None = None
+    #: The turn that was under way when the loop ended on an error, with the calls it completed.
+    unfinished: UnfinishedStep | None = None
 
     @property
     def answer(self) -> str | None:
@@ -159,6 +179,8 @@ class Trajectory:
             yield self.analysis.call
         for step in self.steps:
             yield from step.module_calls()
+        if self.unfinished:
+            yield from self.unfinished.module_calls()
         for answer in (self.final_answer, self.direct_answer):
             if answer and answer.call:
                 yield answer.call

@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 
 import attrs
 
+from agentflow_core.budget import TimeBudget
 from agentflow_core.config import Config
+from agentflow_core.engine import Engine, EngineConfig
 from agentflow_core.engine_pool import EnginePool
 from agentflow_core.errors import AgentFlowError, ConfigError, EngineError, ModuleError, PluginError, one_line
 from agentflow_core.memory import Memory
@@ -24,13 +26,17 @@ from agentflow_core.records import (
     Answer,
     Decision,
     ModuleRole,
+    PlannerDecision,
     Query,
     QueryAnalysis,
     Step,
     StopReason,
+    ToolCall,
     Trajectory,
+    UnfinishedStep,
 )
 from agentflow_core.registry import Registry, made
+from agentflow_core.sizes import capped
 from agentflow_core.tool import Tool, ToolContext
 from agentflow_core.tool_sources import ToolSources
 from agentflow_core.toolset import Toolset
@@ -64,12 +70,20 @@ class Solver:
 
     def _module(self, role: ModuleRole) -> Any:
         registered = self.registry.module(role, getattr(self.config.modules, role))
-        context = ModuleContext(engine=self._pool.get(self.config.engines.for_module(role)))
+        context = ModuleContext(engine=self._engine(self.config.engines.for_module(role), self.config.engine_key(role)))
         return made(lambda: registered.factory(context), f"{role} module {registered.name!r} ({registered.source})")
+
+    def _engine(self, engine: EngineConfig, key: str) -> Engine:
+        """The pool's engine for ``engine``; an option the engine turns down is named with the key that set it."""
+        try:
+            return self._pool.get(engine)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.config.where(key)}: {exc}") from None
 
     def _tool(self, registry: Registry, name: str) -> Tool:
         registered = registry.tool(name)
-        engine = self._pool.get(self.config.tool_engine(name)) if registered.spec.uses_engine else None
+        uses = registered.spec.uses_engine
+        engine = self._engine(self.config.tool_engine(name), f"tools.{name}.engine") if uses else None
         context = ToolContext(engine=engine, settings=self.config.tool_settings(name))
         try:
             tool: Tool = made(lambda: registered.factory(context), f"tool {name!r} ({registered.source})")
@@ -107,20 +121,13 @@ class Solver:
         await self.start()
         flow = _Flow(query if isinstance(query, Query) else Query(query), self, observe or (lambda _: None))
         started = time.perf_counter()
-        stop, error = StopReason.MAX_STEPS, None
-        try:
-            async with asyncio.timeout(self.config.agent.max_time_s):
-                stop = await self._turns(flow)
-        except TimeoutError:
-            stop = StopReason.MAX_TIME
-        except EngineError as exc:
-            stop, error = StopReason.ENGINE_ERROR, one_line(exc)
-        except ModuleError as exc:
-            stop, error = StopReason.MODULE_ERROR, str(exc)
-        final, direct, answer_failure = await self._answers(flow)
-        if isinstance(answer_failure, ModuleError) and error is None:
-            stop = StopReason.MODULE_ERROR
-        answer_error = one_line(answer_failure) if answer_failure else None
+        budget = TimeBudget.start(self.config.agent)
+        stop, error = await self._loop(flow, budget)
+        final, direct, answer_stop, answer_error = await self._answers(flow, budget, stop)
+        if answer_stop is not None and error is None:  # an ending of the loop explains more than the answer's
+            stop = answer_stop
+        if answer_error and (error is None or answer_stop is StopReason.MAX_TIME):  # "no answer" is always said
+            error = f"{error}; {answer_error}" if error else answer_error
         return Trajectory(
             query=flow.query,
             analysis=flow.analysis,
@@ -130,18 +137,35 @@ class Solver:
             stop_reason=stop,
             elapsed_s=time.perf_counter() - started,
             engines=self.engines,
-            error=error or answer_error,
+            error=error,
+            unfinished=flow.unfinished(),
         )
 
+    async def _loop(self, flow: _Flow, budget: TimeBudget) -> tuple[StopReason, str | None]:
+        """The turns, within the loop's share of the budget: why they ended, and the error that ended them."""
+        try:
+            async with asyncio.timeout_at(budget.loop_deadline):
+                return await self._turns(flow), None
+        except TimeoutError:
+            return StopReason.MAX_TIME, budget.ran_out(flow.doing)
+        except EngineError as exc:
+            return StopReason.ENGINE_ERROR, one_line(exc)
+        except ModuleError as exc:
+            return StopReason.MODULE_ERROR, str(exc)
+
     async def _turns(self, flow: _Flow) -> StopReason:
-        flow.analysis = await self._step("planner", self.planner.analyze(flow.state()))
+        flow.analysis = await self._step(flow, "planner", "analyze", self.planner.analyze(flow.state()))
         flow.observe(flow.analysis)
         for turn in range(1, self.config.agent.max_steps + 1):
-            decision = await self._step("planner", self.planner.next_step(flow.state()))
-            tool_call = await self._step("executor", self.executor.command(flow.state(), decision))
-            result = await self.toolset.run(tool_call)
-            flow.memory.add(Step(turn, decision, tool_call, result))
-            verdict = await self._step("verifier", self.verifier.check(flow.state()))
+            flow.begin_turn(turn)
+            flow.decision = await self._step(flow, "planner", "next_step", self.planner.next_step(flow.state()))
+            flow.tool_call = await self._step(
+                flow, "executor", "command", self.executor.command(flow.state(), flow.decision)
+            )
+            flow.doing = f"the call of tool {flow.tool_call.tool!r} (turn {turn})"
+            result = await self.toolset.run(flow.tool_call)
+            flow.memory.add(Step(turn, flow.decision, flow.tool_call, result))
+            verdict = await self._step(flow, "verifier", "check", self.verifier.check(flow.state()))
             flow.memory.replace_last(attrs.evolve(flow.memory.steps[-1], verdict=verdict))
             flow.observe(flow.memory.steps[-1])
             if verdict.decision is Decision.STOP:
@@ -150,23 +174,41 @@ class Solver:
                 return StopReason.MAX_TOKENS
         return StopReason.MAX_STEPS
 
-    async def _answers(self, flow: _Flow) -> tuple[Answer | None, Answer | None, AgentFlowError | None]:
-        """The final answer is written whatever stopped the loop; only a failure of the generator prevents it."""
+    async def _answers(
+        self, flow: _Flow, budget: TimeBudget, loop_stop: StopReason
+    ) -> tuple[Answer | None, Answer | None, StopReason | None, str | None]:
+        """The final answer is written whatever stopped the loop, until the budget's end.
+
+        Only a failure of the generator prevents it; then the stop reason it implies (if any) and the error.
+        When the budget ends first there is no answer, and the error says so.
+        """
         final = direct = None
         try:
-            final = await self._step("generator", self.generator.final_answer(flow.state()))
-            flow.observe(final)
-            if self.config.agent.direct_answer:
-                direct = await self._step("generator", self.generator.direct_answer(flow.state()))
-        except (EngineError, ModuleError) as exc:
-            return final, direct, exc
-        return final, direct, None
+            async with asyncio.timeout_at(budget.deadline):
+                final = await self._step(flow, "generator", "final_answer", self.generator.final_answer(flow.state()))
+                flow.observe(final)
+                if self.config.agent.direct_answer:
+                    direct = await self._step(
+                        flow, "generator", "direct_answer", self.generator.direct_answer(flow.state())
+                    )
+        except TimeoutError:
+            said = loop_stop is StopReason.MAX_TIME  # the loop's error already named the budget
+            cut = f"then {flow.doing} ran out too" if said else budget.ran_out(flow.doing)
+            return final, direct, StopReason.MAX_TIME, cut + (": no answer" if final is None else "")
+        except EngineError as exc:
+            return final, direct, None, one_line(exc)
+        except ModuleError as exc:
+            return final, direct, StopReason.MODULE_ERROR, one_line(exc)
+        return final, direct, None, None
 
-    async def _step(self, role: ModuleRole, call: Awaitable[T]) -> T:
-        """One module call. Whatever else it raises is a bug of that module, named as such: the loop
-        stops, but the solve still returns what it has (an engine failure keeps its own reason)."""
+    async def _step(self, flow: _Flow, role: ModuleRole, purpose: str, call: Awaitable[T]) -> T:
+        """One module call, its output cut to the configured size. Whatever else it raises is a bug of that
+        module, named as such: the loop stops, but the solve still returns what it has (an engine
+        failure keeps its own reason)."""
+        turn = f" (turn {flow.turn})" if flow.turn and role != "generator" else ""
+        flow.doing = f"the {role}'s {purpose} call{turn}"
         try:
-            return await call
+            output = await call
         except EngineError:
             raise
         except Exception as exc:
@@ -174,6 +216,7 @@ class Solver:
             raise ModuleError(
                 f"{role} module {registered.name!r} ({registered.source}) failed: {type(exc).__name__}: {one_line(exc)}"
             ) from exc
+        return capped(output, self.config.agent.max_module_output_chars)
 
     def solve(self, query: str | Query, *, observe: Observer | None = None) -> Trajectory:
         """Blocking ``asolve`` for scripts; reuses one event loop so engine connections survive."""
@@ -242,6 +285,21 @@ class _Flow:
         self.observe = observe
         self._tools = solver.toolset.specs
         self._limits = solver.config.agent
+        #: The turn under way (0 before the first), and what it has made so far.
+        self.turn = 0
+        self.decision: PlannerDecision | None = None
+        self.tool_call: ToolCall | None = None
+        #: What is running now, as an error names it if the time budget cuts it.
+        self.doing = "the start of the solve"
+
+    def begin_turn(self, turn: int) -> None:
+        self.turn, self.decision, self.tool_call = turn, None, None
+
+    def unfinished(self) -> UnfinishedStep | None:
+        """The turn under way, if the loop ended after its planner call and before memory held it."""
+        if self.decision is None or (self.memory.steps and self.memory.steps[-1].index == self.turn):
+            return None
+        return UnfinishedStep(self.turn, self.decision, self.tool_call)
 
     def state(self) -> FlowState:
         return FlowState(

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+from mcp import MCPError
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import BlobResourceContents, EmbeddedResource, ImageContent, ResourceLink, TextContent
@@ -70,6 +71,10 @@ def build(marker_dir: Path | None) -> MCPServer:
     @server.tool(description="Text of the given length.")
     def big(chars: int) -> str:
         return "x" * chars
+
+    @server.tool(description="Answers with a JSON-RPC error (not a tool error) of the given code and message.")
+    def rpc_error(code: int, message: str) -> str:
+        raise MCPError(code=code, message=message)
 
     @server.tool(description="One block of every content type.")
     def media() -> list[TextContent | ImageContent | EmbeddedResource | ResourceLink]:

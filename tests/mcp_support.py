@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agentflow_core.testing import wait_until
-from tests.helpers import closed_port
+from tests.helpers import closed_port, silent_port
 
 TEST_SERVER = str(Path(__file__).with_name("mcp_server.py"))
 
@@ -78,10 +78,8 @@ def _accepts(port: int) -> bool:
 @contextlib.contextmanager
 def silent_listener() -> Iterator[str]:
     """A loopback port that accepts connections and never answers; yields an MCP URL on it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(8)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+    with silent_port() as port:
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 @contextlib.contextmanager

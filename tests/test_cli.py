@@ -267,3 +267,37 @@ def test_a_crashing_module_or_command_is_one_line_never_a_traceback(
     assert crashed.stderr.splitlines() == [
         "Error: unexpected ValueError: a plugin bug (a bug; AGENTFLOW_DEBUG=1 shows the traceback)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"[agent]\nmax_steps = 2 # \xff\xfe\n", "agentflow.toml: not UTF-8 text (byte 0xff at offset 24)"),
+        (bytes(range(256)) * 4, "agentflow.toml: not UTF-8 text (byte 0x80 at offset 128)"),
+    ],
+)
+def test_an_undecodable_config_file_is_one_line_not_a_bug(tmp_path: Path, content: bytes, expected: str) -> None:
+    (tmp_path / "agentflow.toml").write_bytes(content)
+    result = agentflow("solve", "q", cwd=tmp_path)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Error: {expected}") and "a bug" not in line, line
+
+
+def test_a_full_disk_under_the_output_is_one_line_naming_it(tmp_path: Path, server: ScriptedOpenAIServer) -> None:
+    write_config(tmp_path / "agentflow.toml", server)
+    script_one_turn(server)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AGENTFLOW_"))}
+    with open("/dev/full", "w") as full:  # every write fails with ENOSPC, as on a full disk
+        result = subprocess.run(
+            [sys.executable, "-m", "agentflow_core", "solve", "Which planet is largest?", "--json"],
+            cwd=tmp_path,
+            env=env,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["Error: stdout: No space left on device"]

@@ -68,6 +68,25 @@ def test_tool_engine_defaults_to_generator_engine() -> None:
         ({"engines": {"wizard": "openai:x"}}, "engines: extra fields found (wizard)"),
         ({"tools": {"base_generator": 3}}, "a tool's settings are a table"),
         ({"unknown_section": 3}, "unknown_section: expected a table"),
+        # Nonsense limits are refused here, not discovered mid-solve (#33).
+        ({"engines": {"planner": {"model": "openai:x", "timeout_s": 0}}}, "engines.planner: 'timeout_s' must be > 0"),
+        ({"engines": {"planner": {"model": "openai:x", "timeout_s": -3}}}, "'timeout_s' must be > 0"),
+        ({"engines": {"planner": {"model": "openai:x", "timeout_s": "5"}}}, "planner.timeout_s: expected a number"),
+        ({"engines": {"default": {"model": "openai:x", "timeout_s": float("inf")}}}, "expected a finite number"),
+        ({"engines": {"planner": {"model": "openai:x", "max_tokens": 0}}}, "'max_tokens' must be >= 1"),
+        ({"engines": {"planner": {"model": "openai:x", "max_tokens": -100}}}, "'max_tokens' must be >= 1"),
+        ({"engines": {"planner": {"model": "openai:x", "temperature": -0.5}}}, "'temperature' must be >= 0"),
+        ({"engines": {"planner": {"model": "openai:x", "temperature": 7}}}, "'temperature' must be <= 2"),
+        ({"engines": {"planner": {"model": "openai:x", "temperature": float("nan")}}}, "expected a finite number"),
+        ({"engines": {"planner": {"model": "openai:x", "max_attempts": 0}}}, "'max_attempts' must be >= 1"),
+        ({"tools": {"base_generator": {"engine": {"model": "openai:x", "timeout_s": 0}}}}, "'timeout_s' must be > 0"),
+        ({"agent": {"max_time_s": -1}}, "'max_time_s' must be > 0"),
+        ({"agent": {"max_time_s": float("nan")}}, "agent.max_time_s: expected a finite number"),
+        ({"agent": {"max_tokens": 0}}, "'max_tokens' must be >= 1"),
+        ({"agent": {"tool_timeout_s": 0}}, "'tool_timeout_s' must be > 0"),
+        ({"agent": {"answer_reserve_s": -1}}, "'answer_reserve_s' must be >= 0"),
+        ({"agent": {"max_time_s": 5, "answer_reserve_s": 5}}, "answer_reserve_s (5) must be less than max_time_s (5)"),
+        ({"agent": {"max_module_output_chars": 0}}, "'max_module_output_chars' must be >= 100"),
         ({"source": "elsewhere"}, "source: expected a table"),
     ],
 )
@@ -85,6 +104,27 @@ def test_malformed_toml_names_the_file(tmp_path: Path) -> None:
     path.write_text("[agent\nmax_steps = ")
     with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"[agent]\nmax_steps = 3\n# caf\xe9 in Latin-1\n", "not UTF-8 text (byte 0xe9 at offset 27)"),
+        (bytes(range(256)), "not UTF-8 text (byte 0x80 at offset 128)"),
+        (b"\x00" * 64, "not valid TOML: Invalid statement (at line 1, column 1)"),
+    ],
+)
+def test_an_undecodable_config_file_is_one_line_naming_it(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "agentflow.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).removesuffix("; is it the right file?") == f"{path}: {expected}"
+
+
+def test_a_directory_as_config_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r": cannot read: Is a directory$"):
+        load_config(tmp_path)
 
 
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
@@ -120,3 +160,9 @@ def test_bad_flags_are_config_errors() -> None:
         with_overrides(Config(), engines={"planner": "nocolon"})
     with pytest.raises(ConfigError, match="--max-steps must be at least 1"):
         with_overrides(Config(), max_steps=0)
+
+
+def test_the_answer_reserve_defaults_to_a_fifth_of_the_budget_at_most_a_minute() -> None:
+    assert config_from_dict({"agent": {"max_time_s": 5}}).agent.reserve_s == 1
+    assert config_from_dict({"agent": {}}).agent.reserve_s == 60
+    assert config_from_dict({"agent": {"max_time_s": 5, "answer_reserve_s": 0}}).agent.reserve_s == 0

@@ -32,6 +32,7 @@ from agentflow_core import (
     UsageError,
 )
 from agentflow_core.config import ModulesConfig
+from agentflow_core.errors import StorageError
 from agentflow_core.plugins import load_registry
 from agentflow_core.serde import from_json
 from agentflow_core.testing import Reply, ScriptedOpenAIServer, registry_with, wait_until
@@ -282,3 +283,12 @@ def test_compare_prints_the_difference_and_plots_it(tmp_path: Path) -> None:
         in result.stdout
     )
     assert (tmp_path / "agent" / "compare.png").stat().st_size > 1000
+
+
+def test_a_full_disk_names_the_results_file(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "full")
+    run.path.mkdir()
+    run.results.symlink_to("/dev/full")  # every write fails with ENOSPC, as on a full disk
+    with pytest.raises(StorageError) as info, run:
+        run.append(_record("bamboogle", "0", True, (), elapsed=1.0))
+    assert str(info.value) == f"{run.results}: No space left on device"

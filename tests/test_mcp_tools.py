@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from agentflow_core.records import ToolCall, ToolErrorKind, ToolResult
 from agentflow_core.registry import Registry
 from tests.helpers import closed_port
 from tests.mcp_support import (
+    TEST_SERVER,
     alive,
     fetch_server,
     http_test_server,
@@ -186,9 +188,45 @@ async def test_structured_content_is_part_of_the_result(solver_for: Any) -> None
 
 async def test_a_very_large_result_is_cut_and_says_so(solver_for: Any) -> None:
     solver = await solver_for({"t": scripted_server(max_result_chars=1000)}, ["t.big"])
-    text = output(await call(solver, "t.big", chars=50_000))
+    assert output(await call(solver, "t.big", chars=1_500)).endswith("\n[result cut: 500 of 1500 characters not shown]")
+    # Past 4 bytes a character (UTF-8's most) for max_result_chars, the relay cut the text while reading it.
+    text = output(await call(solver, "t.big", chars=5_000))
     assert text.startswith("x" * 1000 + "\n")
-    assert text.endswith("[result cut: 49000 of 50000 characters not shown]")
+    last = text.splitlines()[-1]
+    assert re.fullmatch(r"\[result cut: \d+ of \d+ characters not shown, and 936 more bytes not read\]", last), last
+
+
+async def test_a_huge_result_is_cut_while_it_is_read_not_after(tmp_path: Path) -> None:
+    """50 MB from the server must not be held whole (it held 718 MB, #33): the relay keeps a few kB of it."""
+    worker = Path(__file__).with_name("workers") / "mcp_big_result.py"
+    done = await asyncio.create_subprocess_exec(
+        sys.executable, str(worker), TEST_SERVER, str(50_000_000), stdout=asyncio.subprocess.PIPE
+    )
+    stdout, _ = await asyncio.wait_for(done.communicate(), timeout=120)
+    assert done.returncode == 0
+    report = json.loads(stdout)
+    assert report["growth_mb"] < 40, report  # the cut text, its copies and the SDK's models: a few MB
+    assert report["tail"].endswith(f"not shown, and {50_000_000 - (4 * 20_000 + 64)} more bytes not read]")
+
+
+async def test_a_huge_result_over_http_is_cut_while_it_is_read_too(solver_for: Any) -> None:
+    with http_test_server() as url:
+        solver = await solver_for({"web": {"url": url, "max_result_chars": 1000}}, ["web.big", "web.rpc_error"])
+        text = output(await call(solver, "web.big", chars=5_000_000))
+        message = failure(await call(solver, "web.rpc_error", code=-32000, message="database is read-only"))
+    assert text.startswith("x" * 1000 + "\n")
+    assert text.endswith(f", and {5_000_000 - (4 * 1000 + 64)} more bytes not read]"), text[-200:]
+    assert message == "mcp server 'web' refused rpc_error: database is read-only (MCP error -32000)"
+
+
+async def test_a_json_rpc_error_of_the_server_is_reported_with_its_code_and_message(solver_for: Any) -> None:
+    solver = await solver_for({"t": scripted_server()}, ["t.rpc_error", "t.whoami"])
+    pid = output(await call(solver, "t.whoami"))
+    for code in (-32000, -32099, 42):
+        message = failure(await call(solver, "t.rpc_error", code=code, message="database is read-only"))
+        assert message == f"mcp server 't' refused rpc_error: database is read-only (MCP error {code})"
+    # The connection was never closed, so the same server process answers on.
+    assert output(await call(solver, "t.whoami")).split()[0] == pid.split()[0]
 
 
 async def test_streamable_http_server_gets_headers_from_the_environment(

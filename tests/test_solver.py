@@ -334,3 +334,83 @@ def test_an_unknown_name_from_a_flag_names_the_flag(tmp_path: Path, registry: Re
     config = with_overrides(load_config(tmp_path / "agentflow.toml"), engines={"planner": "opnai:m"})
     with pytest.raises(ConfigError, match=r"^--planner-engine: unknown engine provider 'opnai'"):
         Solver(config, registry=registry)
+
+
+async def test_an_engine_failure_mid_turn_keeps_the_calls_that_happened(
+    server: ScriptedOpenAIServer, registry: Registry
+) -> None:
+    server.enqueue("m-plan", Reply("Needs arithmetic."), step())
+    server.enqueue("m-exec", Reply(status=401, error_message="Incorrect API key provided"))
+    server.enqueue("m-gen", Reply("fallback answer"))
+    models = {"planner": "m-plan", "executor": "m-exec", "verifier": "m-verify", "generator": "m-gen"}
+    async with Solver(config_for(server, **models), registry=registry) as solver:
+        trajectory = await solver.asolve("What is 6 times 7?")
+
+    assert trajectory.stop_reason is StopReason.ENGINE_ERROR
+    assert trajectory.error is not None and "m-exec" in trajectory.error and "401" in trajectory.error
+    # The planner's decision of the broken turn is kept, before the error; no step was completed.
+    assert trajectory.steps == ()
+    assert trajectory.unfinished is not None and trajectory.unfinished.index == 1
+    assert trajectory.unfinished.decision.sub_goal == "What is 6 times 7?"
+    assert trajectory.unfinished.tool_call is None
+    assert [(c.role, c.purpose) for c in trajectory.module_calls()] == [
+        ("planner", "analyze"),
+        ("planner", "next_step"),
+        ("generator", "final_answer"),
+    ]
+    assert from_json(to_json(trajectory), Trajectory) == trajectory
+
+
+async def test_a_second_turn_that_fails_keeps_its_own_calls_not_the_first_turns(
+    server: ScriptedOpenAIServer, registry: Registry
+) -> None:
+    server.enqueue("m-plan", Reply("analysis"), step(sub_goal="first"), step(sub_goal="second"))
+    server.enqueue("m-exec", args(query="first"), Reply(status=400, error_message="context length exceeded"))
+    server.enqueue("m-tool", Reply("one"))
+    server.enqueue("m-verify", verdict("CONTINUE"))
+    server.enqueue("m-gen", Reply("answer"))
+    async with Solver(config_for(server, **MODELS), registry=registry) as solver:
+        trajectory = await solver.asolve("q")
+    assert len(trajectory.steps) == 1 and trajectory.steps[0].decision.sub_goal == "first"
+    assert trajectory.unfinished is not None
+    assert (trajectory.unfinished.index, trajectory.unfinished.decision.sub_goal) == (2, "second")
+    assert trajectory.unfinished.tool_call is None
+
+
+async def test_a_modules_own_output_is_cut_before_memory_prompts_and_the_trajectory(
+    server: ScriptedOpenAIServer, registry: Registry
+) -> None:
+    huge = "y" * 2_000_000  # a server that ignores max_tokens
+    server.enqueue("m-plan", Reply(huge), step(sub_goal="s" * 1_000_000))
+    server.enqueue("m-exec", args(query="q" * 1_000_000))
+    server.enqueue("m-tool", Reply("tool answer"))
+    server.enqueue("m-verify", verdict("STOP"))
+    server.enqueue("m-gen", Reply("z" * 1_000_000))
+    config = config_for(server, agent={"max_module_output_chars": 1000}, **MODELS)
+    async with Solver(config, registry=registry) as solver:
+        trajectory = await solver.asolve("q")
+
+    def cut(text: str, total: int) -> bool:
+        return text == text[:1000] + f" … [cut: {total - 1000} of {total} characters not shown]"
+
+    [only] = trajectory.steps
+    assert trajectory.analysis is not None and cut(trajectory.analysis.text, 2_000_000)
+    assert trajectory.analysis.call is not None and cut(trajectory.analysis.call.response, 2_000_000)
+    assert cut(only.decision.sub_goal, 1_000_000)
+    assert cut(only.tool_call.arguments["query"], 1_000_000)
+    assert trajectory.answer is not None and cut(trajectory.answer, 1_000_000)
+    # Later prompts and the tool got the cut texts, and the whole trajectory stays small.
+    assert max(len(m["content"]) for r in server.requests[1:] for m in r.messages) < 10_000
+    assert server.requests_for("m-tool")[0].messages[-1]["content"].count("q") < 1100
+    assert len(to_json(trajectory)) < 60_000
+
+
+def test_an_engine_option_the_engine_refuses_names_the_file_and_the_key(registry: Registry) -> None:
+    engine = {"model": "openai:x", "base_url": "http://127.0.0.1:9/v1", "options": {"retry_base_s": -1}}
+    config = config_from_dict({"engines": {"executor": engine}}, source="a.toml")
+    with pytest.raises(ConfigError) as info:
+        Solver(config, registry=registry)
+    assert str(info.value) == (
+        "a.toml: engines.executor: engine openai:x: option retry_base_s must be a non-negative number of seconds, "
+        "got -1"
+    )

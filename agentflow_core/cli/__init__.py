@@ -17,7 +17,7 @@ from typing import Any
 import click
 import pluggy
 
-from agentflow_core.errors import AgentFlowError, one_line
+from agentflow_core.errors import STORAGE_ERRNOS, AgentFlowError, one_line, storage_error
 from agentflow_core.inert import InertLogFormatter, inert
 
 #: Set to see the traceback of an unexpected error instead of its one line.
@@ -44,11 +44,21 @@ class AgentFlowGroup(click.Group):
             raise
         except (click.exceptions.Abort, click.exceptions.Exit):
             raise
+        except OSError as exc:
+            if exc.errno not in STORAGE_ERRNOS:
+                raise self._bug(exc) from None
+            raise click.ClickException(one_line(storage_error(exc))) from None
         except Exception as exc:
-            if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
-                raise
-            what = f"{type(exc).__name__}: {inert(one_line(exc))}"
-            raise click.ClickException(f"unexpected {what} (a bug; {DEBUG_VARIABLE}=1 shows the traceback)") from None
+            raise self._bug(exc) from None
+
+    @staticmethod
+    def _bug(exc: Exception) -> Exception:
+        """An unexpected failure: itself under ``AGENTFLOW_DEBUG`` (for the traceback), else one line."""
+        if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            return exc
+        return click.ClickException(
+            f"unexpected {type(exc).__name__}: {inert(one_line(exc))} (a bug; {DEBUG_VARIABLE}=1 shows the traceback)"
+        )
 
 
 def make_cli(pm: pluggy.PluginManager | None = None) -> click.Group:

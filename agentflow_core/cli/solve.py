@@ -6,7 +6,7 @@ import click
 
 from agentflow_core.cli import render
 from agentflow_core.config import load_config, with_overrides
-from agentflow_core.errors import UsageError
+from agentflow_core.errors import UsageError, naming_storage_errors
 from agentflow_core.records import MODULE_ROLES
 
 
@@ -77,10 +77,11 @@ def solve(
     )
     with Solver(config) as solver:
         trajectory = solver.solve(query, observe=None if quiet or as_json else render.show)
-    if as_json:
-        click.echo(inert_json(to_json(trajectory, indent=2)))
-    elif trajectory.final_answer:
-        click.echo(inert(trajectory.final_answer.text, keep_lines=True))
+    with naming_storage_errors("stdout"):  # `> file` on a full disk: say so, not "a bug"
+        if as_json:
+            click.echo(inert_json(to_json(trajectory, indent=2)))
+        elif trajectory.final_answer:
+            click.echo(inert(trajectory.final_answer.text, keep_lines=True))
     if trajectory.error:
         raise click.ClickException(trajectory.error)
     if not as_json and not quiet:

@@ -21,7 +21,7 @@ from io import FileIO
 from pathlib import Path
 
 from agentflow_core import UsageError
-from agentflow_core.errors import one_line
+from agentflow_core.errors import naming_storage_errors, one_line
 from agentflow_core.serde import from_json, to_json
 from agentflow_rl.eval.atomic import fsync_folder, write_atomic
 from agentflow_rl.eval.lock import RunLock
@@ -123,7 +123,8 @@ class RunDir:
                     "settings, or pass --new-run (or another --run-dir) to start a new run"
                 )
             return
-        write_atomic(self.path / INFO, to_json(info, indent=2) + "\n")
+        with naming_storage_errors(self.path / INFO):
+            write_atomic(self.path / INFO, to_json(info, indent=2) + "\n")
 
     def open(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

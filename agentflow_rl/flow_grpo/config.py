@@ -10,14 +10,14 @@ per step, 3 turns, temperature 0.7 for training and 0.0 for evaluation).
 from __future__ import annotations
 
 import enum
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from agentflow_core import ConfigError, structure_settings
+from agentflow_core import structure_settings
+from agentflow_core.config import read_toml
 from agentflow_core.records import MODULE_ROLES, ModuleRole
 from agentflow_rl.flow_grpo.advantages import AdvantageMode
 from agentflow_rl.flow_grpo.loss import ClipSettings, LossType
@@ -360,12 +360,7 @@ class TrainConfig:
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Read a training TOML; input files are relative to its folder, ``run.output_dir`` to the working one."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"training config {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, what="training config")
     for dotted, value in (overrides or {}).items():
         _set(data, dotted, value)
     config = structure_settings(TrainConfig, data, where=str(path))

@@ -24,6 +24,7 @@ import attrs
 
 from agentflow_core import ToolError
 from agentflow_core.errors import ToolSourceError
+from agentflow_tools.mcp.cutter import NOT_FOUND, NOT_RUNNABLE, read_limits, relay_command
 from agentflow_tools.mcp.settings import Server
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ _MAX_TOOL_PAGES = 100
 #: How much of the end of a server's stderr is read to quote its last line.
 _STDERR_TAIL_BYTES = 4096
 _RESTART = "; it will be restarted for the next call"
+#: The message of the SDK's own "connection closed" error.
+_SDK_CLOSED = "Connection closed"
 
 
 @attrs.define
@@ -118,11 +121,11 @@ class McpConnection:
             return self._live
 
     def _call_error(self, exc: Any, live: _Live, tool: str, since: int) -> str:
-        from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+        from mcp.types import REQUEST_TIMEOUT
 
         if exc.code == REQUEST_TIMEOUT:
             return f"{self._who}: {tool} did not answer within {self.server.settings.timeout_s:g} s"
-        if exc.code == CONNECTION_CLOSED or exc.error.message == "Session terminated":
+        if _is_connection_closed(exc) or exc.error.message == "Session terminated":
             live.broken = True
             return f"{self._who} closed the connection during {tool}{_stderr_note(live, since)}{_RESTART}"
         return f"{self._who} refused {tool}: {exc.error.message} (MCP error {exc.code})"
@@ -182,18 +185,33 @@ class McpConnection:
         settings = self.server.settings
         info = Implementation(name="agentflow", version=agentflow_version())
         if settings.command is not None:
+            # The server's output passes through the relay, which cuts it while reading (see cutter.py);
+            # a character broken by a server (or a cut) reads as U+FFFD rather than ending the session.
+            relayed = relay_command(settings.command, list(settings.args), **read_limits(settings.max_result_chars))
             params = StdioServerParameters(
-                command=settings.command, args=list(settings.args), env=dict(settings.env) or None, cwd=settings.cwd
+                command=relayed[0],
+                args=relayed[1:],
+                env=dict(settings.env) or None,
+                cwd=settings.cwd,
+                encoding_error_handler="replace",
             )
             return Client(stdio_client(params, errlog=stderr), client_info=info, cache=None)  # type: ignore[arg-type]
         import httpx2
-        from mcp.shared._httpx_utils import create_mcp_http_client
 
-        # The SDK's own timeouts, but connecting may take no longer than start-up does.
+        from agentflow_tools.mcp.cut_transport import CuttingTransport
+
+        # The SDK's own timeouts, but connecting may take no longer than start-up does; bodies are cut
+        # while read, as a stdio server's output is (and an event may be as long as a cut message).
         timeout = httpx2.Timeout(30.0, connect=min(30.0, settings.startup_timeout_s), read=300.0)
-        http = await stack.enter_async_context(create_mcp_http_client(headers=dict(settings.headers), timeout=timeout))
+        limits = read_limits(settings.max_result_chars)
+        transport = CuttingTransport(**limits)
+        client = httpx2.AsyncClient(headers=dict(settings.headers), timeout=timeout, transport=transport)
+        http = await stack.enter_async_context(client)
         assert settings.url is not None
-        return Client(streamable_http_client(settings.url, http_client=http), client_info=info, cache=None)
+        stream = streamable_http_client(
+            settings.url, http_client=http, max_sse_event_size=limits["max_message_bytes"] + 1024
+        )
+        return Client(stream, client_info=info, cache=None)
 
     def _start_error(self, exc: Exception, live: _Live) -> str:
         settings = self.server.settings
@@ -204,10 +222,11 @@ class McpConnection:
                 f"{self._who} ({self.server.address}) did not finish starting within "
                 f"{settings.startup_timeout_s:g} s{note}"
             )
-        if isinstance(cause, FileNotFoundError) and settings.command is not None:
+        last = _last_line(live.stderr, 0) if live.stderr is not None else ""
+        if last.startswith(NOT_FOUND):
             return f"{self._who}: command {settings.command!r} not found (is it installed and on PATH?)"
-        if isinstance(cause, PermissionError) and settings.command is not None:
-            return f"{self._who}: command {settings.command!r} cannot be run: {cause.strerror or cause}"
+        if last.startswith(NOT_RUNNABLE):
+            return f"{self._who}: command {settings.command!r} cannot be run: {last.removeprefix(NOT_RUNNABLE)}"
         if _is_connection_closed(cause):
             return f"{self._who} ({self.server.address}) exited during start-up{note}"
         if settings.url is not None and _is_transport_failure(cause):
@@ -250,7 +269,9 @@ def _is_connection_closed(exc: BaseException) -> bool:
     from mcp import MCPError
     from mcp.types import CONNECTION_CLOSED
 
-    return isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED
+    # The SDK says "connection closed" with code -32000, which JSON-RPC leaves to servers for their own
+    # errors: only the SDK's own words mean the connection is gone; a server's -32000 is the server speaking (#33).
+    return isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED and exc.error.message == _SDK_CLOSED
 
 
 def _is_transport_failure(exc: BaseException) -> bool:

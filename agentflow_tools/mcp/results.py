@@ -14,6 +14,8 @@ import binascii
 import json
 from typing import TYPE_CHECKING, Any
 
+from agentflow_tools.mcp.cutter import UNREAD
+
 if TYPE_CHECKING:
     import mcp.types
 
@@ -70,6 +72,9 @@ def _same_json(text: str, value: Any) -> bool:
 
 
 def clip(text: str, max_chars: int) -> str:
+    """``text`` cut to ``max_chars``; the note counts what the relay already left unread (``cutter.py``)."""
     if len(text) <= max_chars:
         return text
-    return text[:max_chars] + f"\n[result cut: {len(text) - max_chars} of {len(text)} characters not shown]"
+    unread = sum(int(n) for n in UNREAD.findall(text, max_chars))
+    more = f", and {unread} more bytes not read" if unread else ""
+    return text[:max_chars] + f"\n[result cut: {len(text) - max_chars} of {len(text)} characters not shown{more}]"
