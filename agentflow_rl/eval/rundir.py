@@ -14,6 +14,7 @@ is asked again; every valid line is kept.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 import warnings
@@ -21,7 +22,7 @@ from io import FileIO
 from pathlib import Path
 
 from agentflow_core import UsageError
-from agentflow_core.errors import naming_storage_errors, one_line
+from agentflow_core.errors import StorageError, naming_storage_errors, one_line, storage_error
 from agentflow_core.serde import from_json, to_json
 from agentflow_rl.eval.atomic import fsync_folder, write_atomic
 from agentflow_rl.eval.lock import RunLock
@@ -144,8 +145,8 @@ class RunDir:
             while line:
                 line = line[self._out.write(line) or 0 :]
         except OSError as exc:  # a full disk, a file-size limit: what was written before stays valid
-            raise UsageError(
-                f"cannot write {self.results}: {exc.strerror or exc}; results so far are kept: "
+            raise StorageError(
+                f"cannot write {storage_error(exc, self.results)}; results so far are kept: "
                 "make room and run the same command again"
             ) from None
         if time.monotonic() - self._synced > FSYNC_EVERY_S:
@@ -153,16 +154,14 @@ class RunDir:
 
     def _sync(self) -> None:
         if self._out is not None:
-            os.fsync(self._out.fileno())
+            _fsync(self._out)
             self._synced = time.monotonic()
 
     def close(self) -> None:
         if self._out is not None:
-            try:
-                self._sync()
-            finally:
-                self._out.close()
-                self._out = None
+            out, self._out = self._out, None
+            with naming_storage_errors(self.results), out:
+                _fsync(out)
 
     def __enter__(self) -> RunDir:
         self.open()
@@ -219,3 +218,12 @@ def _cut_truncated_tail(path: Path, block: int = 1 << 16) -> None:
                 raw.truncate(position + newline + 1)
                 return
         raw.truncate(0)
+
+
+def _fsync(out: FileIO) -> None:
+    """fsync, except where the file cannot be synced at all (a device such as ``/dev/full``): EINVAL."""
+    try:
+        os.fsync(out.fileno())
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
