@@ -131,7 +131,6 @@ def _string_list(value: Any, _: type) -> tuple[str, ...]:
 
 def _config_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
-    engine_fields = cattrs.gen.make_dict_structure_fn(EngineConfig, conv, _cattrs_forbid_extra_keys=True)
 
     def structure_engine(value: Any, _: type) -> EngineConfig:
         if isinstance(value, str):
@@ -140,6 +139,8 @@ def _config_converter() -> cattrs.Converter:
             raise ValueError("an engine is a 'provider:model' string or a table with a 'model' key")
         engine = engine_fields(value, EngineConfig)
         split_model(engine.model)
+        if engine.base_url and engine.base_urls:
+            raise ValueError("give base_url (one server) or base_urls (several), not both")
         return engine
 
     def structure_tool(value: Any, _: type) -> ToolConfig:
@@ -157,6 +158,8 @@ def _config_converter() -> cattrs.Converter:
     conv.register_structure_hook(EngineConfig, structure_engine)
     conv.register_structure_hook(ToolConfig, structure_tool)
     conv.register_structure_hook_func(lambda t: t == Mapping[str, Any], lambda v, _: dict(v))
+    # Made last: it bakes in the hooks above (so base_urls = "one URL" is an error, not 13 one-letter URLs).
+    engine_fields = cattrs.gen.make_dict_structure_fn(EngineConfig, conv, _cattrs_forbid_extra_keys=True)
     return conv
 
 
@@ -283,6 +286,8 @@ def _with_base_url(engines: EnginesConfig, base_url: str) -> EnginesConfig:
     changes = {}
     for role in ("default", *MODULE_ROLES):
         engine: EngineConfig | None = getattr(engines, role)
-        if engine is not None and engine.base_url is None and engine.provider in ("openai", "litellm"):
+        if engine is None or engine.base_url or engine.base_urls:
+            continue
+        if engine.provider in ("openai", "litellm"):
             changes[role] = attrs.evolve(engine, base_url=base_url)
     return attrs.evolve(engines, **changes)
