@@ -148,12 +148,15 @@ class EndpointPool:
     def down_reason(self, url: str) -> str | None:
         return self._endpoints[url].down_reason
 
-    async def call(self, send: Callable[[str], Awaitable[T]]) -> T:
+    async def call(
+        self, send: Callable[[str], Awaitable[T]], *, trouble: Callable[[CallFailure], bool] = server_trouble
+    ) -> T:
         """``send(url)`` on the least busy endpoint, moving on to the next while the server is the problem.
 
-        Raises the last :class:`CallFailure` once every endpoint has failed this request (the
+        ``trouble`` says which failures are the server's (:func:`server_trouble` by default). Raises
+        the last :class:`CallFailure` once no endpoint is left to try for this request (the
         caller's retry policy decides what next), any other failure at once, and
-        :class:`NoLiveEndpoint` when too few endpoints are left to try.
+        :class:`NoLiveEndpoint` when fewer than ``min_live`` endpoints remain.
         """
         tried: set[str] = set()
         while True:
@@ -161,11 +164,11 @@ class EndpointPool:
             try:
                 result = await send(url)
             except CallFailure as failure:
-                self._release(url, failure, probe=probe)
+                self._release(url, failure if trouble(failure) else None, probe=probe)
                 tried.add(url)
-                if not server_trouble(failure):
+                if not trouble(failure):
                     raise
-                self._check_enough_live(cause=failure)
+                self.require_live(cause=failure)
                 if not self._any_usable(avoid=tried):
                     raise
                 continue
@@ -179,7 +182,7 @@ class EndpointPool:
 
     def _acquire(self, *, avoid: set[str]) -> tuple[str, bool]:
         """The chosen endpoint, and whether this request is its probe."""
-        self._check_enough_live()
+        self.require_live()
         now = self._clock()
         candidates = [e for e in self._endpoints.values() if e.url not in avoid and self._usable(e, now)]
         if not candidates:
@@ -208,7 +211,8 @@ class EndpointPool:
             raise NoLiveEndpoint(f"{self.name}: no endpoint to send to: {self._reasons()}")
         return [min(waiting, key=lambda e: e.retry_at or 0.0)]
 
-    def _check_enough_live(self, cause: BaseException | None = None) -> None:
+    def require_live(self, cause: BaseException | None = None) -> None:
+        """Raise :class:`NoLiveEndpoint` when fewer than ``min_live`` endpoints are left."""
         if self.min_live and len(self.live()) + self._probing() < self.min_live:
             raise NoLiveEndpoint(
                 f"{self.name}: {len(self.live())} of {len(self._endpoints)} endpoints answer, "
@@ -224,13 +228,14 @@ class EndpointPool:
     # -- judging -------------------------------------------------------------------------------
 
     def _release(self, url: str, failure: CallFailure | None, *, probe: bool, judged: bool = True) -> None:
+        """Count the request out; ``failure`` is the server's trouble, ``None`` any answer."""
         endpoint = self._endpoints[url]
         endpoint.in_flight -= 1
         if probe:
             endpoint.probing = False
         if not judged:
             return
-        if failure is None or not server_trouble(failure):  # any answer shows the server is up
+        if failure is None:  # an answer, even a refusal, shows the server is up
             self._succeeded(endpoint)
         else:
             self._failed(endpoint, failure, was_probe=probe)
