@@ -172,6 +172,8 @@ async def test_an_in_place_load_moves_the_served_log_probabilities_to_the_new_we
     assert [d.adapter_version for d in before + after] == [0, 0, 1, 1]
     assert all(gap(policy, d, 0) < GAP for d in after)  # the trainer's new weights, as peft computes them
     assert before[0].logprobs[: len(after[0].logprobs)] != after[0].logprobs[: len(before[0].logprobs)]
+    await publisher.publish(policy.model, policy.tokenizer, MODULES, 2)
+    assert sorted(folder.name for folder in publisher.root.iterdir()) == ["v000001", "v000002"]  # the last two
 
 
 async def test_a_reply_that_overlapped_an_adapter_load_carries_no_version(

@@ -8,7 +8,8 @@ Flow-GRPO fleet uses the same pool for its rollout servers. The rules:
   the one used least recently, so a sequential caller still takes turns.
 * **Failing over**: a failure that says the *server* is in trouble (no connection, no answer in
   time, a 5xx) sends the request to another endpoint at once, without the retry policy's backoff;
-  only when every endpoint has failed this request does the failure reach the caller's retry policy.
+  only when no endpoint is left to try for this request does the failure reach the caller's retry
+  policy.
   A 4xx is the request's own fault and is raised untouched: another server would refuse it too.
 * **Setting aside**: a refused or dropped connection or a timeout sets the endpoint aside at once;
   5xx answers do so after two in a row (one 500 may be one request's bad luck, and a poisoned
