@@ -74,6 +74,16 @@ def warnings_about(caplog: pytest.LogCaptureFixture, url: str) -> list[str]:
     return [r.getMessage() for r in records if url in r.getMessage()]
 
 
+async def ask_until(engine: Engine, done: Callable[[list[str]], bool], timeout_s: float = 10.0) -> list[str]:
+    """Send requests one after another until ``done(texts so far)``: time passes by real requests, not sleeps."""
+    texts: list[str] = []
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not done(texts):
+        assert asyncio.get_running_loop().time() < deadline, texts[-5:]
+        texts.append((await engine.generate(ask())).text)
+    return texts
+
+
 async def test_concurrent_requests_go_to_the_least_busy_server(
     make_engine: MakeEngine, servers: tuple[ScriptedOpenAIServer, ScriptedOpenAIServer]
 ) -> None:
@@ -133,21 +143,15 @@ async def test_a_server_set_aside_gets_one_probe_when_due_and_is_back_once_it_an
 
     assert (await engine.generate(ask())).text == "second"  # the refused request moved over
     assert len(warnings_about(caplog, first.base_url)) == 1
-    await asyncio.sleep(0.4)  # the probe is due: still refused, so aside again, twice as long
-    assert (await engine.generate(ask())).text == "second"
+    # Requests keep going to the second until the probe is due; the probe is refused too, so the
+    # first is set aside again, for twice as long. Every request on the way is answered.
+    texts = await ask_until(engine, lambda _: len(warnings_about(caplog, first.base_url)) == 2)
+    assert set(texts) == {"second"}
     assert "0.6 s" in warnings_about(caplog, first.base_url)[-1]
 
     first.start()  # the same port: a restarted replica
-    texts: list[str] = []
-
-    async def back() -> bool:
-        texts.append((await engine.generate(ask())).text)
-        return texts[-1] == "first"
-
-    deadline = asyncio.get_running_loop().time() + 10
-    while not await back():
-        assert asyncio.get_running_loop().time() < deadline, texts
-        await asyncio.sleep(0.05)
+    texts = await ask_until(engine, lambda answered: "first" in answered)
+    assert texts[-1] == "first" and set(texts[:-1]) <= {"second"}
     assert any("answers again" in r.getMessage() for r in caplog.records if r.name == LOGGER)
     assert [(await engine.generate(ask())).text for _ in range(2)] == ["second", "first"]  # both in turn again
 
@@ -253,7 +257,7 @@ async def test_a_cancelled_request_does_not_count_against_its_endpoint() -> None
 
     async def hang(url: str) -> str:
         started.set()
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # never set: only the cancellation ends it
         return url
 
     task = asyncio.ensure_future(pool.call(hang))

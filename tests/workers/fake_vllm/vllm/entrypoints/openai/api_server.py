@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 
@@ -32,7 +32,7 @@ def main() -> None:
     if mode == "exit":
         print("ValueError: the fake server was told to fail at start", flush=True)
         sys.exit(3)
-    engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    engine = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
     port = int(sys.argv[sys.argv.index("--port") + 1])
     report = {
         "argv": sys.argv[1:],
@@ -42,7 +42,7 @@ def main() -> None:
     with open(os.path.join(os.environ["FAKE_VLLM_REPORT"], f"{port}.json"), "w") as out:
         json.dump(report, out)
     if mode == "silent":
-        time.sleep(3600)
+        signal.pause()
     HTTPServer(("127.0.0.1", port), Health).serve_forever()
 
 
