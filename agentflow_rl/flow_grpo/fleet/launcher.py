@@ -106,8 +106,8 @@ class ServerFleet:
         started = time.monotonic()
         for index in range(self.spec.count):
             self.servers.append(self._launch(index, started))
-        for server in self.servers:
-            _wait_healthy(server, time.monotonic() + self.spec.startup_s)
+        for server in self.servers:  # one deadline for all: they start side by side
+            _wait_healthy(server, started + self.spec.startup_s)
 
     def stop(self) -> None:
         """Close every watchdog's pipe (each stops its server's group), then wait for the watchdogs."""
@@ -118,9 +118,9 @@ class ServerFleet:
         for server in self.servers:
             try:
                 server.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:  # a watchdog that hangs: take the group down from here
+            except subprocess.TimeoutExpired:  # a watchdog that hangs: take its whole group down from here
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(server.process.pid, signal.SIGKILL)
+                    os.killpg(server.process.pid, signal.SIGKILL)
                 server.process.wait()
 
     def kill(self, index: int) -> None:
