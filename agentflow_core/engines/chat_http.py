@@ -66,12 +66,24 @@ class ChatHTTP:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def post(self, body: Mapping[str, Any]) -> str:
-        """The response body of a 2xx reply; any other outcome is a :class:`CallFailure`."""
-        session = self._session_for_this_loop()
+    async def post(self, body: Mapping[str, Any], *, path: str | None = None) -> str:
+        """The response body of a 2xx reply; any other outcome is a :class:`CallFailure`.
+
+        ``path`` posts elsewhere under ``base_url`` than ``chat/completions`` (vLLM's ``completions``
+        or ``load_lora_adapter``, for the rollout fleet).
+        """
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        url = self.url if path is None else f"{self.base_url}/{path}"
+        return await self._request("POST", url, data)
+
+    async def get(self, path: str) -> str:
+        """``GET {base_url}/{path}`` (``models``), answered and failed as :meth:`post` is."""
+        return await self._request("GET", f"{self.base_url}/{path}", None)
+
+    async def _request(self, method: str, url: str, data: bytes | None) -> str:
+        session = self._session_for_this_loop()
         try:
-            async with session.post(self.url, data=data, headers=self._headers, proxy=self._proxy) as response:
+            async with session.request(method, url, data=data, headers=self._headers, proxy=self._proxy) as response:
                 text = (await _read_capped(response)).decode("utf-8", errors="replace")
                 if response.status >= 400:
                     raise CallFailure(

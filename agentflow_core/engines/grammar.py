@@ -137,9 +137,7 @@ class GrammarFactory:
                 self._tokenizer, vocab_size=self.vocab_size, stop_token_ids=self._stop_ids
             )
             self._xgrammar_compiler = xgrammar.GrammarCompiler(info)
-        grammar = xgrammar.Grammar.from_json_schema(schema, any_whitespace=False)
-        strict = str(grammar).replace(_XGRAMMAR_LOOSE_CHAR, _XGRAMMAR_STRICT_CHAR)
-        compiled = self._xgrammar_compiler.compile_grammar(xgrammar.Grammar.from_ebnf(strict))
+        compiled = self._xgrammar_compiler.compile_grammar(xgrammar.Grammar.from_ebnf(json_schema_ebnf(schema)))
         return self._remember((XGRAMMAR, schema), compiled)
 
     def _llguidance_matcher(self, schema: str) -> Any:
@@ -162,6 +160,19 @@ class GrammarFactory:
         if matcher.is_error():
             raise EngineError(f"llguidance cannot constrain this request: {matcher.get_error()}")
         return matcher
+
+
+def json_schema_ebnf(schema: str) -> str:
+    """The xgrammar grammar (EBNF text) this project constrains JSON to ``schema`` with.
+
+    No free whitespace (``{"a": 1, "b": 2}`` spacing exactly) and only JSON-legal characters in
+    length-bounded strings. The ``vllm`` engine hands vLLM this text rather than the schema, so that
+    what vLLM samples under is what :meth:`GrammarFactory.replay` rebuilds.
+    """
+    import xgrammar
+
+    grammar = xgrammar.Grammar.from_json_schema(schema, any_whitespace=False)
+    return str(grammar).replace(_XGRAMMAR_LOOSE_CHAR, _XGRAMMAR_STRICT_CHAR)
 
 
 #: xgrammar spells a character of a length-bounded string as "not a quote, backslash or newline",

@@ -27,6 +27,7 @@ import openai
 
 from agentflow_core.engine import Completion, EngineConfig, GenerationRequest
 from agentflow_core.engines.chat_http import server_message
+from agentflow_core.engines.endpoints import one_server, pool_for
 from agentflow_core.engines.openai_engine import (
     PLACEHOLDER_KEY,
     ResponseFormat,
@@ -63,6 +64,7 @@ class LiteLLMEngine:
         self.name = config.model
         self._policy = RetryPolicy.from_config(config)
         self._formats = ResponseFormatLadder()
+        self._endpoints = pool_for(config)
 
     async def generate(self, request: GenerationRequest) -> Completion:
         connection = self._connection_arguments()
@@ -81,6 +83,11 @@ class LiteLLMEngine:
     # -- one attempt -----------------------------------------------------------------------
 
     async def _attempt(self, request: GenerationRequest, connection: Mapping[str, Any]) -> Completion:
+        if self._endpoints is None:
+            return await self._on(request, connection)
+        return await self._endpoints.call(lambda url: self._on(request, {**connection, "api_base": url}))
+
+    async def _on(self, request: GenerationRequest, connection: Mapping[str, Any]) -> Completion:
         return await self._formats.send(request, lambda fmt: self._send(request, connection, fmt))
 
     async def _send(
@@ -102,8 +109,9 @@ class LiteLLMEngine:
             "max_retries": 0,  # ... nor the openai SDK underneath it
             "drop_params": True,  # providers without temperature/max_tokens get the rest of the request
         }
-        if self.config.base_url:
-            arguments["api_base"] = self.config.base_url
+        url = one_server(self.config)
+        if url:
+            arguments["api_base"] = url
         api_key = self._api_key()
         if api_key is not None:
             arguments["api_key"] = api_key
@@ -115,7 +123,7 @@ class LiteLLMEngine:
             return resolve_env_key(self.config)
         # A local OpenAI-compatible server needs no key, but the SDK under LiteLLM insists on one.
         openai_style = self._provider() in _OPENAI_STYLE_PROVIDERS
-        if self.config.base_url and openai_style and not os.environ.get("OPENAI_API_KEY"):
+        if (self.config.base_url or self.config.base_urls) and openai_style and not os.environ.get("OPENAI_API_KEY"):
             return PLACEHOLDER_KEY
         return None
 
@@ -124,8 +132,11 @@ class LiteLLMEngine:
         return prefix if sep else ""
 
     def _where(self) -> str:
-        if self.config.base_url:
-            return self.config.base_url.rstrip("/")
+        if self._endpoints is not None:
+            return f"any of {', '.join(self._endpoints.urls)}"
+        url = one_server(self.config)
+        if url:
+            return url.rstrip("/")
         return f"the {self._provider() or 'provider'} API"
 
     def _auth_hint(self) -> str:

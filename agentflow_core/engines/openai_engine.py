@@ -24,6 +24,7 @@ import attrs
 
 from agentflow_core.engine import Completion, EngineConfig, GenerationRequest, Usage
 from agentflow_core.engines.chat_http import ChatHTTP
+from agentflow_core.engines.endpoints import one_server, pool_for
 from agentflow_core.engines.ladder import StructuredOutputLadder
 from agentflow_core.engines.retry import CallFailure, RetryPolicy
 from agentflow_core.errors import ConfigError, EngineUnavailable
@@ -64,27 +65,31 @@ class OpenAIEngine:
         self.config = config
         self.name = config.model
         self._policy = RetryPolicy.from_config(config)
-        self._client: ChatHTTP | None = None
+        #: One client per server: ``base_url`` (or the environment's) alone, else each of ``base_urls``.
+        self._clients: dict[str | None, ChatHTTP] = {}
+        self._endpoints = pool_for(config)
         self._formats = ResponseFormatLadder()
 
     async def generate(self, request: GenerationRequest) -> Completion:
-        client = self._ensure_client()
+        where = self._where()  # also makes the first client: a missing key fails here, before any retry
         started = time.perf_counter()
         completion = await self._policy.run(
-            lambda: self._attempt(client, request),
-            engine=self.name,
-            where=client.base_url,
-            auth_hint=self._auth_hint(),
+            lambda: self._on_a_server(request), engine=self.name, where=where, auth_hint=self._auth_hint()
         )
         # Latency is what the caller waited, retries included: that is what a trajectory costs.
         return attrs.evolve(completion, latency_s=time.perf_counter() - started)
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
             await client.aclose()
 
     # -- one attempt -----------------------------------------------------------------------
+
+    async def _on_a_server(self, request: GenerationRequest) -> Completion:
+        if self._endpoints is None:
+            return await self._attempt(self._client(one_server(self.config)), request)
+        return await self._endpoints.call(lambda url: self._attempt(self._client(url), request))
 
     async def _attempt(self, client: ChatHTTP, request: GenerationRequest) -> Completion:
         return await self._formats.send(request, lambda fmt: self._send(client, request, fmt))
@@ -95,15 +100,22 @@ class OpenAIEngine:
 
     # -- client ----------------------------------------------------------------------------
 
-    def _ensure_client(self) -> ChatHTTP:
-        if self._client is None:
-            self._client = ChatHTTP(
-                base_url=self.config.base_url,
+    def _client(self, base_url: str | None) -> ChatHTTP:
+        client = self._clients.get(base_url)
+        if client is None:
+            client = self._clients[base_url] = ChatHTTP(
+                base_url=base_url,
                 api_key=self._api_key(),
                 timeout_s=self.config.timeout_s,
                 extra_headers=_extra_headers(self.config),
             )
-        return self._client
+        return client
+
+    def _where(self) -> str:
+        if self._endpoints is None:
+            return self._client(one_server(self.config)).base_url
+        self._api_key()
+        return f"any of {', '.join(self._endpoints.urls)}"
 
     def _api_key(self) -> str:
         """The key from ``api_key_env``, else ``OPENAI_API_KEY``, else a placeholder for local servers."""
@@ -112,7 +124,7 @@ class OpenAIEngine:
         key = os.environ.get("OPENAI_API_KEY")
         if key:
             return key
-        if self.config.base_url or os.environ.get("OPENAI_BASE_URL"):
+        if self.config.base_url or self.config.base_urls or os.environ.get("OPENAI_BASE_URL"):
             return PLACEHOLDER_KEY
         raise EngineUnavailable(
             f"engine {self.name}: no API key: set OPENAI_API_KEY, name another variable with [engines] api_key_env, "

@@ -39,6 +39,7 @@ __all__ = [
     "is_retryable_status",
     "one_line",
     "parse_retry_after",
+    "seconds_option",
 ]
 
 T = TypeVar("T")
@@ -153,9 +154,9 @@ class RetryPolicy:
     def from_config(cls, config: EngineConfig) -> RetryPolicy:
         return cls(
             max_attempts=max(1, config.max_attempts),
-            base_s=_option(config, "retry_base_s", _BASE_S),
-            max_s=_option(config, "retry_max_s", _MAX_S),
-            retry_after_cap_s=_option(config, "retry_after_cap_s", _RETRY_AFTER_CAP_S),
+            base_s=seconds_option(config, "retry_base_s", _BASE_S),
+            max_s=seconds_option(config, "retry_max_s", _MAX_S),
+            retry_after_cap_s=seconds_option(config, "retry_after_cap_s", _RETRY_AFTER_CAP_S),
         )
 
     def attempts_for(self, failure: CallFailure) -> int:
@@ -241,7 +242,8 @@ def _failure_of(state: tenacity.RetryCallState) -> CallFailure | None:
     return exc if isinstance(exc, CallFailure) else None
 
 
-def _option(config: EngineConfig, key: str, default: float) -> float:
+def seconds_option(config: EngineConfig, key: str, default: float) -> float:
+    """``options[key]`` as seconds, else ``default``; anything but a non-negative number is a ConfigError."""
     value: Any = config.options.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(

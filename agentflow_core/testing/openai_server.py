@@ -95,7 +95,10 @@ class ScriptedOpenAIServer:
     nothing is scripted for the model.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        #: 0 until the first start picks a free port; a restart after ``stop()`` listens on the same one,
+        #: so a client configured with the old URL finds the server again (a restarted replica).
+        self._port = port
         self._lock = threading.Lock()
         self._queues: dict[str, deque[Reply]] = {}
         self._responders: dict[str, Responder] = {}
@@ -111,7 +114,8 @@ class ScriptedOpenAIServer:
         if self._httpd is not None:
             return self
         self._stopping.clear()
-        httpd = _Httpd(("127.0.0.1", 0), _Handler)
+        httpd = _Httpd(("127.0.0.1", self._port), _Handler)
+        self._port = int(httpd.server_address[1])
         httpd.scripted = self
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -143,9 +147,10 @@ class ScriptedOpenAIServer:
 
     @property
     def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("ScriptedOpenAIServer is not running; call start() or use it as a context manager")
-        return int(self._httpd.server_address[1])
+        """The port it listens on, or listened on before ``stop()`` (and will again after ``start()``)."""
+        if not self._port:
+            raise RuntimeError("ScriptedOpenAIServer was never started; call start() or use it as a context manager")
+        return self._port
 
     @property
     def base_url(self) -> str:
@@ -202,10 +207,11 @@ class ScriptedOpenAIServer:
         except Exception as exc:  # a broken responder is a test bug: make it loud but answerable
             return Reply(status=500, error_message=f"responder for {request.model!r} raised {exc!r}")
 
-    def _sleep(self, seconds: float) -> None:
-        """Wait, but give up as soon as the server stops, so stop() is never slow."""
+    def _sleep(self, seconds: float) -> bool:
+        """Wait, but give up as soon as the server stops, so stop() is never slow; ``False`` if it stopped."""
         if seconds > 0:
-            self._stopping.wait(seconds)
+            return not self._stopping.wait(seconds)
+        return not self._stopping.is_set()
 
 
 class _Httpd(ThreadingHTTPServer):
@@ -278,7 +284,9 @@ class _Handler(BaseHTTPRequestHandler):
         request = self._record_request(body)
         scripted._record(request)
         reply = scripted._next_reply(request)
-        scripted._sleep(reply.delay_s)
+        if not scripted._sleep(reply.delay_s):
+            self.close_connection = True  # stopped meanwhile: hang up unanswered, as a killed server would
+            return
         self._answer(request, reply)
 
     def _route(self) -> str:
