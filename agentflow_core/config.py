@@ -222,15 +222,20 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     found = config_path(path)
     if found is None:
         return Config()
+    return config_from_dict(read_toml(found), source=str(found))
+
+
+def read_toml(path: str | os.PathLike[str], what: str = "config file") -> dict[str, Any]:
+    """A TOML file as a dict; a missing, unreadable or malformed file is a one-line ``ConfigError``
+    naming it (``what`` says which kind of file it is)."""
     try:
-        data = tomllib.loads(found.read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {found} does not exist") from None
+        raise ConfigError(f"{what} {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{found}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"{found}: cannot read: {exc.strerror}") from None
-    return config_from_dict(data, source=str(found))
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def with_overrides(
