@@ -30,7 +30,7 @@ from agentflow_core.errors import (
     ToolSourceError,
     UsageError,
 )
-from agentflow_core.hookspecs import hookimpl
+from agentflow_core.hookspecs import hookimpl, hookspec
 from agentflow_core.module import Executor, FlowState, Generator, ModuleContext, Planner, Verifier
 from agentflow_core.records import (
     Answer,
@@ -53,8 +53,6 @@ from agentflow_core.registry import (
     BenchmarkRegistrar,
     EngineRegistrar,
     ModuleRegistrar,
-    RewardRegistrar,
-    RolloutBackendRegistrar,
     ToolRegistrar,
     ToolSourceRegistrar,
 )
@@ -96,8 +94,6 @@ __all__ = [
     "Query",
     "QueryAnalysis",
     "RetryPolicy",
-    "RewardRegistrar",
-    "RolloutBackendRegistrar",
     "Score",
     "Solver",
     "Step",
@@ -128,6 +124,7 @@ __all__ = [
     "converter",
     "describe_failure",
     "hookimpl",
+    "hookspec",
     "load_config",
     "structure_settings",
 ]

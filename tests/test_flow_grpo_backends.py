@@ -17,11 +17,11 @@ pytest.importorskip("accelerate")
 
 from agentflow_core import ConfigError, EngineConfig, GenerationRequest, Message  # noqa: E402
 from agentflow_rl.flow_grpo import trainer  # noqa: E402
-from agentflow_rl.flow_grpo.backends.base import BackendContext, RolloutBackendError  # noqa: E402
-from agentflow_rl.flow_grpo.backends.inprocess import InProcessBackend  # noqa: E402
-from agentflow_rl.flow_grpo.backends.worker import WorkerBackend  # noqa: E402
 from agentflow_rl.flow_grpo.config import load_train_config  # noqa: E402
-from agentflow_rl.flow_grpo.planners import tool_schema  # noqa: E402
+from agentflow_rl.flow_grpo.model.backends.base import BackendContext, RolloutBackendError  # noqa: E402
+from agentflow_rl.flow_grpo.model.backends.inprocess import InProcessBackend  # noqa: E402
+from agentflow_rl.flow_grpo.model.backends.worker import WorkerBackend  # noqa: E402
+from agentflow_rl.flow_grpo.tasks.choice import tool_schema  # noqa: E402
 from agentflow_rl.flow_grpo.testing import write_config  # noqa: E402
 
 
@@ -65,7 +65,9 @@ def test_after_a_sync_the_worker_samples_exactly_what_the_trainers_weights_give(
         for _ in range(2):
             trainer.train_step(session)  # each step syncs first, then trains: the worker is now one step behind
         session.backend.sync(session.progress.step)
-        here = InProcessBackend(BackendContext(session.config, session.modules, session.tokenizer))
+        here = InProcessBackend(
+            BackendContext(session.config.policy, session.config.rollout, session.modules, session.tokenizer)
+        )
         for name in ("planner", "verifier", "base"):
             remote, local = _generate(session.backend, name), _generate(here, name)
             assert remote.completion_ids == local.completion_ids, name
