@@ -90,7 +90,9 @@ def test_a_worker_that_dies_fails_the_next_step_in_one_line(tmp_path: Path) -> N
 
 
 def test_a_worker_that_hangs_is_stopped_at_its_deadline(tmp_path: Path) -> None:
-    session = _session(tmp_path, worker_timeout_s=3.0)
+    # A healthy worker must answer within the short deadline too: it decodes a step's calls in one
+    # batch, so that the last of them does not wait for the seven before it on a busy machine.
+    session = _session(tmp_path, worker_timeout_s=3.0, max_batch=8)
     try:
         trainer.train_step(session)
         pid = session.backend.pid
