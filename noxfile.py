@@ -86,10 +86,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def train(session: nox.Session) -> None:
-    """Flow-GRPO from a TOML: `nox -s train -- path/to/train.toml [--set run.max_steps=5]`."""
+    """Flow-GRPO from a TOML: `nox -s train -- path/to/train.toml [--set run.max_steps=5]` (`agentflow train`)."""
     session.install(TORCH)
     session.install("-e", ".[local,rl]")
-    session.run("python", "-m", "agentflow_rl.flow_grpo", "train", *(session.posargs or ["--help"]))
+    session.run("agentflow", "train", *(session.posargs or ["--help"]))
 
 
 @nox.session(python="3.11")

@@ -32,7 +32,7 @@ from agentflow_core.errors import (
     ToolSourceError,
     UsageError,
 )
-from agentflow_core.hookspecs import hookimpl
+from agentflow_core.hookspecs import hookimpl, hookspec
 from agentflow_core.module import Executor, FlowState, Generator, ModuleContext, Planner, Verifier
 from agentflow_core.records import (
     Answer,
@@ -56,8 +56,6 @@ from agentflow_core.registry import (
     BenchmarkRegistrar,
     EngineRegistrar,
     ModuleRegistrar,
-    RewardRegistrar,
-    RolloutBackendRegistrar,
     ToolRegistrar,
     ToolSourceRegistrar,
 )
@@ -99,8 +97,6 @@ __all__ = [
     "Query",
     "QueryAnalysis",
     "RetryPolicy",
-    "RewardRegistrar",
-    "RolloutBackendRegistrar",
     "Score",
     "Solver",
     "Step",
@@ -132,6 +128,7 @@ __all__ = [
     "converter",
     "describe_failure",
     "hookimpl",
+    "hookspec",
     "load_config",
     "structure_settings",
 ]

@@ -254,10 +254,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     return config_from_dict(read_toml(found, what="config file"), source=str(found))
 
 
-def read_toml(path: Path, *, what: str) -> dict[str, Any]:
+def read_toml(path: str | os.PathLike[str], *, what: str = "config file") -> dict[str, Any]:
     """A TOML file as a dict; whatever stops it (missing, unreadable, not UTF-8, not TOML) is one line naming it."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} does not exist") from None
     except UnicodeDecodeError as exc:

@@ -39,6 +39,12 @@ class GenerationRequest:
     max_tokens: int | None = None
     temperature: float | None = None
 
+    def sampling(self, config: EngineConfig) -> tuple[float | None, int | None]:
+        """``(temperature, max_tokens)``: this request's where it sets them, else the engine config's;
+        ``None`` where neither does, so that a server applies its own default."""
+        temperature = self.temperature if self.temperature is not None else config.temperature
+        return temperature, self.max_tokens if self.max_tokens is not None else config.max_tokens
+
 
 @attrs.frozen
 class Usage:

@@ -10,10 +10,16 @@ Hooks are called through pluggy, so ``@hookimpl(tryfirst=True)``, ``trylast`` an
 (or a built-in) registered is an error naming both, unless the newcomer passes ``replace=True``
 to ``register`` (``cli.add_command(cmd, replace=True)`` for commands). A hook that raises is a
 warning naming its distribution, and what it registered in that call is dropped.
+
+A package built on the core may declare hooks of its own for its plugins to implement, through
+``register_hookspecs``: agentflow_rl's training hooks (``register_rewards``,
+``register_rollout_backends``) are declared that way, in ``agentflow_rl.flow_grpo.hookspecs``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -24,8 +30,6 @@ if TYPE_CHECKING:
         BenchmarkRegistrar,
         EngineRegistrar,
         ModuleRegistrar,
-        RewardRegistrar,
-        RolloutBackendRegistrar,
         ToolRegistrar,
         ToolSourceRegistrar,
     )
@@ -60,13 +64,8 @@ def register_benchmarks(register: BenchmarkRegistrar) -> None:
 
 
 @hookspec
-def register_rewards(register: RewardRegistrar) -> None:
-    """Register reward functions for training: ``register("name", fn, description=...)``."""
-
-
-@hookspec
-def register_rollout_backends(register: RolloutBackendRegistrar) -> None:
-    """Register where trained modules generate their rollouts: ``register("name", factory, description=...)``."""
+def register_hookspecs(register: Callable[[ModuleType | type], None]) -> None:
+    """Declare hooks for other plugins to implement: ``register(namespace)``, its functions marked ``@hookspec``."""
 
 
 @hookspec

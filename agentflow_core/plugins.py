@@ -170,6 +170,8 @@ def make_plugin_manager(
     for plugin in extra:
         if not pm.is_registered(plugin):  # a built-in named again by a test, say
             pm.register(plugin)
+    # Hooks that packages on the core declare, before the check that every implemented hook has a spec.
+    pm.hook.register_hookspecs(register=pm.add_hookspecs)
     pm.check_pending()
     return pm
 

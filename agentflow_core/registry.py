@@ -62,26 +62,6 @@ class RegisteredBenchmark:
     replaces: str | None = None
 
 
-@attrs.frozen
-class RegisteredReward:
-    name: str
-    #: ``fn(context) -> float``; the context type belongs to the trainer (``agentflow_rl``).
-    fn: Callable[[Any], float]
-    description: str
-    source: str
-    replaces: str | None = None
-
-
-@attrs.frozen
-class RegisteredRolloutBackend:
-    name: str
-    #: ``factory(context) -> backend``; both types belong to the trainer (``agentflow_rl``).
-    factory: Callable[[Any], Any]
-    description: str
-    source: str
-    replaces: str | None = None
-
-
 class ToolRegistrar(Registrar[RegisteredTool]):
     """The ``register`` passed to ``register_tools``: ``register(spec, factory, replace=False)``."""
 
@@ -133,17 +113,6 @@ class BenchmarkRegistrar(Registrar[RegisteredBenchmark]):
         self._add(name, RegisteredBenchmark(name, factory, self.source), replace=replace)
 
 
-class RewardRegistrar(Registrar[RegisteredReward]):
-    """The ``register`` passed to ``register_rewards``: ``register(name, fn, description="...", replace=False)``."""
-
-    what = "reward"
-
-    def __call__(self, name: str, fn: Callable[[Any], float], *, description: str = "", replace: bool = False) -> None:
-        if not name or not isinstance(name, str) or not callable(fn):
-            raise PluginError("a reward was registered without a name or a callable")
-        self._add(name, RegisteredReward(name, fn, description, self.source), replace=replace)
-
-
 @attrs.frozen
 class RegisteredToolSource:
     #: Also the name of the config section the source reads (``mcp`` reads ``[mcp]``).
@@ -170,19 +139,6 @@ class ToolSourceRegistrar(Registrar[RegisteredToolSource]):
         self._add(name, RegisteredToolSource(name, factory, description, self.source), replace=replace)
 
 
-class RolloutBackendRegistrar(Registrar[RegisteredRolloutBackend]):
-    """The ``register`` passed to ``register_rollout_backends``: ``register(name, factory, description="...")``."""
-
-    what = "rollout backend"
-
-    def __call__(
-        self, name: str, factory: Callable[[Any], Any], *, description: str = "", replace: bool = False
-    ) -> None:
-        if not name or not isinstance(name, str) or not callable(factory):
-            raise PluginError("a rollout backend was registered without a name or a callable factory")
-        self._add(name, RegisteredRolloutBackend(name, factory, description, self.source), replace=replace)
-
-
 def _check_schema(spec: ToolSpec) -> None:
     schema = spec.input_schema
     if not isinstance(schema, Mapping) or schema.get("type") != "object":
@@ -197,29 +153,21 @@ class Registry:
     engines: Mapping[str, RegisteredEngine]
     modules: Mapping[str, RegisteredModule]
     benchmarks: Mapping[str, RegisteredBenchmark] = attrs.field(factory=dict)
-    rewards: Mapping[str, RegisteredReward] = attrs.field(factory=dict)
-    rollout_backends: Mapping[str, RegisteredRolloutBackend] = attrs.field(factory=dict)
     #: Keyed by the config section each source reads (``mcp``).
     tool_sources: Mapping[str, RegisteredToolSource] = attrs.field(factory=dict)
 
     def tool(self, name: str) -> RegisteredTool:
-        return _lookup(self.tools, name, f"unknown tool {name!r}; installed tools")
+        return lookup(self.tools, name, f"unknown tool {name!r}; installed tools")
 
     def engine(self, provider: str) -> RegisteredEngine:
-        return _lookup(self.engines, provider, f"unknown engine provider {provider!r}; installed")
+        return lookup(self.engines, provider, f"unknown engine provider {provider!r}; installed")
 
     def module(self, role: ModuleRole, name: str) -> RegisteredModule:
         same_role = {m.name: m for m in self.modules.values() if m.role == role}
-        return _lookup(same_role, name, f"unknown {role} module {name!r}; installed")
+        return lookup(same_role, name, f"unknown {role} module {name!r}; installed")
 
     def benchmark(self, name: str) -> RegisteredBenchmark:
-        return _lookup(self.benchmarks, name, f"unknown benchmark {name!r}; installed")
-
-    def reward(self, name: str) -> RegisteredReward:
-        return _lookup(self.rewards, name, f"unknown reward {name!r}; installed")
-
-    def rollout_backend(self, name: str) -> RegisteredRolloutBackend:
-        return _lookup(self.rollout_backends, name, f"unknown rollout backend {name!r}; installed")
+        return lookup(self.benchmarks, name, f"unknown benchmark {name!r}; installed")
 
 
 #: Each collecting hook: the Registry field it fills, and the ``register`` callback its implementations
@@ -229,8 +177,6 @@ COLLECTING_HOOKS: Mapping[str, tuple[str, type[Registrar[Any]]]] = {
     "engines": ("register_engines", EngineRegistrar),
     "modules": ("register_modules", ModuleRegistrar),
     "benchmarks": ("register_benchmarks", BenchmarkRegistrar),
-    "rewards": ("register_rewards", RewardRegistrar),
-    "rollout_backends": ("register_rollout_backends", RolloutBackendRegistrar),
     "tool_sources": ("register_tool_sources", ToolSourceRegistrar),
 }
 
@@ -245,7 +191,8 @@ def made(make: Callable[[], T], what: str) -> T:
         raise PluginError(f"{what} could not be made: {type(exc).__name__}: {one_line(exc)}") from exc
 
 
-def _lookup(items: Mapping[str, T], key: str, unknown: str) -> T:
+def lookup(items: Mapping[str, T], key: str, unknown: str) -> T:
+    """``items[key]``, or a ``PluginError`` that says ``<unknown>: <every installed key>``."""
     try:
         return items[key]
     except KeyError:

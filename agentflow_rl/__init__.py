@@ -1,1 +1,1 @@
-"""Measuring and improving the agent: benchmarks, evaluation and Flow-GRPO (not yet built)."""
+"""Measuring and improving the agent: benchmarks and their scorers, evaluation, the viewer, and Flow-GRPO training."""

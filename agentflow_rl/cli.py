@@ -18,7 +18,7 @@ import click
 from agentflow_core import EngineConfig, UsageError
 from agentflow_core.inert import inert
 from agentflow_core.records import MODULE_ROLES
-from agentflow_rl.train_cli import train_command
+from agentflow_rl.flow_grpo.cli import train_command
 from agentflow_rl.view.cli import view_command
 
 PAPER_SETS = "bamboogle,2wiki,hotpotqa,musique,gameof24,aime24,amc23,medqa"

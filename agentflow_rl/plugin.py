@@ -1,7 +1,8 @@
-"""agentflow_rl's plugin module (entry point ``agentflow_rl``): benchmarks, rewards, training modules, commands.
+"""agentflow_rl's plugin module (entry point ``agentflow_rl``): benchmarks and the commands.
 
 Registered through the same hooks a third-party package uses. Importing it is cheap: scorers
-import math-verify, and the eval matplotlib, only when they run.
+import math-verify, and the eval matplotlib, only when they run. Training registers through its
+own plugin module, ``agentflow_rl.flow_grpo.plugin`` (entry point ``flow_grpo``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from agentflow_core import hookimpl
 if TYPE_CHECKING:
     import click
 
-    from agentflow_core.registry import BenchmarkRegistrar, ModuleRegistrar, RewardRegistrar, RolloutBackendRegistrar
+    from agentflow_core.registry import BenchmarkRegistrar
 
 
 @hookimpl
@@ -22,30 +23,6 @@ def register_benchmarks(register: BenchmarkRegistrar) -> None:
 
     for benchmark in ALL_BENCHMARKS:
         register(benchmark.name, lambda benchmark=benchmark: benchmark)
-
-
-@hookimpl
-def register_rewards(register: RewardRegistrar) -> None:
-    from agentflow_rl.flow_grpo.rewards import BUILTIN_REWARDS
-
-    for name, (fn, description) in BUILTIN_REWARDS.items():
-        register(name, fn, description=description)
-
-
-@hookimpl
-def register_rollout_backends(register: RolloutBackendRegistrar) -> None:
-    from agentflow_rl.flow_grpo.backends.inprocess import InProcessBackend
-    from agentflow_rl.flow_grpo.backends.worker import WorkerBackend
-
-    register("hf", InProcessBackend, description="generate in the training process, with the live weights")
-    register("hf_worker", WorkerBackend, description="generate in a separate process, synced after each step")
-
-
-@hookimpl
-def register_modules(register: ModuleRegistrar) -> None:
-    from agentflow_rl.flow_grpo.tool_choice import register_tool_choice_modules
-
-    register_tool_choice_modules(register)
 
 
 @hookimpl

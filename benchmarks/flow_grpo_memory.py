@@ -131,7 +131,7 @@ def random_model(shape: str, dtype: str) -> Path:
     import transformers
 
     from agentflow_core.engines.embedded import smollm2_gguf_path
-    from agentflow_rl.flow_grpo.policy import converted_gguf
+    from agentflow_rl.flow_grpo.model.policy import converted_gguf
 
     folder = Path.home() / ".cache" / "agentflow" / "benchmarks" / f"smollm2-{shape}-random-{dtype}"
     if (folder / "config.json").is_file():
@@ -149,9 +149,8 @@ def random_model(shape: str, dtype: str) -> Path:
 
 def measure(overrides: dict[str, Any], steps: int) -> dict[str, Any]:
     from agentflow_rl.flow_grpo import trainer
-    from agentflow_rl.flow_grpo.cli import bundled_config
-    from agentflow_rl.flow_grpo.config import load_train_config
-    from agentflow_rl.flow_grpo.metrics import peak_rss_mib
+    from agentflow_rl.flow_grpo.config import bundled_config, load_train_config
+    from agentflow_rl.flow_grpo.run.metrics import peak_rss_mib
 
     with tempfile.TemporaryDirectory() as out:
         base = {

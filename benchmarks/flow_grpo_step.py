@@ -37,8 +37,7 @@ def peak_rss_mib() -> float:
 
 def measure_ours(steps: int, updates: int, max_batch: int = 1) -> dict[str, Any]:
     from agentflow_rl.flow_grpo import trainer
-    from agentflow_rl.flow_grpo.cli import bundled_config
-    from agentflow_rl.flow_grpo.config import load_train_config
+    from agentflow_rl.flow_grpo.config import bundled_config, load_train_config
 
     with tempfile.TemporaryDirectory() as out:
         config = load_train_config(
@@ -85,8 +84,8 @@ def measure_trl(steps: int) -> dict[str, Any]:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from agentflow_rl.flow_grpo.synthetic import SyntheticTask
-    from agentflow_rl.flow_grpo.tiny_policy import build_policy, build_tokenizer
+    from agentflow_rl.flow_grpo.model.tiny_policy import build_policy, build_tokenizer
+    from agentflow_rl.flow_grpo.tasks.synthetic.world import SyntheticTask
 
     task = SyntheticTask.make()
     tokenizer = build_tokenizer(task.vocabulary())

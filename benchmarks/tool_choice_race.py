@@ -1,6 +1,6 @@
 """Flow-GRPO against TRL's GRPOTrainer on the same single-turn tool-choice task, in one run.
 
-The task (``agentflow_rl.flow_grpo.tool_choice_data``): a question that needs exact arithmetic
+The task (``agentflow_rl.flow_grpo.tasks.tool_choice_questions``): a question that needs exact arithmetic
 (``python_coder``) or a fact about a person, place or event (``wikipedia_search``); the prompt lists
 both tools with their real descriptions, and the reward is 1 when the first tool the model names is
 the right one. Train and held-out questions share no template, number or name.
@@ -51,7 +51,7 @@ def _tool_specs() -> list[Any]:
 def prompt_messages(question: str) -> list[dict[str, str]]:
     """The planner's own prompt (module ``tool_choice``), so both trainers read the same words."""
     from agentflow_core import FlowState, Query
-    from agentflow_rl.flow_grpo.tool_choice import tool_choice_messages
+    from agentflow_rl.flow_grpo.tasks.tool_choice import tool_choice_messages
 
     state = FlowState(query=Query(question), tools=tuple(_tool_specs()))
     return [{"role": m.role, "content": m.content} for m in tool_choice_messages(state)]
@@ -66,7 +66,7 @@ def first_tool(text: str) -> str | None:
 
 
 def run_flow_grpo(data: Path, out: Path, minutes: float, target: float, eval_every: int) -> list[dict[str, Any]]:
-    from agentflow_rl.flow_grpo.cli import bundled_config
+    from agentflow_rl.flow_grpo.config import bundled_config
 
     overrides = {
         "task.train_file": str(data / "train.jsonl"),
@@ -128,7 +128,7 @@ def trl_worker(data: Path, log: Path, minutes: float, target: float, eval_every:
     from trl import GRPOConfig, GRPOTrainer
 
     from agentflow_rl.flow_grpo.config import PolicyConfig
-    from agentflow_rl.flow_grpo.policy import load_policy
+    from agentflow_rl.flow_grpo.model.policy import load_policy
 
     def rows(name: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in (data / name).read_text().splitlines() if line.strip()]
@@ -258,7 +258,7 @@ def main() -> None:
     if args.only != "flow-grpo" and importlib.util.find_spec("trl") is None:
         print("skipped: the race needs TRL (pip install trl datasets), or --only flow-grpo")
         return
-    from agentflow_rl.flow_grpo.tool_choice_data import write
+    from agentflow_rl.flow_grpo.tasks.tool_choice_questions import write
 
     out = Path(args.out)
     data = out / "data"

@@ -17,11 +17,11 @@ pytest.importorskip("accelerate")
 
 from agentflow_core import ConfigError, EngineConfig, GenerationRequest, Message  # noqa: E402
 from agentflow_rl.flow_grpo import trainer  # noqa: E402
-from agentflow_rl.flow_grpo.backends.base import BackendContext, RolloutBackendError  # noqa: E402
-from agentflow_rl.flow_grpo.backends.inprocess import InProcessBackend  # noqa: E402
-from agentflow_rl.flow_grpo.backends.worker import WorkerBackend  # noqa: E402
 from agentflow_rl.flow_grpo.config import load_train_config  # noqa: E402
-from agentflow_rl.flow_grpo.planners import tool_schema  # noqa: E402
+from agentflow_rl.flow_grpo.model.backends.base import BackendContext, RolloutBackendError  # noqa: E402
+from agentflow_rl.flow_grpo.model.backends.inprocess import InProcessBackend  # noqa: E402
+from agentflow_rl.flow_grpo.model.backends.worker import WorkerBackend  # noqa: E402
+from agentflow_rl.flow_grpo.tasks.choice import tool_schema  # noqa: E402
 from agentflow_rl.flow_grpo.testing import write_config  # noqa: E402
 
 
@@ -65,7 +65,9 @@ def test_after_a_sync_the_worker_samples_exactly_what_the_trainers_weights_give(
         for _ in range(2):
             trainer.train_step(session)  # each step syncs first, then trains: the worker is now one step behind
         session.backend.sync(session.progress.step)
-        here = InProcessBackend(BackendContext(session.config, session.modules, session.tokenizer))
+        here = InProcessBackend(
+            BackendContext(session.config.policy, session.config.rollout, session.modules, session.tokenizer)
+        )
         for name in ("planner", "verifier", "base"):
             remote, local = _generate(session.backend, name), _generate(here, name)
             assert remote.completion_ids == local.completion_ids, name
@@ -88,7 +90,9 @@ def test_a_worker_that_dies_fails_the_next_step_in_one_line(tmp_path: Path) -> N
 
 
 def test_a_worker_that_hangs_is_stopped_at_its_deadline(tmp_path: Path) -> None:
-    session = _session(tmp_path, worker_timeout_s=3.0)
+    # A healthy worker must answer within the short deadline too: it decodes a step's calls in one
+    # batch, so that the last of them does not wait for the seven before it on a busy machine.
+    session = _session(tmp_path, worker_timeout_s=3.0, max_batch=8)
     try:
         trainer.train_step(session)
         pid = session.backend.pid

@@ -11,10 +11,11 @@ pytest.importorskip("transformers")
 
 from agentflow_core import Solver  # noqa: E402
 from agentflow_rl.flow_grpo.advantages import AdvantageMode, advantages, failed_groups  # noqa: E402
-from agentflow_rl.flow_grpo.batching import TurnSample, build_samples, collate, completion_logprobs  # noqa: E402
+from agentflow_rl.flow_grpo.collation import TurnSample, build_samples, collate  # noqa: E402
+from agentflow_rl.flow_grpo.logprobs import completion_logprobs  # noqa: E402
 from agentflow_rl.flow_grpo.loss import ClipSettings, LossType, token_terms, weighted_loss  # noqa: E402
 from agentflow_rl.flow_grpo.masking import GrammarReplay  # noqa: E402
-from agentflow_rl.flow_grpo.policy import frozen_copy  # noqa: E402
+from agentflow_rl.flow_grpo.model.trained import frozen_copy  # noqa: E402
 from agentflow_rl.flow_grpo.rollout import Rollout, rollout_batch  # noqa: E402
 from agentflow_rl.flow_grpo.testing import TinyWorld, tiny_world  # noqa: E402
 from agentflow_rl.flow_grpo.update import learnable  # noqa: E402
@@ -129,12 +130,12 @@ def test_entropy_summed_block_by_block_is_that_of_the_whole_masked_distribution(
     world: TinyWorld, rollouts: list[Rollout], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from agentflow_core.engines.grammar import unpack
-    from agentflow_rl.flow_grpo import batching
+    from agentflow_rl.flow_grpo import logprobs
 
     samples = _samples(rollouts, replay=GrammarReplay(world.model, world.tokenizer))
     batch = collate(samples, pad_id=world.tokenizer.pad_token_id)
     trained = batch.completion_mask.bool()
-    monkeypatch.setattr(batching, "_ENTROPY_BLOCK", 3)
+    monkeypatch.setattr(logprobs, "_ENTROPY_BLOCK", 3)
     assert int(trained.sum()) % 3 and int(trained.sum()) > 3  # several blocks, the last one short
     with torch.no_grad():
         _, blockwise = completion_logprobs(world.model, batch, share_prompts=False)
@@ -156,7 +157,7 @@ def test_entropy_summed_block_by_block_is_that_of_the_whole_masked_distribution(
 def test_the_head_scores_only_trained_positions_and_the_pass_leaves_no_hook(
     world: TinyWorld, rollouts: list[Rollout]
 ) -> None:
-    from agentflow_rl.flow_grpo import batching
+    from agentflow_rl.flow_grpo import logprobs
 
     batch = collate(_samples(rollouts), pad_id=world.tokenizer.pad_token_id)
     trained = batch.completion_mask.bool()
@@ -166,7 +167,7 @@ def test_the_head_scores_only_trained_positions_and_the_pass_leaves_no_hook(
     watch = head.register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape)))
     try:
         with torch.no_grad():
-            picked = batching._trained_position_logits(world.model, batch, trained)
+            picked = logprobs._trained_position_logits(world.model, batch, trained)
     finally:
         watch.remove()
     assert dict(head._forward_pre_hooks) == hooks

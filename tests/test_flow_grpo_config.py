@@ -9,8 +9,8 @@ import pytest
 from agentflow_core import ConfigError
 from agentflow_rl.flow_grpo.advantages import AdvantageMode
 from agentflow_rl.flow_grpo.config import TaskKind, load_train_config
-from agentflow_rl.flow_grpo.data import RecordStream, TrainRecord, bundled_sample, load_records
 from agentflow_rl.flow_grpo.loss import LossType
+from agentflow_rl.flow_grpo.tasks.records import RecordStream, TrainRecord, bundled_sample, load_records
 from agentflow_rl.flow_grpo.testing import write_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "agentflow_rl" / "flow_grpo" / "configs"
@@ -47,6 +47,17 @@ def test_defaults_are_the_papers_hyper_parameters(tmp_path: Path) -> None:
 def test_bad_configs_fail_at_load_naming_file_and_key(tmp_path: Path, sections: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_train_config(write_config(tmp_path / "t.toml", sections))
+
+
+def test_a_training_config_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path) -> None:
+    """Read as the core reads agentflow.toml: a folder given as the file is an error, not a traceback."""
+    with pytest.raises(ConfigError, match=r"training config .*nope\.toml does not exist"):
+        load_train_config(tmp_path / "nope.toml")
+    (tmp_path / "bad.toml").write_text("[run\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML"):
+        load_train_config(tmp_path / "bad.toml")
+    with pytest.raises(ConfigError, match=r": cannot read: Is a directory"):
+        load_train_config(tmp_path)
 
 
 def test_input_files_are_relative_to_the_config_and_overrides_apply(tmp_path: Path) -> None:

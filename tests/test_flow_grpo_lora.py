@@ -15,11 +15,11 @@ peft = pytest.importorskip("peft")
 
 from agentflow_core import ConfigError, EngineConfig, GenerationRequest, Message  # noqa: E402
 from agentflow_rl.flow_grpo import trainer  # noqa: E402
-from agentflow_rl.flow_grpo.checkpoint import latest_checkpoint  # noqa: E402
 from agentflow_rl.flow_grpo.config import load_train_config  # noqa: E402
+from agentflow_rl.flow_grpo.model.tiny_policy import TinyPolicyConfig, build_policy, build_tokenizer  # noqa: E402
+from agentflow_rl.flow_grpo.run.checkpoint import latest_checkpoint  # noqa: E402
+from agentflow_rl.flow_grpo.run.tracking import read_metrics  # noqa: E402
 from agentflow_rl.flow_grpo.testing import write_config  # noqa: E402
-from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig, build_policy, build_tokenizer  # noqa: E402
-from agentflow_rl.flow_grpo.tracking import read_metrics  # noqa: E402
 
 LORA = {"r": 4, "alpha": 8.0}
 
@@ -241,7 +241,7 @@ def test_a_lora_checkpoint_holds_the_adapters_and_resumes_them(tmp_path: Path) -
 
 def test_a_checkpoint_of_other_adapters_is_refused_in_one_line(tmp_path: Path) -> None:
     path = _config(tmp_path, modules=["planner"], max_steps=1, checkpoint_every=1)
-    trainer.FlowGRPOTrainer(load_train_config(path)).train()
+    trainer.train(load_train_config(path))
     with pytest.raises(ConfigError, match="other adapters than this run"):
         trainer.start_session(load_train_config(path, {"train.modules": ["planner", "verifier"], "run.max_steps": 2}))
     from accelerate.state import AcceleratorState
@@ -286,7 +286,7 @@ def test_the_export_is_a_standard_peft_adapter_per_module(exported: tuple[Path, 
 
 def test_exported_weights_are_as_readable_as_the_files_beside_them(exported: tuple[Path, Any, Any]) -> None:
     """safetensors alone leaves weights at 0600: a server running as another user could not load them."""
-    from agentflow_rl.flow_grpo.policy import _current_umask
+    from agentflow_rl.flow_grpo.run.export import _current_umask
 
     run, _, _ = exported
     expected = 0o666 & ~_current_umask()
@@ -357,7 +357,7 @@ def test_a_half_precision_base_loads_from_its_own_half_precision_files(
     from safetensors import safe_open
 
     from agentflow_rl.flow_grpo.config import PolicyConfig, WeightDtype
-    from agentflow_rl.flow_grpo.policy import load_policy
+    from agentflow_rl.flow_grpo.model.policy import load_policy
 
     monkeypatch.setenv("AGENTFLOW_CACHE_DIR", str(tmp_path))
     model, _ = load_policy(PolicyConfig(source="hf:smollm2", dtype=WeightDtype.BFLOAT16))

@@ -15,9 +15,10 @@ pytest.importorskip("accelerate")
 peft = pytest.importorskip("peft")
 
 from agentflow_core import ConfigError  # noqa: E402
-from agentflow_rl.flow_grpo import lora, trainer  # noqa: E402
-from agentflow_rl.flow_grpo.checkpoint import latest_checkpoint  # noqa: E402
+from agentflow_rl.flow_grpo import trainer  # noqa: E402
 from agentflow_rl.flow_grpo.config import load_train_config  # noqa: E402
+from agentflow_rl.flow_grpo.model import lora  # noqa: E402
+from agentflow_rl.flow_grpo.run.checkpoint import latest_checkpoint  # noqa: E402
 from agentflow_rl.flow_grpo.testing import write_config  # noqa: E402
 
 LORA = {"r": 4, "alpha": 8.0}
@@ -48,9 +49,7 @@ def _config(tmp_path: Path, name: str, *, modules: list[str], lora: dict[str, An
 def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The planner adapter a finished two-step run exported: trained, so not the zero no-op."""
     tmp_path = tmp_path_factory.mktemp("lora-saved")
-    trainer.FlowGRPOTrainer(
-        load_train_config(_config(tmp_path, "first", modules=["planner"], lora=LORA, max_steps=2))
-    ).train()
+    trainer.train(load_train_config(_config(tmp_path, "first", modules=["planner"], lora=LORA, max_steps=2)))
     folder = tmp_path / "first" / "policy" / "planner"
     assert (folder / "adapter_config.json").is_file()
     return folder
@@ -113,7 +112,7 @@ def test_a_started_module_begins_at_the_saved_adapter_and_keeps_it_as_its_kl_ref
 def test_a_started_run_resumes_and_exports_only_its_trained_modules(saved: Path, tmp_path: Path) -> None:
     init = {"planner": str(saved)}
     path = _config(tmp_path, "run", modules=["planner"], lora={**LORA, "init": init}, max_steps=2, checkpoint_every=2)
-    trainer.FlowGRPOTrainer(load_train_config(path)).train()
+    trainer.train(load_train_config(path))
     checkpoint = latest_checkpoint(tmp_path / "run")
     assert checkpoint is not None
     assert sorted(p.name for p in (tmp_path / "run" / "policy").iterdir()) == ["planner"]
@@ -197,9 +196,9 @@ def test_the_saved_config_shape_is_what_peft_itself_writes(saved: Path) -> None:
 def test_a_rollout_worker_starts_from_the_same_adapter_and_follows_the_trainer(saved: Path, tmp_path: Path) -> None:
     """The worker process builds its modules from the same config, so it loads the same start."""
     from agentflow_core import EngineConfig, GenerationRequest, Message
-    from agentflow_rl.flow_grpo.backends.base import BackendContext
-    from agentflow_rl.flow_grpo.backends.inprocess import InProcessBackend
-    from agentflow_rl.flow_grpo.backends.worker import WorkerBackend
+    from agentflow_rl.flow_grpo.model.backends.base import BackendContext
+    from agentflow_rl.flow_grpo.model.backends.inprocess import InProcessBackend
+    from agentflow_rl.flow_grpo.model.backends.worker import WorkerBackend
 
     path = _config(tmp_path, "worker", modules=["planner"], lora={**LORA, "init": {"planner": str(saved)}})
     session = trainer.start_session(load_train_config(path, {"rollout.backend": "hf_worker"}))
@@ -215,7 +214,11 @@ def test_a_rollout_worker_starts_from_the_same_adapter_and_follows_the_trainer(s
             trainer.train_step(session)
         session.backend.sync(session.progress.step)
         remote = tokens(session.backend)
-        local = tokens(InProcessBackend(BackendContext(session.config, session.modules, session.tokenizer)))
+        local = tokens(
+            InProcessBackend(
+                BackendContext(session.config.policy, session.config.rollout, session.modules, session.tokenizer)
+            )
+        )
         assert remote.completion_ids == local.completion_ids
         assert remote.completion_logprobs == pytest.approx(local.completion_logprobs, abs=1e-5)
     finally:

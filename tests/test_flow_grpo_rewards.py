@@ -16,17 +16,18 @@ from agentflow_core import (
     EngineConfig,
     EngineRegistrar,
     GenerationRequest,
-    RewardRegistrar,
     Solver,
     hookimpl,
 )
-from agentflow_core.plugins import load_registry
+from agentflow_core.plugins import load_registry, make_plugin_manager
 from agentflow_rl.flow_grpo.config import load_train_config
-from agentflow_rl.flow_grpo.data import TrainRecord, load_records
+from agentflow_rl.flow_grpo.registry import RewardRegistrar, TrainingRegistry
 from agentflow_rl.flow_grpo.rewards import RewardContext, exact_match, outcome, tool_choice
 from agentflow_rl.flow_grpo.rollout import rollout_batch
-from agentflow_rl.flow_grpo.synthetic import SyntheticTask
-from agentflow_rl.flow_grpo.tasks import TaskSetup, registry_for, reward_fn
+from agentflow_rl.flow_grpo.tasks.records import TrainRecord, load_records
+from agentflow_rl.flow_grpo.tasks.setup import TaskSetup
+from agentflow_rl.flow_grpo.tasks.synthetic.plugin import SyntheticPlugin
+from agentflow_rl.flow_grpo.tasks.synthetic.world import SyntheticTask
 from agentflow_rl.flow_grpo.testing import ScriptedPlanner, save_tiny_chat_model, synthetic_config, write_config
 
 TASK = SyntheticTask({"k1": 4, "k2": 7})
@@ -40,16 +41,24 @@ class ShortAnswers:
         register("short", lambda context: 1.0 if len(context.answer) < 3 else 0.0, description="brevity")
 
 
-def test_builtin_rewards_come_through_the_hook_beside_a_third_partys(tmp_path: Path) -> None:
+def test_builtin_rewards_come_through_the_hook_beside_a_third_partys() -> None:
     setup = TaskSetup([], [], exact_match, (ShortAnswers(),), False, synthetic_config(EngineConfig("x:y")))
-    registry = registry_for(setup, ScriptedPlanner())
-    assert {"outcome", "graded", "tool_choice", "short"} <= set(registry.rewards)
-    assert "agentflow_rl.plugin" in registry.rewards["outcome"].source
-    config = load_train_config(write_config(tmp_path / "t.toml", {"task": {"reward": "short"}}))
-    assert reward_fn(config, registry)(RewardContext(TrainRecord("1", "q", ("x",)), "ab")) == 1.0
-    config = load_train_config(write_config(tmp_path / "t.toml", {"task": {"reward": "lenient"}}))
+    training = TrainingRegistry.collect(setup.plugin_manager())
+    assert {"outcome", "graded", "tool_choice", "short"} <= set(training.rewards)
+    assert "agentflow_rl.flow_grpo.plugin" in training.rewards["outcome"].source
+    assert training.reward("short").fn(RewardContext(TrainRecord("1", "q", ("x",)), "ab")) == 1.0
     with pytest.raises(ConfigError, match=r"task\.reward: unknown reward 'lenient'; installed: .*outcome"):
-        reward_fn(config, registry)
+        training.reward("lenient")
+    with pytest.raises(ConfigError, match=r"rollout\.backend: unknown rollout backend 'gpu'; installed: hf, hf_worker"):
+        training.rollout_backend("gpu")
+
+
+def test_a_third_partys_training_hook_is_valid_wherever_plugins_load() -> None:
+    """The training hooks are declared by agentflow_rl's own entry point, so a plugin implementing
+    one passes pluggy's check in any command, not only in a training run."""
+    pm = make_plugin_manager(entry_points=False, extra=[ShortAnswers()])
+    assert "short" in TrainingRegistry.collect(pm).rewards
+    assert "agentflow (built-in agentflow_rl.flow_grpo.plugin)" in pm.sources.values()
 
 
 def test_records_carry_a_gold_tool_beside_or_instead_of_answers(tmp_path: Path) -> None:
@@ -76,7 +85,7 @@ def test_records_carry_a_gold_tool_beside_or_instead_of_answers(tmp_path: Path) 
 
 async def test_tool_choice_rewards_the_planners_first_tool_only() -> None:
     scripted = ScriptedPlanner(["lookup", "add", "square", "lookup", "square"])
-    registry = load_registry(entry_points=False, extra=[TASK.plugin(), scripted])
+    registry = load_registry(entry_points=False, extra=[SyntheticPlugin(TASK), scripted])
     async with Solver(synthetic_config(EngineConfig("scripted:x")), registry=registry) as solver:
         first = await solver.asolve("k1 plus 3")  # lookup, add
         second = await solver.asolve("squared of k2")  # square (an error), lookup, square
@@ -128,8 +137,8 @@ def _tool_choice_run(tmp_path: Path, **run: Any) -> Path:
 def test_a_records_task_trains_tool_choice_without_running_a_tool(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from agentflow_rl.flow_grpo import trainer
-    from agentflow_rl.flow_grpo.tool_choice import DRY_RUN_OUTPUT
-    from agentflow_rl.flow_grpo.tracking import read_metrics
+    from agentflow_rl.flow_grpo.run.tracking import read_metrics
+    from agentflow_rl.flow_grpo.tasks.tool_choice import DRY_RUN_OUTPUT
 
     session = trainer.start_session(load_train_config(_tool_choice_run(tmp_path)))
     try:
@@ -143,28 +152,28 @@ def test_a_records_task_trains_tool_choice_without_running_a_tool(tmp_path: Path
         assert step.decision.tool in ("python_coder", "wikipedia_search")
         assert step.result.output == DRY_RUN_OUTPUT  # type: ignore[union-attr]  # described, never run
     # held-out success is the mean reward: the share of first tools that were right
-    result = trainer.FlowGRPOTrainer(load_train_config(_tool_choice_run(tmp_path), {"run.max_steps": 1})).train()
+    result = trainer.train(load_train_config(_tool_choice_run(tmp_path), {"run.max_steps": 1}))
     evals = [row["eval/success"] for row in read_metrics(result.output_dir) if "eval/success" in row]
     assert evals and all(0.0 <= e <= 1.0 for e in evals)
 
 
 def test_tool_choice_needs_a_gold_tool_on_every_record(tmp_path: Path) -> None:
-    from agentflow_rl.flow_grpo.tasks import build_task
+    from agentflow_rl.flow_grpo.tasks.setup import build_task
 
     path = _tool_choice_run(tmp_path)
     (tmp_path / "train.jsonl").write_text(json.dumps({"id": "q7", "question": "q", "answer": "4"}) + "\n")
     with pytest.raises(ConfigError, match=r"train\.jsonl: task\.reward = 'tool_choice' needs a gold tool .* 'q7'"):
-        build_task(load_train_config(path))
+        build_task(load_train_config(path).task)
 
 
 def test_a_gold_tool_the_agent_does_not_enable_is_named_at_load(tmp_path: Path) -> None:
-    from agentflow_rl.flow_grpo.tasks import build_task
+    from agentflow_rl.flow_grpo.tasks.setup import build_task
 
     path = _tool_choice_run(tmp_path)
     rows = [{"question": "3 * 7?", "tool": "python_coder"}, {"id": "q2", "question": "2 + 2?", "tool": "calculator"}]
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     with pytest.raises(ConfigError, match=r"train\.jsonl: record 'q2' has gold tool 'calculator'.*python_coder, wiki"):
-        build_task(load_train_config(path))
+        build_task(load_train_config(path).task)
 
 
 class _Hanging:
@@ -185,7 +194,7 @@ class _Hanging:
 
 
 async def test_a_group_that_hangs_is_cut_at_the_deadline_and_counted() -> None:
-    registry = load_registry(entry_points=False, extra=[TASK.plugin(), _Hanging()])
+    registry = load_registry(entry_points=False, extra=[SyntheticPlugin(TASK), _Hanging()])
     records = [TrainRecord("1", "k1 plus 3", ("7",)), TrainRecord("2", "twice of 4", ("8",))]
     async with Solver(synthetic_config(EngineConfig("hang:x")), registry=registry) as solver:
         batch = await asyncio.wait_for(rollout_batch(solver, records, 2, timeout_s=0.2), timeout=30)
@@ -193,8 +202,8 @@ async def test_a_group_that_hangs_is_cut_at_the_deadline_and_counted() -> None:
 
 
 def test_alerts_name_the_module_the_value_and_the_setting() -> None:
-    from agentflow_rl.flow_grpo.alerts import crossed
     from agentflow_rl.flow_grpo.config import AlertsConfig
+    from agentflow_rl.flow_grpo.run.alerts import crossed
 
     values = {
         "module/planner/parse_error_rate": 0.75,
@@ -234,3 +243,16 @@ def test_the_trainer_prints_an_alert_at_the_step_it_happens(tmp_path: Path, caps
     finally:
         trainer.close_session(session)
     assert "step 2: planner: KL to the reference" in capsys.readouterr().out
+
+
+def test_the_shipped_tool_choice_questions_are_what_their_generator_writes(tmp_path: Path) -> None:
+    """``tasks/data/tool_choice_*.jsonl`` come from ``tool_choice_questions`` (400 and 100 rows, seed 0), so
+    ``benchmarks/tool_choice_race.py``, which writes them afresh, races on the questions the config trains on."""
+    from agentflow_rl.flow_grpo.config import bundled_config
+    from agentflow_rl.flow_grpo.tasks.tool_choice_questions import write
+
+    train, held_out = write(tmp_path)
+    task = load_train_config(bundled_config("tool_choice.toml")).task
+    assert task.train_file is not None and task.eval_file is not None
+    assert train.read_text() == Path(task.train_file).read_text()
+    assert held_out.read_text() == Path(task.eval_file).read_text()

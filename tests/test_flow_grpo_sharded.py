@@ -18,7 +18,7 @@ pytest.importorskip("accelerate")
 from accelerate.utils import DistributedType  # noqa: E402
 
 from agentflow_core import ConfigError  # noqa: E402
-from agentflow_rl.flow_grpo.sharded import is_sharded, shards_parameters  # noqa: E402
+from agentflow_rl.flow_grpo.model.sharded import is_sharded, shards_parameters  # noqa: E402
 from agentflow_rl.flow_grpo.testing import tiny_world  # noqa: E402
 
 WORKER = Path(__file__).parent / "workers" / "fsdp_rollout.py"

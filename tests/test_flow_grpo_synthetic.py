@@ -18,8 +18,9 @@ from agentflow_core import (
     hookimpl,
 )
 from agentflow_core.plugins import load_registry
-from agentflow_rl.flow_grpo.data import TrainRecord
-from agentflow_rl.flow_grpo.synthetic import SyntheticTask, parse_question
+from agentflow_rl.flow_grpo.tasks.records import TrainRecord
+from agentflow_rl.flow_grpo.tasks.synthetic.plugin import SyntheticPlugin
+from agentflow_rl.flow_grpo.tasks.synthetic.world import SyntheticTask, parse_question
 from agentflow_rl.flow_grpo.testing import ScriptedPlanner, synthetic_config
 
 TASK = SyntheticTask({"k1": 4, "k2": 7})
@@ -27,7 +28,7 @@ TASK = SyntheticTask({"k1": 4, "k2": 7})
 
 async def _solve(question: str, *tools: str, max_turns: int = 3) -> tuple[str | None, list[str], list[object]]:
     scripted = ScriptedPlanner(tools)
-    registry = load_registry(entry_points=False, extra=[TASK.plugin(), scripted])
+    registry = load_registry(entry_points=False, extra=[SyntheticPlugin(TASK), scripted])
     async with Solver(synthetic_config(EngineConfig("scripted:x"), max_turns), registry=registry) as solver:
         trajectory = await solver.asolve(question)
     return trajectory.answer, [s.decision.tool for s in trajectory.steps], [s.result for s in trajectory.steps]
@@ -62,7 +63,7 @@ async def test_the_wrong_operation_gives_a_wrong_answer() -> None:
 
 async def test_the_verifier_stops_after_the_first_result() -> None:
     scripted = ScriptedPlanner(["double", "double"])
-    registry = load_registry(entry_points=False, extra=[TASK.plugin(), scripted])
+    registry = load_registry(entry_points=False, extra=[SyntheticPlugin(TASK), scripted])
     async with Solver(synthetic_config(EngineConfig("scripted:x")), registry=registry) as solver:
         trajectory = await solver.asolve("twice of 5")
     assert trajectory.stop_reason is StopReason.VERIFIER_STOP
@@ -100,7 +101,7 @@ def test_scoring_and_parsing() -> None:
 
 async def test_the_english_planner_states_the_keys_still_to_look_up() -> None:
     scripted = ScriptedPlanner(["lookup", "add", "lookup", "add"])
-    registry = load_registry(entry_points=False, extra=[TASK.plugin(), scripted])
+    registry = load_registry(entry_points=False, extra=[SyntheticPlugin(TASK), scripted])
     config = synthetic_config(EngineConfig("scripted:x"), 4, planner="synthetic_chat")
     async with Solver(config, registry=registry) as solver:
         trajectory = await solver.asolve("k1 plus k2")
@@ -133,7 +134,9 @@ class _Fixed:
 async def _solve_stopped(
     question: str, verifier: str, *tools: str, generator: str = "synthetic_stopped"
 ) -> tuple[str | None, StopReason]:
-    registry = load_registry(entry_points=False, extra=[TASK.plugin(), ScriptedPlanner(tools), _FixedVerifiers()])
+    registry = load_registry(
+        entry_points=False, extra=[SyntheticPlugin(TASK), ScriptedPlanner(tools), _FixedVerifiers()]
+    )
     config = synthetic_config(EngineConfig("scripted:x"), 3)
     config = attrs.evolve(config, modules=attrs.evolve(config.modules, verifier=verifier, generator=generator))
     async with Solver(config, registry=registry) as solver:

@@ -19,13 +19,17 @@ pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
 from agentflow_rl.flow_grpo import trainer  # noqa: E402
-from agentflow_rl.flow_grpo.checkpoint import latest_checkpoint  # noqa: E402
-from agentflow_rl.flow_grpo.cli import bundled_config  # noqa: E402
-from agentflow_rl.flow_grpo.config import PolicyConfig, load_train_config  # noqa: E402
-from agentflow_rl.flow_grpo.policy import export_weights, load_policy  # noqa: E402
+from agentflow_rl.flow_grpo.config import (  # noqa: E402
+    PolicyConfig,
+    bundled_config,
+    load_train_config,
+)
+from agentflow_rl.flow_grpo.model.policy import load_policy  # noqa: E402
+from agentflow_rl.flow_grpo.model.tiny_policy import TinyPolicyConfig, build_policy  # noqa: E402
+from agentflow_rl.flow_grpo.run.checkpoint import latest_checkpoint  # noqa: E402
+from agentflow_rl.flow_grpo.run.export import export_weights  # noqa: E402
+from agentflow_rl.flow_grpo.run.tracking import read_metrics  # noqa: E402
 from agentflow_rl.flow_grpo.testing import write_config  # noqa: E402
-from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig, build_policy  # noqa: E402
-from agentflow_rl.flow_grpo.tracking import read_metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +82,7 @@ def test_a_run_stopped_by_the_clock_ends_with_a_held_out_figure(
     path = _tiny_config(tmp_path, max_steps=10, max_minutes=2, eval_every=5, eval_questions=8, checkpoint_every=1)
     config = load_train_config(path)
 
-    result = trainer.FlowGRPOTrainer(config).train()
+    result = trainer.train(config)
 
     assert (result.steps, result.stopped) == (2, "max_minutes")
     evals = [row for row in read_metrics(config.run.output_dir) if "eval/success" in row]
@@ -86,7 +90,7 @@ def test_a_run_stopped_by_the_clock_ends_with_a_held_out_figure(
     assert result.last_success == evals[-1]["eval/success"]
 
     # Given a minute more, the resumed run takes one step and still reports where it started.
-    resumed = trainer.FlowGRPOTrainer(load_train_config(path, {"run.max_minutes": 3})).train()
+    resumed = trainer.train(load_train_config(path, {"run.max_minutes": 3}))
     assert (resumed.steps, resumed.stopped) == (3, "max_minutes")
     assert resumed.first_success == evals[0]["eval/success"]
 
@@ -98,7 +102,7 @@ def test_a_finished_run_leaves_its_planner_loadable_by_the_hf_engine(tmp_path: P
     from agentflow_core.testing import registry_with
 
     config = load_train_config(_tiny_config(tmp_path, max_steps=1, checkpoint_every=1))
-    result = trainer.FlowGRPOTrainer(config).train()
+    result = trainer.train(config)
     folder = result.output_dir / "policy" / "planner"
     trained = latest_checkpoint(config.run.output_dir)
     assert trained is not None
@@ -126,7 +130,7 @@ def test_exported_policy_keeps_tied_embeddings_tied(tmp_path: Path, cpu_accelera
     """SmolLM2 ties its output layer to its embeddings; an export must not untie or duplicate them."""
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-    from agentflow_rl.flow_grpo.tiny_policy import build_tokenizer
+    from agentflow_rl.flow_grpo.model.tiny_policy import build_tokenizer
 
     tokenizer = build_tokenizer(["a", "b"])
     shape = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
@@ -156,12 +160,13 @@ def test_bf16_activation_checkpointing_and_micro_batches_train(tmp_path: Path) -
 def test_a_memory_budgeted_step_trims_the_heaps_after_the_rollouts_and_each_micro_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agentflow_rl.flow_grpo import allocator, update
+    from agentflow_rl.flow_grpo import update
+    from agentflow_rl.flow_grpo.run import memory
 
     calls: list[str] = []
     micro_step = update._micro_step
-    monkeypatch.setattr(allocator, "return_freed_memory", lambda: True)  # leave this process's malloc alone
-    monkeypatch.setattr(allocator, "trim", lambda: calls.append("trim") or True)
+    monkeypatch.setattr(memory, "return_freed_memory", lambda: True)  # leave this process's malloc alone
+    monkeypatch.setattr(memory, "trim", lambda: calls.append("trim") or True)
     monkeypatch.setattr(update, "_micro_step", lambda *a: calls.append("micro") or micro_step(*a))
     path = _tiny_config(tmp_path, max_steps=1, release_freed_memory=True)
     session = trainer.start_session(load_train_config(path, {"optim.micro_batch_turns": 2}))
@@ -260,6 +265,6 @@ def test_flow_grpo_lifts_held_out_success_on_the_synthetic_task(tmp_path: Path) 
             "run.resume": False,
         },
     )
-    result = trainer.FlowGRPOTrainer(config).train()
+    result = trainer.train(config)
     assert result.first_success is not None and result.last_success is not None
     assert result.last_success >= result.first_success + 0.3, result

@@ -236,6 +236,33 @@ def test_misspelt_hook_is_caught() -> None:
         make_plugin_manager(entry_points=False, extra=[Typo()])
 
 
+def test_a_plugin_declares_hooks_that_other_plugins_implement() -> None:
+    """What agentflow_rl does for its training hooks: the core checks them like its own."""
+    from agentflow_core import hookspec
+
+    class WidgetSpecs:
+        @hookspec
+        def register_widgets(self, register):  # type: ignore[no-untyped-def]
+            """Register widgets."""
+
+    class Declares:
+        @hookimpl
+        def register_hookspecs(self, register):  # type: ignore[no-untyped-def]
+            register(WidgetSpecs)
+
+    class Implements:
+        @hookimpl
+        def register_widgets(self, register):  # type: ignore[no-untyped-def]
+            register("gear")
+
+    with pytest.raises(pluggy.PluginValidationError, match="register_widgets"):
+        make_plugin_manager(entry_points=False, bundled=False, extra=[Implements()])
+    pm = make_plugin_manager(entry_points=False, bundled=False, extra=[Implements(), Declares()])
+    widgets: list[str] = []
+    pm.hook.register_widgets(register=widgets.append)
+    assert widgets == ["gear"]
+
+
 def test_builtins_register_through_the_public_hooks() -> None:
     registry = load_registry(entry_points=False)
     assert set(registry.engines) >= {"openai", "litellm", "vllm", "hf", "llamacpp"}

@@ -5,7 +5,7 @@ import json
 import cattrs
 import pytest
 
-from agentflow_core.engine import Message, TokenTrace, Usage
+from agentflow_core.engine import EngineConfig, GenerationRequest, Message, TokenTrace, Usage
 from agentflow_core.records import (
     Answer,
     Decision,
@@ -112,3 +112,11 @@ def test_unknown_keys_are_rejected_when_reading() -> None:
     with pytest.raises(cattrs.ClassValidationError) as info:
         from_json(json.dumps(data), Trajectory)
     assert "extra fields found (surprise)" in " ".join(cattrs.transform_error(info.value))
+
+
+def test_a_request_samples_with_its_own_settings_where_it_has_them_else_the_engines() -> None:
+    hello = (Message("user", "hi"),)
+    config = EngineConfig("openai:m", temperature=0.7, max_tokens=99)
+    assert GenerationRequest(hello, temperature=0.2).sampling(config) == (0.2, 99)
+    assert GenerationRequest(hello, max_tokens=5, temperature=0.0).sampling(config) == (0.0, 5)
+    assert GenerationRequest(hello).sampling(EngineConfig("openai:m")) == (None, None)

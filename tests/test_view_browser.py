@@ -15,7 +15,7 @@ import pytest
 
 from agentflow_core.serde import to_json
 from agentflow_rl.eval import RunDir
-from agentflow_rl.flow_grpo.samples import read_samples, samples_path
+from agentflow_rl.flow_grpo.run.kept_rollouts import kept_path, read_kept_rollouts
 from tests.eval_support import run_agentflow
 from tests.view_support import (
     ITEMS,
@@ -240,7 +240,7 @@ def training_run(runs: dict[str, Path]) -> Path:
     pytest.importorskip("accelerate")
     from agentflow_rl.flow_grpo.config import load_train_config
     from agentflow_rl.flow_grpo.testing import write_config
-    from agentflow_rl.flow_grpo.trainer import FlowGRPOTrainer
+    from agentflow_rl.flow_grpo.trainer import train
 
     output = runs["root"] / "train"
     config = write_config(
@@ -256,7 +256,7 @@ def training_run(runs: dict[str, Path]) -> Path:
         },
     )
     settings = load_train_config(config, {"run.trackers": [], "run.checkpoint_every": 0})
-    off_the_loop(FlowGRPOTrainer(settings).train)
+    off_the_loop(lambda: train(settings))
     return output
 
 
@@ -275,7 +275,7 @@ def test_a_training_run_shows_its_curves_and_the_rollouts_it_kept(page: Any, tra
         page.click(".steps a.chip:text-is('2')")
         page.wait_for_function("() => location.hash === '#/train/0/step/2'")
         page.wait_for_selector("details.sample")
-        kept = read_samples(samples_path(training_run, 2))
+        kept = read_kept_rollouts(kept_path(training_run, 2))
         assert page.locator("details.sample").count() == len(kept) == 4
         page.locator("details.sample[data-sample='0'] > summary").click()
         page.wait_for_selector(".call.trained")

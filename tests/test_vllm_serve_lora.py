@@ -37,9 +37,8 @@ from agentflow_core.engines.embedded import fit_schema_to_budget  # noqa: E402
 from agentflow_core.engines.openai_engine import OpenAIEngine  # noqa: E402
 from agentflow_core.modules.planner import decision_schema  # noqa: E402
 from agentflow_rl.flow_grpo import trainer  # noqa: E402
-from agentflow_rl.flow_grpo.cli import bundled_config  # noqa: E402
-from agentflow_rl.flow_grpo.config import load_train_config  # noqa: E402
-from agentflow_rl.flow_grpo.policy import export_policy  # noqa: E402
+from agentflow_rl.flow_grpo.config import bundled_config, load_train_config  # noqa: E402
+from agentflow_rl.flow_grpo.run.export import export_policy  # noqa: E402
 from tests.vllm_support import vllm_python  # noqa: E402
 
 STARTUP_S = 600

@@ -174,10 +174,9 @@ def chat_arguments(
         "model": config.model_name,
         "messages": [{"role": m.role, "content": m.content} for m in request.messages],
     }
-    temperature = request.temperature if request.temperature is not None else config.temperature
+    temperature, max_tokens = request.sampling(config)
     if temperature is not None:
         arguments["temperature"] = temperature
-    max_tokens = request.max_tokens if request.max_tokens is not None else config.max_tokens
     if max_tokens is not None:
         arguments["max_tokens"] = max_tokens
     schema = request.json_schema

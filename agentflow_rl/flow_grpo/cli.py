@@ -1,110 +1,102 @@
-"""Entry points the ``agentflow`` CLI (and nox) call: train from a TOML, and the two proofs.
+"""The training commands: ``agentflow train CONFIG`` and ``python -m agentflow_rl.flow_grpo {train,smoke,real,plot}``.
 
-Each function takes plain arguments and returns a result record; printing is limited to a few
-summary lines, so the CLI layer can wrap them in click commands as it likes.
+``train`` is one click command, added to both: each way in calls ``launch.train_from_file``.
+torch and accelerate load only when a command runs, so ``agentflow --help`` stays fast.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
-import math
-from importlib import resources
-from pathlib import Path
+import tomllib
 from typing import Any
 
-import attrs
+import click
 
-from agentflow_rl.flow_grpo.config import load_train_config
-from agentflow_rl.flow_grpo.tracking import plot_curves, read_metrics
-from agentflow_rl.flow_grpo.trainer import FlowGRPOTrainer, TrainResult
+from agentflow_core.cli import AgentFlowGroup
 
 
-def bundled_config(name: str) -> Path:
-    """A TOML from ``agentflow_rl/flow_grpo/configs`` (e.g. ``synthetic.toml``)."""
-    return Path(str(resources.files("agentflow_rl.flow_grpo") / "configs" / name))
+def parse_override(item: str) -> tuple[str, Any]:
+    """``run.max_steps=5`` -> ``("run.max_steps", 5)``: the value as JSON, else as TOML, else as text."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. run.max_steps=5", param_hint="--set")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        pass
+    try:  # the config's own syntax: `{ verifier = 30 }`, `'text'`
+        value = tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        return key, raw
+    # TOML reads `2026-12-05` as a date; as a folder or file name it is text.
+    return key, raw if isinstance(value, datetime.date | datetime.time) else value
 
 
-def train(config_path: str | Path, overrides: dict[str, Any] | None = None) -> TrainResult:
-    """Train as the TOML says; ``overrides`` maps dotted keys (``run.max_steps``) to values."""
-    result = FlowGRPOTrainer(load_train_config(config_path, overrides)).train()
-    print(_describe(result))
-    return result
+def _overrides(ctx: click.Context, param: click.Parameter, items: tuple[str, ...]) -> dict[str, Any]:
+    return dict(parse_override(item) for item in items)
 
 
-@attrs.frozen
-class ProofResult:
-    flow_grpo: TrainResult
-    ablation: TrainResult | None
-    curve: Path
-    summary: Path
+@click.command("train")
+@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=_overrides,
+    help="Override a config key (repeatable); VALUE is read as JSON or TOML, else as text.",
+)
+def train_command(config: str, overrides: dict[str, Any]) -> None:
+    """Train the modules CONFIG names with Flow-GRPO; a killed run resumes from its last checkpoint."""
+    from agentflow_rl.flow_grpo.launch import train_from_file
+
+    train_from_file(config, overrides)
 
 
-def smoke(
-    output_dir: str | Path = "runs/train-smoke",
-    *,
-    minutes: float = 15.0,
-    ablation: bool = True,
-    config: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> ProofResult:
-    """The synthetic proof: train the tiny policy to 90% held-out success, then the same number of
-    steps with the advantage switched off (rewards ignored), and plot both learning curves."""
-    output = Path(output_dir)
-    source = Path(config) if config else bundled_config("synthetic.toml")
-    base = {"run.max_minutes": minutes, "run.target_success": 0.9, "run.resume": False, **(overrides or {})}
-    main = train(source, {**base, "run.output_dir": str(output / "flow-grpo")})
-    runs = [("Flow-GRPO", read_metrics(main.output_dir))]
-    control = None
-    if ablation:
-        control = train(
-            source,
-            {
-                **base,
-                "run.output_dir": str(output / "no-advantage"),
-                "advantage.mode": "none",
-                "run.max_steps": max(main.steps, 1),
-                "run.target_success": 0.0,
-            },
-        )
-        runs.append(("advantage off (rewards ignored)", read_metrics(control.output_dir)))
-    curve = plot_curves(runs, output / "learning_curve.png", "Flow-GRPO, synthetic tool use, tiny policy")
-    summary = output / "summary.json"
-    summary.write_text(json.dumps({"flow_grpo": _as_dict(main), "ablation": _as_dict(control)}, indent=2) + "\n")
-    print(
-        f"before: {_pct(main.first_success)} held-out success; after: {_pct(main.last_success)} "
-        f"({main.steps} steps, {main.minutes:.1f} min); curve: {curve}"
-    )
-    if control is not None:
-        print(f"advantage off: {_pct(control.first_success)} -> {_pct(control.last_success)} in {control.steps} steps")
-    return ProofResult(main, control, curve, summary)
+@click.command("smoke")
+@click.option("--output", default="runs/train-smoke", show_default=True, help="Folder of both runs and the curve.")
+@click.option("--minutes", type=float, default=15.0, show_default=True, help="Wall-clock budget of the main run.")
+@click.option("--no-ablation", is_flag=True, help="Skip the run with the advantage switched off.")
+def smoke_command(output: str, minutes: float, no_ablation: bool) -> None:
+    """The synthetic proof: the tiny policy to 90% held-out success, its ablation, and the learning curve."""
+    from agentflow_rl.flow_grpo.proofs import smoke
+
+    smoke(output, minutes=minutes, ablation=not no_ablation)
 
 
-def real(
-    output_dir: str | Path = "runs/train-real", *, steps: int | None = None, overrides: dict[str, Any] | None = None
-) -> TrainResult:
-    """SmolLM2-135M-Instruct as the Planner on the synthetic task mixture (``configs/smollm2.toml``),
-    with its learning curve drawn to ``<output_dir>/learning_curve.png``."""
-    extra = {"run.output_dir": str(output_dir), **({"run.max_steps": steps} if steps else {}), **(overrides or {})}
-    result = train(bundled_config("smollm2.toml"), extra)
-    title = "Flow-GRPO, synthetic tool use, SmolLM2-135M-Instruct planner"
-    runs = [("Flow-GRPO", read_metrics(result.output_dir))]
-    curve = plot_curves(runs, Path(output_dir) / "learning_curve.png", title)
-    print(f"curve: {curve}")
-    return result
+@click.command("real")
+@click.option("--output", default="runs/train-real", show_default=True, help="Folder of the run and its curve.")
+@click.option("--steps", type=click.IntRange(min=1), help="Stop after this many steps [default: the config's].")
+def real_command(output: str, steps: int | None) -> None:
+    """SmolLM2-135M-Instruct as the Planner on the synthetic task (``configs/smollm2.toml``)."""
+    from agentflow_rl.flow_grpo.proofs import real
+
+    real(output, steps=steps)
 
 
-def _describe(result: TrainResult) -> str:
-    return (
-        f"{result.steps} steps in {result.minutes:.1f} min (stopped: {result.stopped}); held-out success "
-        f"{_pct(result.first_success)} -> {_pct(result.last_success)}; output in {result.output_dir}"
-    )
+@click.command("plot")
+@click.argument("runs", nargs=-1, required=True, metavar="LABEL=OUTPUT_DIR...")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The PNG to write.")
+@click.option("--title", default="Flow-GRPO", show_default=True)
+def plot_command(runs: tuple[str, ...], out: str, title: str) -> None:
+    """Held-out success, KL, gradient norm and reward of runs (a run folder, or its metrics.jsonl), side by side."""
+    from agentflow_rl.flow_grpo.run.tracking import plot_diagnostics, read_metrics
+
+    pairs = []
+    for item in runs:
+        label, sep, folder = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not LABEL=OUTPUT_DIR", param_hint="RUNS")
+        rows = read_metrics(folder)
+        if not rows:
+            raise click.BadParameter(f"{folder} holds no metrics.jsonl", param_hint="RUNS")
+        pairs.append((label, rows))
+    click.echo(plot_diagnostics(pairs, out, title))
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
-
-
-def _as_dict(result: TrainResult | None) -> dict[str, Any] | None:
-    if result is None:
-        return None
-    return {k: str(v) if isinstance(v, Path) else v for k, v in attrs.asdict(result).items()}
+#: ``python -m agentflow_rl.flow_grpo``; errors are one line, as in the ``agentflow`` command.
+main = AgentFlowGroup(
+    help="Flow-GRPO for nox and accelerate launch: train is agentflow train; smoke and real are the proofs.",
+    commands=[train_command, smoke_command, real_command, plot_command],
+)

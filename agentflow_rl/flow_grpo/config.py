@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from agentflow_core.config import read_toml
 from agentflow_core.records import MODULE_ROLES, ModuleRole
 from agentflow_rl.flow_grpo.advantages import AdvantageMode
 from agentflow_rl.flow_grpo.loss import ClipSettings, LossType
-from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig
+from agentflow_rl.flow_grpo.model.tiny_policy import TinyPolicyConfig
 
 _ge0, _ge1, _gt0 = attrs.validators.ge(0), attrs.validators.ge(1), attrs.validators.gt(0)
 
@@ -58,8 +59,7 @@ class LoraConfig:
     target_modules: tuple[str, ...] = LLAMA_LINEAR_LAYERS
     #: Adapt only the last N decoder layers (peft's ``layers_to_transform``); unset adapts every
     #: layer. Nothing below the lowest adapter needs a gradient, so the backward pass stops there
-    #: and keeps no activations for those layers: on SmolLM2 (30 layers) an update pass with the
-    #: last 15 adapted took 60% of the time of one with all 30.
+    #: and keeps no activations for those layers (the time it saves: docs/flow-grpo.md).
     last_layers: int | None = attrs.field(default=None, validator=attrs.validators.optional(_ge1))
     #: Start a trained module's adapter from a PEFT adapter folder instead of from zero, e.g.
     #: ``{ planner = "runs/smollm2/policy/planner" }`` (relative to the working directory, like
@@ -91,13 +91,13 @@ class PolicyConfig:
     lora: LoraConfig | None = None
     #: The weights' dtype. Half precision needs ``lora``: it halves the frozen base and the
     #: activations and KV caches computed through it, while the adapters, logits and loss stay
-    #: float32. Fast on GPUs and on CPUs with AVX-512 BF16 (a SmolLM2 step 1.6x faster); on an
-    #: AVX2-only CPU several times slower, so float32 is the default.
+    #: float32. Fast on GPUs and on CPUs with AVX-512 BF16; on an AVX2-only CPU several times slower,
+    #: so float32 is the default (measured in docs/flow-grpo.md).
     dtype: WeightDtype = WeightDtype.FLOAT32
 
 
 class TaskKind(enum.Enum):
-    #: The built-in synthetic tool-use environment (``agentflow_rl.flow_grpo.synthetic``).
+    #: The built-in synthetic tool-use environment (``agentflow_rl.flow_grpo.tasks.synthetic.world``).
     SYNTHETIC = "synthetic"
     #: Questions and gold answers from files, solved with an ``agentflow.toml`` agent.
     RECORDS = "records"
@@ -298,12 +298,11 @@ class RunConfig:
     bf16: bool = False
     gradient_checkpointing: bool = False
     #: On a CPU, have glibc hand blocks of 1 MB and more back to the system as soon as they are freed
-    #: (``agentflow_rl.flow_grpo.allocator``): the peak stays at what a step needs instead of creeping
-    #: up, but every large tensor then costs fresh page faults. Measured on SmolLM2 (3 steps of
-    #: ``smollm2.toml``): peak 4.3 against 5.5 GiB, steps 26% slower. Also trims the heaps after
-    #: each rollout batch and micro-batch, caps oneDNN's primitive cache at 64 and ideep's at 1
-    #: (unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` or ``LRU_CACHE_CAPACITY`` is set). For runs with
-    #: a memory budget.
+    #: (``agentflow_rl.flow_grpo.run.memory``): the peak stays at what a step needs instead of creeping
+    #: up, but every large tensor then costs fresh page faults. Also trims the heaps after each
+    #: rollout batch and micro-batch, caps oneDNN's primitive cache at 64 and ideep's at 1 (unless
+    #: ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` or ``LRU_CACHE_CAPACITY`` is set). For runs with a memory
+    #: budget; peak and time measured in docs/flow-grpo.md, "The CPU allocator".
     release_freed_memory: bool = False
     #: Rollouts of each step saved to ``<output_dir>/samples/`` for ``agentflow view``; 0 saves none.
     sample_rollouts: int = attrs.field(default=4, validator=_ge0)
@@ -355,6 +354,11 @@ class TrainConfig:
             _check_trained("policy.lora.init", self.policy.lora.init, self.train.roles)
         if self.run.export_merged and self.policy.lora is None:
             raise ValueError("run.export_merged merges LoRA adapters; it needs policy.lora (full weights export as is)")
+
+
+def bundled_config(name: str) -> Path:
+    """A TOML shipped in ``agentflow_rl/flow_grpo/configs`` (e.g. ``synthetic.toml``)."""
+    return Path(str(resources.files("agentflow_rl.flow_grpo") / "configs" / name))
 
 
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from agentflow_core import EngineError, TokenTrace
+from agentflow_core.engines.token_runtime import grammar_factory, stop_ids, unpack
 
 if TYPE_CHECKING:
     import torch
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 class AllowedSets:
     """The grammar's allowed sets over one completion, and which positions were real choices."""
 
-    #: ``[n, W]`` int32, 32 tokens per word (``agentflow_core.engines.grammar`` layout); ``None``
+    #: ``[n, W]`` int32, 32 tokens per word (the layout of ``token_runtime.unpack``); ``None``
     #: when the completion was sampled without a grammar (every token allowed everywhere).
     packed: Any
     #: Per position: True when more than one token (other than only stop tokens) was allowed.
@@ -41,8 +42,6 @@ class GrammarReplay:
     """Replays recorded grammars with the policy's own tokenizer."""
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
-        from agentflow_core.engines.hf_engine import grammar_factory, stop_ids
-
         self._factory = grammar_factory(model, tokenizer)
         self._stops = sorted(stop_ids(model, tokenizer))
 
@@ -64,8 +63,6 @@ class GrammarReplay:
 
 def free_positions(packed: torch.Tensor, vocab_size: int, stops: Sequence[int]) -> tuple[bool, ...]:
     """True where the allowed set offers a real choice: two or more tokens, not all of them stops."""
-    from agentflow_core.engines.grammar import unpack
-
     allowed = unpack(packed, vocab_size)
     choices = allowed.sum(-1)
     non_stop = allowed.clone()

@@ -11,7 +11,7 @@ picks one with ``[task] reward = "name"``. The built-ins, registered through tha
 * ``graded`` — the scorer's graded value in [0, 1] (token F1, say);
 * ``tool_choice`` — 1 when the planner's first chosen tool is the record's gold tool.
 
->>> from agentflow_rl.flow_grpo.data import TrainRecord
+>>> from agentflow_rl.flow_grpo.tasks.records import TrainRecord
 >>> outcome(RewardContext(TrainRecord("1", "2+2?", ("4",)), answer="4"))
 1.0
 """
@@ -27,7 +27,7 @@ from typing import Protocol
 import attrs
 
 from agentflow_core import Score, Trajectory
-from agentflow_rl.flow_grpo.data import TrainRecord
+from agentflow_rl.flow_grpo.tasks.records import TrainRecord
 
 #: Reads an answer against a record's gold answers (a benchmark's ``score`` fits).
 Scorer = Callable[[TrainRecord, str], Score]

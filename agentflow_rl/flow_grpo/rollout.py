@@ -18,10 +18,10 @@ from typing import Any
 
 import attrs
 
-from agentflow_core import ConfigError, Engine, EngineConfig, EngineRegistrar, Solver, TokenTrace, Trajectory, hookimpl
-from agentflow_core.engines.embedded import SerialWorker
+from agentflow_core import Engine, EngineConfig, EngineRegistrar, Solver, TokenTrace, Trajectory, hookimpl
+from agentflow_core.engines.token_runtime import SerialWorker, engine_for_model
 from agentflow_core.records import ModuleRole
-from agentflow_rl.flow_grpo.data import TrainRecord
+from agentflow_rl.flow_grpo.tasks.records import TrainRecord
 
 #: The provider name under which the live policy is registered.
 POLICY_PROVIDER = "policy"
@@ -30,33 +30,22 @@ POLICY_PROVIDER = "policy"
 class PolicyEngines:
     """Registers the provider ``policy``: ``policy:<role>`` generates with that trained module's weights.
 
-    The engines come from the run's rollout backend (``make``), set once the registry exists (the
-    backend itself is found in it). Engine factories only run when a solver is made, afterwards.
+    ``make`` is the engine factory of the run's rollout backend, which is chosen before this plugin
+    is made; it runs only when a solver makes its engines.
     """
 
-    def __init__(self, make: Callable[[EngineConfig], Engine] | None = None) -> None:
+    def __init__(self, make: Callable[[EngineConfig], Engine]) -> None:
         self.make = make
 
     @classmethod
     def for_model(cls, model: Any, tokenizer: Any) -> PolicyEngines:
         """Every ``policy:<name>`` engine generates with this one model (tests, one-off rollouts)."""
-        from agentflow_core.engines.hf_engine import HFEngine
-
         worker = SerialWorker()
-        return cls(
-            lambda config: HFEngine.from_pretrained_objects(
-                model, tokenizer, name=config.model, config=config, worker=worker
-            )
-        )
+        return cls(lambda config: engine_for_model(model, tokenizer, config, worker=worker))
 
     @hookimpl
     def register_engines(self, register: EngineRegistrar) -> None:
-        register(POLICY_PROVIDER, self._engine, description="the modules being trained by Flow-GRPO")
-
-    def _engine(self, config: EngineConfig) -> Engine:
-        if self.make is None:
-            raise ConfigError(f"engine {config.model}: the policy's engines exist only inside a training run")
-        return self.make(config)
+        register(POLICY_PROVIDER, self.make, description="the modules being trained by Flow-GRPO")
 
 
 @attrs.frozen

@@ -19,9 +19,10 @@ from agentflow_core import Completion, Config, EngineConfig, EngineRegistrar, Ge
 from agentflow_core.config import AgentConfig, EnginesConfig, ModulesConfig
 from agentflow_core.plugins import load_registry
 from agentflow_core.registry import Registry
+from agentflow_rl.flow_grpo.model.tiny_policy import TinyPolicyConfig, build_policy, build_tokenizer
 from agentflow_rl.flow_grpo.rollout import PolicyEngines
-from agentflow_rl.flow_grpo.synthetic import TOOL_NAMES, SyntheticTask
-from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig, build_policy, build_tokenizer
+from agentflow_rl.flow_grpo.tasks.synthetic.plugin import SyntheticPlugin
+from agentflow_rl.flow_grpo.tasks.synthetic.world import TOOL_NAMES, SyntheticTask
 
 
 @attrs.frozen
@@ -58,7 +59,7 @@ def tiny_world(seed: int = 0, hidden: int = 64) -> TinyWorld:
     tokenizer = build_tokenizer(task.vocabulary())
     model = build_policy(tokenizer, TinyPolicyConfig(hidden=hidden, seed=seed)).eval()
     engines = PolicyEngines.for_model(model, tokenizer)
-    registry = load_registry(entry_points=False, extra=[task.plugin(), engines])
+    registry = load_registry(entry_points=False, extra=[SyntheticPlugin(task), engines])
     return TinyWorld(task, tokenizer, model, registry)
 
 

@@ -18,23 +18,29 @@ from typing import Any
 import attrs
 
 from agentflow_core import ConfigError, Solver
-from agentflow_core.records import MODULE_ROLES
-from agentflow_rl.flow_grpo import alerts, allocator, lora, metrics
+from agentflow_core.plugins import build_registry
+from agentflow_core.records import MODULE_ROLES, ModuleRole
+from agentflow_core.registry import Registry
 from agentflow_rl.flow_grpo.advantages import advantages, failed_groups
-from agentflow_rl.flow_grpo.backends.base import BackendContext, RolloutBackend
-from agentflow_rl.flow_grpo.batching import build_samples
-from agentflow_rl.flow_grpo.checkpoint import Progress, latest_checkpoint, save_checkpoint
-from agentflow_rl.flow_grpo.config import TaskKind, TrainConfig
-from agentflow_rl.flow_grpo.data import RecordStream, TrainRecord
+from agentflow_rl.flow_grpo.collation import build_samples
+from agentflow_rl.flow_grpo.config import OptimConfig, RunConfig, TaskKind, TrainConfig
 from agentflow_rl.flow_grpo.masking import GrammarReplay
-from agentflow_rl.flow_grpo.policy import export_policy, load_policy
+from agentflow_rl.flow_grpo.model import lora
+from agentflow_rl.flow_grpo.model.backends.base import BackendContext, RolloutBackend
+from agentflow_rl.flow_grpo.model.policy import load_policy
+from agentflow_rl.flow_grpo.model.sharded import RolloutCopy, shards_parameters
+from agentflow_rl.flow_grpo.model.trained import TrainedModules
+from agentflow_rl.flow_grpo.registry import TrainingRegistry
 from agentflow_rl.flow_grpo.rewards import RewardFn, context_for
 from agentflow_rl.flow_grpo.rollout import PolicyEngines, RolloutBatch, rollout_batch
-from agentflow_rl.flow_grpo.samples import save_samples
-from agentflow_rl.flow_grpo.sharded import RolloutCopy, shards_parameters
-from agentflow_rl.flow_grpo.tasks import TaskSetup, build_task, registry_for, reward_fn, solver_config
-from agentflow_rl.flow_grpo.tracking import JsonlTracker, read_metrics
-from agentflow_rl.flow_grpo.trained import TrainedModules
+from agentflow_rl.flow_grpo.run import alerts, memory, metrics
+from agentflow_rl.flow_grpo.run.checkpoint import Progress, latest_checkpoint, save_checkpoint
+from agentflow_rl.flow_grpo.run.export import export_policy
+from agentflow_rl.flow_grpo.run.kept_rollouts import keep_rollouts
+from agentflow_rl.flow_grpo.run.tracking import JsonlTracker, read_metrics
+from agentflow_rl.flow_grpo.tasks.records import RecordStream, TrainRecord
+from agentflow_rl.flow_grpo.tasks.setup import TaskSetup, build_task, solver_config
+from agentflow_rl.flow_grpo.tasks.tool_choice import dry_run
 from agentflow_rl.flow_grpo.update import UpdateContext, learnable, policy_update
 
 
@@ -80,58 +86,31 @@ class _Session:
         return (self.progress.elapsed_s + time.perf_counter() - self.started) / 60
 
 
-class FlowGRPOTrainer:
-    """Cheap to make; ``train()`` loads the policy, resumes if it can, and runs to a stop."""
+def train(config: TrainConfig) -> TrainResult:
+    """Load the policy, resume from the newest checkpoint if the run has one, and train to a stop.
 
-    def __init__(self, config: TrainConfig) -> None:
-        self.config = config
-
-    def train(self) -> TrainResult:
-        session = start_session(self.config)
-        try:
-            return _loop(session)
-        finally:
-            close_session(session)
+    Every way in ends here: ``agentflow train``, ``python -m agentflow_rl.flow_grpo`` and nox
+    read a TOML and call this.
+    """
+    session = start_session(config)
+    try:
+        return _loop(session)
+    finally:
+        close_session(session)
 
 
 def start_session(config: TrainConfig) -> _Session:
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    run = config.run
-    trackers: list[Any] = [*run.trackers, JsonlTracker("flow_grpo", run.output_dir)]
-    precision = "bf16" if run.bf16 else "no"
-    accelerator = Accelerator(
-        mixed_precision=precision, log_with=trackers, project_dir=run.output_dir, kwargs_handlers=_ddp_kwargs(config)
-    )
-    set_seed(run.seed + accelerator.process_index)
-    if run.release_freed_memory and accelerator.device.type == "cpu":
-        allocator.return_freed_memory()
-    accelerator.print(f"Flow-GRPO on {accelerator.num_processes} process(es), {accelerator.distributed_type.value}")
-    _check_divisible(config, accelerator.num_processes)
-    task = build_task(config)
+    accelerator = _accelerator(config)
+    task = build_task(config.task)
     base, tokenizer = load_policy(config.policy, task.vocabulary)
-    roles = config.train.roles
     sharded = shards_parameters(accelerator)
-    if sharded and config.policy.lora is not None:
-        raise ConfigError("policy.lora under FSDP is not supported yet; use DDP (configs/accelerate/ddp.yaml)")
-    modules = TrainedModules(base, roles, lora_settings=config.policy.lora, keep_base=_needs_base(config))
-    if run.gradient_checkpointing:
-        for model in modules.models:
-            _checkpoint_activations(model)
-    optimizer = _optimizer(config, modules.parameters())
-    copies = {role: RolloutCopy.of(modules.unwrapped(role), accelerator.device) for role in roles} if sharded else {}
-    optimizer = modules.prepare(accelerator, optimizer)
-    if modules.adapters:
-        _checkpoint_adapters_only(accelerator)
-    progress, stream = Progress(), RecordStream(task.train, seed=run.seed)
+    modules, optimizer, copies = _trained_modules(config, base, accelerator, sharded=sharded)
+    progress, stream = Progress(), RecordStream(task.train, seed=config.run.seed)
     accelerator.register_for_checkpointing(progress, stream)
-    _resume(accelerator, config, progress)
+    _resume(accelerator, config.run, progress)
     accelerator.init_trackers("flow_grpo", config=metrics.flat_config(config))
-    engines = PolicyEngines()
-    registry = registry_for(task, engines, dry_run_tools=config.task.dry_run_tools)
-    backend = _backend(config, registry, BackendContext(config, modules, tokenizer, task.vocabulary, copies))
-    engines.make = backend.engine
+    context = BackendContext(config.policy, config.rollout, modules, tokenizer, task.vocabulary, copies)
+    registry, backend, reward = _plugins(config, task, context)
     update = UpdateContext(
         accelerator=accelerator,
         modules=modules,
@@ -142,8 +121,9 @@ def start_session(config: TrainConfig) -> _Session:
         max_grad_norm=config.optim.max_grad_norm,
         # Sharded parameters gather per forward pass; two passes per backward were not checked there.
         share_prompts=config.rollout.share_prompts and not sharded,
-        release_memory=run.release_freed_memory and accelerator.device.type == "cpu",
+        release_memory=config.run.release_freed_memory and accelerator.device.type == "cpu",
     )
+    roles = config.train.roles
     return _Session(
         config,
         accelerator,
@@ -154,21 +134,69 @@ def start_session(config: TrainConfig) -> _Session:
         task,
         stream,
         progress,
-        train_solver=Solver(solver_config(task, config, evaluation=False), registry=registry),
-        eval_solver=Solver(solver_config(task, config, evaluation=True), registry=registry),
+        train_solver=Solver(solver_config(task, config.rollout, roles, evaluation=False), registry=registry),
+        eval_solver=Solver(solver_config(task, config.rollout, roles, evaluation=True), registry=registry),
         runner=asyncio.Runner(),
-        reward=reward_fn(config, registry),
+        reward=reward,
         backend=backend,
         replay=GrammarReplay(modules.unwrapped(roles[0]), tokenizer),
     )
 
 
-def _backend(config: TrainConfig, registry: Any, context: BackendContext) -> RolloutBackend:
-    try:
-        registered = registry.rollout_backend(config.rollout.backend)
-    except Exception as exc:
-        raise ConfigError(f"rollout.backend: {exc}") from None
-    return registered.factory(context)  # type: ignore[no-any-return]
+def _accelerator(config: TrainConfig) -> Any:
+    """accelerate's state for this process, seeded, with the trackers and (on request) the memory tuning."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    run = config.run
+    trackers: list[Any] = [*run.trackers, JsonlTracker("flow_grpo", run.output_dir)]
+    precision = "bf16" if run.bf16 else "no"
+    handlers = _ddp_kwargs(config.train.roles)
+    accelerator = Accelerator(
+        mixed_precision=precision, log_with=trackers, project_dir=run.output_dir, kwargs_handlers=handlers
+    )
+    set_seed(run.seed + accelerator.process_index)
+    if run.release_freed_memory and accelerator.device.type == "cpu":
+        memory.return_freed_memory()
+    accelerator.print(f"Flow-GRPO on {accelerator.num_processes} process(es), {accelerator.distributed_type.value}")
+    _check_divisible(config.rollout.questions_per_step, accelerator.num_processes)
+    return accelerator
+
+
+def _trained_modules(
+    config: TrainConfig, base: Any, accelerator: Any, *, sharded: bool
+) -> tuple[TrainedModules, Any, dict[str, RolloutCopy]]:
+    """The trained modules on ``base``, prepared by accelerate with their optimizer, and (under FSDP)
+    the unsharded twins rollouts generate from."""
+    roles = config.train.roles
+    if sharded and config.policy.lora is not None:
+        raise ConfigError("policy.lora under FSDP is not supported yet; use DDP (configs/accelerate/ddp.yaml)")
+    modules = TrainedModules(base, roles, lora_settings=config.policy.lora, keep_base=_needs_base(config))
+    if config.run.gradient_checkpointing:
+        for model in modules.models:
+            _checkpoint_activations(model)
+    optimizer = _optimizer(config.optim, modules.parameters())
+    copies = {role: RolloutCopy.of(modules.unwrapped(role), accelerator.device) for role in roles} if sharded else {}
+    optimizer = modules.prepare(accelerator, optimizer)
+    if modules.adapters:
+        _checkpoint_adapters_only(accelerator)
+    return modules, optimizer, copies
+
+
+def _plugins(
+    config: TrainConfig, task: TaskSetup, context: BackendContext
+) -> tuple[Registry, RolloutBackend, RewardFn]:
+    """The solvers' registry, the rollout backend and the reward, from the run's plugins.
+
+    The backend is chosen and made first; the ``policy`` engines are then registered with it.
+    """
+    pm = task.plugin_manager()
+    training = TrainingRegistry.collect(pm)
+    reward = training.reward(config.task.reward).fn
+    backend = training.rollout_backend(config.rollout.backend).factory(context)
+    pm.register(PolicyEngines(backend.engine))
+    registry = build_registry(pm)
+    return (dry_run(registry) if config.task.dry_run_tools else registry), backend, reward
 
 
 def _needs_base(config: TrainConfig) -> bool:
@@ -182,11 +210,11 @@ def _needs_base(config: TrainConfig) -> bool:
     return any(config.task.module(role) not in (None, "synthetic") for role in untrained)
 
 
-def _ddp_kwargs(config: TrainConfig) -> list[Any]:
+def _ddp_kwargs(roles: Sequence[ModuleRole]) -> list[Any]:
     """Several trained modules on one DDP model leave some adapters unused in a backward pass."""
     from accelerate.utils import DistributedDataParallelKwargs
 
-    return [DistributedDataParallelKwargs(find_unused_parameters=len(config.train.roles) > 1)]
+    return [DistributedDataParallelKwargs(find_unused_parameters=len(roles) > 1)]
 
 
 def _checkpoint_adapters_only(accelerator: Any) -> None:
@@ -213,25 +241,22 @@ def _checkpoint_activations(model: Any) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def _check_divisible(config: TrainConfig, processes: int) -> None:
-    from agentflow_core import ConfigError
-
-    if config.rollout.questions_per_step % processes:
+def _check_divisible(questions_per_step: int, processes: int) -> None:
+    if questions_per_step % processes:
         raise ConfigError(
-            f"rollout.questions_per_step ({config.rollout.questions_per_step}) must be a multiple of the "
+            f"rollout.questions_per_step ({questions_per_step}) must be a multiple of the "
             f"{processes} processes, so every process averages the same number of groups"
         )
 
 
-def _optimizer(config: TrainConfig, parameters: list[Any]) -> Any:
+def _optimizer(optim: OptimConfig, parameters: list[Any]) -> Any:
     import torch
 
-    optim = config.optim
     return torch.optim.AdamW(parameters, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
 
 
-def _resume(accelerator: Any, config: TrainConfig, progress: Progress) -> None:
-    found = latest_checkpoint(config.run.output_dir) if config.run.resume else None
+def _resume(accelerator: Any, run: RunConfig, progress: Progress) -> None:
+    found = latest_checkpoint(run.output_dir) if run.resume else None
     if found is not None:
         accelerator.load_state(str(found))
         accelerator.print(f"resumed from {found} at step {progress.step}")
@@ -312,7 +337,7 @@ def train_step(session: _Session) -> dict[str, float]:
     updates = [policy_update(session.update, samples, first_pass=i == 0) for i in range(config.optim.updates_per_batch)]
     session.progress.step += 1
     if accelerator.is_main_process:  # a few rollouts for `agentflow view`; every process would append its own
-        save_samples(
+        keep_rollouts(
             config.run.output_dir, session.progress.step, rollouts, rewards, per_turn, config.run.sample_rollouts
         )
     values = metrics.step_metrics(
@@ -344,7 +369,7 @@ def _rollouts(session: _Session, solver: Solver, records: Sequence[TrainRecord],
     batch = session.runner.run(rollout_batch(solver, records, size, session.config.train.roles, timeout_s=timeout))
     session.backend.check()  # a dead or stuck generator fails the step here, in one line
     if session.update.release_memory:
-        allocator.trim()  # the KV caches' and activations' small blocks, before the update's
+        memory.trim()  # the KV caches' and activations' small blocks, before the update's
     return batch
 
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import attrs
 
-from agentflow_rl.flow_grpo import allocator
-from agentflow_rl.flow_grpo.batching import TurnSample, collate, completion_logprobs
+from agentflow_rl.flow_grpo.collation import TurnSample, collate
+from agentflow_rl.flow_grpo.logprobs import completion_logprobs
 from agentflow_rl.flow_grpo.loss import ClipSettings, token_terms, weighted_loss
-from agentflow_rl.flow_grpo.trained import TrainedModules
+from agentflow_rl.flow_grpo.model.trained import TrainedModules
+from agentflow_rl.flow_grpo.run import memory
 
 
 @attrs.frozen
@@ -86,7 +87,7 @@ def policy_update(ctx: UpdateContext, samples: Sequence[TurnSample], *, first_pa
             with contextlib.nullcontext() if sync else ctx.accelerator.no_sync(ctx.modules.prepared(role)):
                 _micro_step(ctx, role, chunk, sums[role], first_pass)
             if ctx.release_memory:
-                allocator.trim()
+                memory.trim()
     if not samples:
         _zero_backward(ctx)
     stats = _total(sums)

@@ -2,7 +2,7 @@
 
 ``metrics.jsonl`` is followed like a results file (a training run appends to it while the page
 is open); ``config.json`` is the flat config the trainer stored; ``samples/step-*.jsonl`` are the
-rollouts ``agentflow_rl.flow_grpo.samples`` kept, read through the core's converter.
+rollouts ``agentflow_rl.flow_grpo.run.kept_rollouts`` kept, read through the core's converter.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from agentflow_core.serde import to_dict
-from agentflow_rl.flow_grpo.checkpoint import COMPLETE, checkpoint_root
-from agentflow_rl.flow_grpo.samples import SAMPLES_DIR, read_samples, sample_steps, samples_path
+from agentflow_rl.flow_grpo.run.checkpoint import COMPLETE, checkpoint_root
+from agentflow_rl.flow_grpo.run.kept_rollouts import KEPT_DIR, kept_path, kept_steps, read_kept_rollouts
 from agentflow_rl.view.tail import JsonlTail, seen_upto
 
 #: ``flow_grpo.tracking.METRICS_FILE``, named again: that module imports accelerate, which a viewer
@@ -38,7 +38,7 @@ class TrainingRun:
 
     @staticmethod
     def claims(path: Path) -> bool:
-        markers = (METRICS_FILE, SAMPLES_DIR, "checkpoints")
+        markers = (METRICS_FILE, KEPT_DIR, "checkpoints")
         return path.is_dir() and any((path / marker).exists() for marker in markers)
 
     def metrics_since(self, version: str) -> dict[str, Any]:
@@ -61,14 +61,14 @@ class TrainingRun:
             "config": _json_file(self.path / "config.json"),
             "run": _json_file(self.path / "run.json"),
             "checkpoints": _checkpoints(self.path),
-            "sample_steps": sample_steps(self.path),
+            "sample_steps": kept_steps(self.path),
         }
 
     def samples(self, step: int) -> dict[str, Any]:
-        path = samples_path(self.path, step)
+        path = kept_path(self.path, step)
         if not path.is_file():
             raise KeyError(step)
-        return {"step": step, "samples": [to_dict(s) for s in read_samples(path)]}
+        return {"step": step, "samples": [to_dict(s) for s in read_kept_rollouts(path)]}
 
 
 def _metric_row(line: bytes) -> dict[str, Any] | None:

@@ -15,9 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from agentflow_rl.flow_grpo import trainer  # noqa: E402
 from agentflow_rl.flow_grpo.config import load_train_config  # noqa: E402
 from agentflow_rl.flow_grpo.testing import write_config  # noqa: E402
-from agentflow_rl.flow_grpo.trainer import FlowGRPOTrainer  # noqa: E402
 from tests.view_support import XSS_ITEM, FlowScript, make_eval_run, serve, write_data  # noqa: E402
 
 OUT = ROOT / "docs" / "viewer"
@@ -34,7 +34,7 @@ def train(root: Path) -> Path:
             "run": {"output_dir": str(output), "max_steps": 12, "eval_every": 2, "eval_questions": 40},
         },
     )
-    FlowGRPOTrainer(load_train_config(config, {"run.trackers": [], "run.checkpoint_every": 0})).train()
+    trainer.train(load_train_config(config, {"run.trackers": [], "run.checkpoint_every": 0}))
     return output
 
 

@@ -17,10 +17,10 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
 from agentflow_core import EngineConfig, GenerationRequest, Message
+from agentflow_rl.flow_grpo.model.sharded import RolloutCopy, is_sharded
+from agentflow_rl.flow_grpo.model.tiny_policy import TinyPolicyConfig, build_policy, build_tokenizer
 from agentflow_rl.flow_grpo.rollout import PolicyEngines
-from agentflow_rl.flow_grpo.sharded import RolloutCopy, is_sharded
-from agentflow_rl.flow_grpo.synthetic import SyntheticTask
-from agentflow_rl.flow_grpo.tiny_policy import TinyPolicyConfig, build_policy, build_tokenizer
+from agentflow_rl.flow_grpo.tasks.synthetic.world import SyntheticTask
 
 
 def token_logprobs(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
@@ -59,7 +59,7 @@ def main() -> None:
     assert gap < 1e-5, f"copy and sharded model disagree by {gap}"
 
     engines = PolicyEngines.for_model(copy.model, tokenizer)
-    engine = engines._engine(EngineConfig(model="policy:planner", temperature=1.0))
+    engine = engines.make(EngineConfig(model="policy:planner", temperature=1.0))
     request = GenerationRequest((Message("user", "k1 plus 3"),), max_tokens=2 + 7 * rank)
     completion = asyncio.run(engine.generate(request))
     assert completion.tokens is not None and len(completion.tokens.completion_ids) >= 1

@@ -23,9 +23,7 @@ from typing import Any
 
 import attrs
 
-from agentflow_core.engines.endpoints import server_trouble
-from agentflow_core.engines.grammar import json_schema_ebnf
-from agentflow_core.engines.retry import CallFailure
+from agentflow_core.engines.token_runtime import CallFailure, json_schema_ebnf, server_trouble
 from agentflow_core.errors import EngineError
 from agentflow_rl.flow_grpo.fleet.servers import Fleet
 

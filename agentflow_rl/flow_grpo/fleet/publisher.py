@@ -1,7 +1,7 @@
 """After an optimizer step: each trained module's adapter written once, then loaded in place on every server.
 
 Version ``N`` goes to ``<root>/v00000N/<module>/`` (the trainer's own PEFT export,
-:func:`agentflow_rl.flow_grpo.lora.export_adapters`), and every live server gets, per module,
+:func:`agentflow_rl.flow_grpo.model.lora.export_adapters`), and every live server gets, per module,
 ``POST /v1/load_lora_adapter {"lora_name": module, "lora_path": ..., "load_inplace": true}``:
 vLLM swaps the weights behind the module's name without a restart (the server needs
 ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``, which the launcher sets).
@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agentflow_core.engines.retry import CallFailure
+from agentflow_core.engines.token_runtime import CallFailure
 from agentflow_rl.flow_grpo.fleet.servers import Fleet
 
 
@@ -54,8 +54,8 @@ class AdapterPublisher:
         self.fleet.pool.require_live()
 
     def _write(self, model: Any, tokenizer: Any, modules: Sequence[str], version: int) -> dict[str, Path]:
-        from agentflow_rl.flow_grpo import lora
-        from agentflow_rl.flow_grpo.policy import readable_as_umask
+        from agentflow_rl.flow_grpo.model import lora
+        from agentflow_rl.flow_grpo.run.export import readable_as_umask
 
         folder = self._folder(version)
         folders = lora.export_adapters(model, tokenizer, modules, folder)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agentflow_core.engines.chat_http import ChatHTTP
-from agentflow_core.engines.endpoints import EndpointPool
+from agentflow_core.engines.token_runtime import ChatHTTP, EndpointPool
 from agentflow_rl.flow_grpo.fleet.versions import AdapterVersions
 
 #: vLLM servers started without ``--api-key`` take any bearer token.

@@ -37,10 +37,9 @@ def chat_body(config: EngineConfig, request: GenerationRequest, *, form: str | N
     if request.json_schema is not None and form is not None:
         body["format"] = dict(request.json_schema.schema) if form == "schema" else "json"
     options = {k: v for k, v in config.options.items() if k not in ENGINE_OPTIONS}
-    temperature = request.temperature if request.temperature is not None else config.temperature
+    temperature, max_tokens = request.sampling(config)
     if temperature is not None:
         options["temperature"] = temperature
-    max_tokens = request.max_tokens if request.max_tokens is not None else config.max_tokens
     if max_tokens is not None:
         options["num_predict"] = max_tokens
     if options:

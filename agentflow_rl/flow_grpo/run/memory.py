@@ -1,30 +1,21 @@
-"""Keep a CPU training process's memory at what it uses, not at what glibc kept from earlier steps.
+"""Machine tuning for a CPU training process: its memory stays at what a step uses, not at what glibc kept.
 
 PyTorch on the CPU allocates tensors with plain ``malloc``. glibc serves large blocks with ``mmap``
-and gives them back on ``free``, but it raises that threshold each time such a block is freed (up
-to 32 MB), after which activations of a few MB land on the heap, where freed space is kept for
-reuse and fragments; worker threads (the rollout engine's) get heaps of their own. A step's peak
-resident memory then creeps up from step to step. Fixing the threshold (which also stops glibc
-moving it) and capping the number of heaps keeps each step's peak where its tensors put it.
+and gives them back on ``free``, but raises that threshold each time such a block is freed, after
+which activations of a few MB land on the heap, where freed space is kept for reuse and fragments;
+worker threads get heaps of their own. A step's peak then creeps up from step to step. Fixing the
+threshold (which also stops glibc moving it) and capping the number of heaps keeps each peak where
+its tensors put it, and ``trim`` hands the heaps' free pages back after each rollout batch and
+micro-batch.
 
-Two more things hold memory from step to step. Freed blocks under the threshold stay in the heaps
-until ``malloc_trim`` hands their whole free pages back, which the trainer calls after every
-rollout batch and every micro-batch of the update. And oneDNN, PyTorch's CPU matmul backend, keeps
-up to 1024 compiled primitives, one per layer shape seen, and a rollout or update sees new shapes
-at every prompt length: on SmolLM2 in bfloat16 that cache alone grew a LoRA update by ~150 MB over
-20 micro-batches of different lengths. Capped at 64 (the shapes of the last few micro-batches), it
-grew by ~90 MB, as with no cache at all, for an update ~6% slower; with no cache it was 1.75x slower.
-Above that cache sits a second one: ideep, the wrapper PyTorch calls oneDNN through, keeps up to
-1024 matmul primitives per thread, keyed by shape as well, each with its descriptor and kernel,
-whether or not oneDNN's cache still holds them (~0.27 MB each: 300 bfloat16 matmul shapes grew the
-heap by 174 MB with both caches at their defaults, 101 MB with oneDNN's at 64, 22 MB with ideep's
-at 1 as well). Its capacity is ``LRU_CACHE_CAPACITY``; at 1 a call with another shape than the
-last rebuilds the descriptor, and 30 LoRA forward and backward passes over 15 lengths took the
-same time (702 against 703 s) for 56 MB less.
+Two caches keyed by tensor shape hold memory too, and a rollout or an update meets new shapes at
+every prompt length: oneDNN's primitive cache and, above it, ideep's per-thread one. Both are
+capped through their environment variables, at sizes that cost no measurable time.
 
-The price is time: every freed block of a MB or more is unmapped, so the next tensor of that size is
-faulted in again page by page (on SmolLM2, steps about a quarter slower). Hence opt-in, for runs
-with a memory budget: ``[run] release_freed_memory``.
+The price is time: every freed block of a MB or more is unmapped, so the next tensor of that size
+is faulted in again page by page. Hence opt-in, for runs with a memory budget: ``[run]
+release_freed_memory``. The measurements behind each setting are in ``docs/flow-grpo.md`` ("The CPU
+allocator" and the memory sections that follow it).
 """
 
 from __future__ import annotations

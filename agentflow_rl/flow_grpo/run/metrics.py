@@ -16,7 +16,7 @@ import attrs
 from agentflow_core import ToolFailure
 from agentflow_core.records import ModuleRole
 from agentflow_rl.flow_grpo.advantages import failed_groups
-from agentflow_rl.flow_grpo.batching import TurnSample
+from agentflow_rl.flow_grpo.collation import TurnSample
 from agentflow_rl.flow_grpo.rollout import Rollout
 from agentflow_rl.flow_grpo.update import UpdateStats
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from agentflow_core import Completion, EngineConfig, EngineError, GenerationRequest
 from agentflow_core.serde import from_json, to_json
-from agentflow_rl.flow_grpo.backends.base import BackendContext, RolloutBackendError
+from agentflow_rl.flow_grpo.model.backends.base import BackendContext, RolloutBackendError
 
 #: How long a worker may take to build its model and say it is ready.
 START_TIMEOUT_S = 600.0
@@ -34,7 +34,7 @@ _Reply = Callable[[bool, Any], None]
 class WorkerBackend:
     def __init__(self, context: BackendContext) -> None:
         self._context = context
-        self._timeout = context.config.rollout.worker_timeout_s or None
+        self._timeout = context.rollout.worker_timeout_s or None
         self._process: Any = None
         self._conn: Any = None
         self._send_lock = threading.Lock()
@@ -121,12 +121,15 @@ class WorkerBackend:
     def _start(self) -> None:
         import multiprocessing
 
-        from agentflow_rl.flow_grpo.backends import worker_main
+        from agentflow_rl.flow_grpo.model.backends import worker_main
 
-        context = multiprocessing.get_context("spawn")  # no inherited threads, locks or CUDA state
-        here, there = context.Pipe()
-        self._process = context.Process(
-            target=worker_main.main, args=(there, self._context.config, self._context.vocabulary), daemon=True
+        spawn = multiprocessing.get_context("spawn")  # no inherited threads, locks or CUDA state
+        context = self._context
+        here, there = spawn.Pipe()
+        self._process = spawn.Process(
+            target=worker_main.main,
+            args=(there, context.policy, context.rollout, context.modules.roles, context.vocabulary),
+            daemon=True,
         )
         self._process.start()
         there.close()
@@ -217,7 +220,7 @@ def _settle(future: asyncio.Future[Completion], ok: bool, value: Any) -> None:
 
 def _trained_tensors(context: BackendContext) -> dict[str, dict[str, Any]]:
     """What changes with training: every adapter (one model), or each trained module's weights."""
-    from agentflow_rl.flow_grpo import lora
+    from agentflow_rl.flow_grpo.model import lora
 
     modules = context.modules
     if modules.adapters:

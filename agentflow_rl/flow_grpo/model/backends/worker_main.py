@@ -1,6 +1,6 @@
 """The rollout worker process of the ``hf_worker`` backend.
 
-It builds the policy from the training config exactly as the trainer does, then serves messages
+It builds the policy from the run's ``[policy]`` settings exactly as the trainer does, then serves messages
 from its pipe: ``weights`` (load the trained tensors, answer with their checksum), ``generate``
 (one request for ``policy:<name>``, answered with the completion) and ``close``. Generations run
 concurrently on one event loop, so the in-process engines batch them; weights are only loaded once
@@ -12,15 +12,26 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from agentflow_core import EngineConfig, GenerationRequest
 from agentflow_core.serde import from_json, to_json
 
+if TYPE_CHECKING:
+    from agentflow_core.records import ModuleRole
+    from agentflow_rl.flow_grpo.config import PolicyConfig, RolloutConfig
 
-def main(conn: Any, config: Any, vocabulary: tuple[str, ...] | None) -> None:
+
+def main(
+    conn: Any,
+    policy: PolicyConfig,
+    rollout: RolloutConfig,
+    roles: Sequence[ModuleRole],
+    vocabulary: tuple[str, ...] | None,
+) -> None:
     try:
-        backend, modules = _build(config, vocabulary)
+        backend, modules = _build(policy, rollout, roles, vocabulary)
     except Exception as exc:  # the parent reports it in one line
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
@@ -28,16 +39,18 @@ def main(conn: Any, config: Any, vocabulary: tuple[str, ...] | None) -> None:
     asyncio.run(_Server(conn, backend, modules).serve())
 
 
-def _build(config: Any, vocabulary: tuple[str, ...] | None) -> tuple[Any, Any]:
-    from agentflow_rl.flow_grpo.backends.base import BackendContext
-    from agentflow_rl.flow_grpo.backends.inprocess import InProcessBackend
-    from agentflow_rl.flow_grpo.policy import load_policy
-    from agentflow_rl.flow_grpo.trained import TrainedModules
+def _build(
+    policy: PolicyConfig, rollout: RolloutConfig, roles: Sequence[ModuleRole], vocabulary: tuple[str, ...] | None
+) -> tuple[Any, Any]:
+    from agentflow_rl.flow_grpo.model.backends.base import BackendContext
+    from agentflow_rl.flow_grpo.model.backends.inprocess import InProcessBackend
+    from agentflow_rl.flow_grpo.model.policy import load_policy
+    from agentflow_rl.flow_grpo.model.trained import TrainedModules
 
-    base, tokenizer = load_policy(config.policy, vocabulary)
-    modules = TrainedModules(base, config.train.roles, lora_settings=config.policy.lora, keep_base=True)
+    base, tokenizer = load_policy(policy, vocabulary)
+    modules = TrainedModules(base, roles, lora_settings=policy.lora, keep_base=True)
     modules.train_mode(False)
-    return InProcessBackend(BackendContext(config, modules, tokenizer, vocabulary)), modules
+    return InProcessBackend(BackendContext(policy, rollout, modules, tokenizer, vocabulary)), modules
 
 
 class _Server:
@@ -83,7 +96,7 @@ class _Server:
     def _load_weights(self, key: int, payload: dict[str, bytes]) -> None:
         import torch
 
-        from agentflow_rl.flow_grpo import lora
+        from agentflow_rl.flow_grpo.model import lora
 
         try:
             total = 0.0

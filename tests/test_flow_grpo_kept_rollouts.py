@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 from agentflow_core import Query, StopReason, Trajectory
-from agentflow_rl.flow_grpo.samples import choose, read_samples, sample_steps, samples_path
+from agentflow_rl.flow_grpo.run.kept_rollouts import choose, kept_path, kept_steps, read_kept_rollouts
 
 _EMPTY = Trajectory(Query("q"), None, (), None, None, StopReason.VERIFIER_STOP, 0.0)
 
@@ -48,13 +48,13 @@ def test_a_training_run_keeps_its_rollouts_per_step(tmp_path: Path) -> None:
             },
         )
         config = load_train_config(path, {"run.trackers": [], "run.sample_rollouts": keep})
-        trainer.FlowGRPOTrainer(config).train()
+        trainer.train(config)
         return output
 
     output = run("kept", 3)
-    assert sample_steps(output) == [1, 2]
+    assert kept_steps(output) == [1, 2]
     for step in (1, 2):
-        samples = read_samples(samples_path(output, step))
+        samples = read_kept_rollouts(kept_path(output, step))
         assert len(samples) == 3 and {s.step for s in samples} == {step}
         for sample in samples:
             calls = list(sample.trajectory.module_calls())

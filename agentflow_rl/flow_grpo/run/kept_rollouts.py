@@ -1,6 +1,6 @@
 """A few rollouts of each training step, kept on disk so that a person can read what was learnt from.
 
-``save_samples`` appends ``<output_dir>/samples/step-0000010.jsonl``: one ``SampledRollout`` per
+``keep_rollouts`` appends ``<output_dir>/samples/step-0000010.jsonl``: one ``KeptRollout`` per
 line, through the core's converter, with its reward, the advantage of every trained turn and
 which module calls those turns were. ``agentflow view <output_dir>`` shows them beside the curves.
 
@@ -22,7 +22,8 @@ from agentflow_core import TokenTrace, Trajectory
 from agentflow_core.records import Answer, PlannerDecision, QueryAnalysis, ToolCall, Verdict
 from agentflow_core.serde import from_json, to_json
 
-SAMPLES_DIR = "samples"
+#: The folder's name predates this module's: earlier runs, and the viewer's URLs, still say ``samples``.
+KEPT_DIR = "samples"
 
 
 class _Question(Protocol):
@@ -55,7 +56,7 @@ class RolloutLike(Protocol):
 
 
 @attrs.frozen
-class SampledRollout:
+class KeptRollout:
     step: int
     #: The question's group within the step; siblings share it.
     group: int
@@ -72,8 +73,8 @@ class SampledRollout:
     trajectory: Trajectory
 
 
-def samples_path(output_dir: str | os.PathLike[str], step: int) -> Path:
-    return Path(output_dir) / SAMPLES_DIR / f"step-{step:07d}.jsonl"
+def kept_path(output_dir: str | os.PathLike[str], step: int) -> Path:
+    return Path(output_dir) / KEPT_DIR / f"step-{step:07d}.jsonl"
 
 
 def choose(rollouts: Sequence[RolloutLike], rewards: Sequence[float], count: int) -> list[int]:
@@ -90,11 +91,11 @@ def choose(rollouts: Sequence[RolloutLike], rewards: Sequence[float], count: int
     return [i for g in mixed + uniform for i in g][:count]
 
 
-def sampled(rollout: RolloutLike, step: int, reward: float, advantages: Sequence[float]) -> SampledRollout:
+def kept(rollout: RolloutLike, step: int, reward: float, advantages: Sequence[float]) -> KeptRollout:
     calls = list(rollout.trajectory.module_calls())
     traces = {(turn.role, id(turn.trace)) for turn in rollout.turns}
     trained = tuple(i for i, call in enumerate(calls) if (call.role, id(call.tokens)) in traces)
-    return SampledRollout(
+    return KeptRollout(
         step=step,
         group=rollout.group,
         question_id=rollout.record.id,
@@ -108,7 +109,7 @@ def sampled(rollout: RolloutLike, step: int, reward: float, advantages: Sequence
     )
 
 
-def save_samples(
+def keep_rollouts(
     output_dir: str | os.PathLike[str],
     step: int,
     rollouts: Sequence[RolloutLike],
@@ -116,7 +117,7 @@ def save_samples(
     per_turn: Sequence[Sequence[float]],
     count: int,
 ) -> Path | None:
-    """Append ``count`` of the step's rollouts to its samples file; ``count = 0`` writes nothing.
+    """Append ``count`` of the step's rollouts to its file in ``KEPT_DIR``; ``count = 0`` writes nothing.
 
     ``per_turn[i]`` holds the advantage of each trained turn of ``rollouts[i]``, as
     ``advantages()`` returns them. Call it from the main process only: every process would
@@ -125,28 +126,28 @@ def save_samples(
     chosen = choose(rollouts, rewards, count) if count > 0 else []
     if not chosen:
         return None
-    path = samples_path(output_dir, step)
+    path = kept_path(output_dir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [to_json(sampled(rollouts[i], step, rewards[i], per_turn[i])) + "\n" for i in chosen]
+    lines = [to_json(kept(rollouts[i], step, rewards[i], per_turn[i])) + "\n" for i in chosen]
     with path.open("a", encoding="utf-8") as out:
         out.write("".join(lines))
     return path
 
 
-def read_samples(path: Path) -> list[SampledRollout]:
+def read_kept_rollouts(path: Path) -> list[KeptRollout]:
     """Every complete line of one step's file; a line cut short by a kill is skipped."""
     found = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             try:
-                found.append(from_json(line, SampledRollout))
+                found.append(from_json(line, KeptRollout))
             except Exception:  # the last line of a killed run, or another version's record
                 continue
     return found
 
 
-def sample_steps(output_dir: str | os.PathLike[str]) -> list[int]:
-    folder = Path(output_dir) / SAMPLES_DIR
+def kept_steps(output_dir: str | os.PathLike[str]) -> list[int]:
+    folder = Path(output_dir) / KEPT_DIR
     steps = []
     for path in folder.glob("step-*.jsonl") if folder.is_dir() else ():
         number = path.stem.removeprefix("step-")

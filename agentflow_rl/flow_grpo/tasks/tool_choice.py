@@ -34,7 +34,7 @@ from agentflow_core import (
 )
 from agentflow_core.registry import RegisteredTool, Registry
 from agentflow_core.tool import ToolSpec
-from agentflow_rl.flow_grpo.planners import _ToolChoicePlanner
+from agentflow_rl.flow_grpo.tasks.choice import ChoicePlanner
 
 SYSTEM = (
     "You route questions to tools. Read the tools' descriptions and pick the one tool that fits the "
@@ -57,7 +57,7 @@ def tool_choice_messages(state: FlowState) -> tuple[Message, ...]:
     return (Message("system", SYSTEM), Message("user", PROMPT.format(query=state.query.text, tools=tools)))
 
 
-class ToolChoicePlanner(_ToolChoicePlanner):
+class ToolChoicePlanner(ChoicePlanner):
     """One decision per turn, the tool, from the tools' own descriptions."""
 
     def messages(self, state: FlowState) -> tuple[Message, ...]:

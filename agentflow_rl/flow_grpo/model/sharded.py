@@ -15,10 +15,10 @@ gather has another API, and it is refused with a clear error rather than half su
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from agentflow_core import ConfigError
+from agentflow_rl.flow_grpo.model.trained import frozen_copy
 
 
 class RolloutCopy:
@@ -30,10 +30,7 @@ class RolloutCopy:
     @classmethod
     def of(cls, model: Any, device: Any) -> RolloutCopy:
         """Copy ``model`` before it is sharded (sharding rewrites the module in place)."""
-        twin = copy.deepcopy(model).to(device).eval()
-        for parameter in twin.parameters():
-            parameter.requires_grad_(False)
-        return cls(twin)
+        return cls(frozen_copy(model).to(device))
 
     def refresh(self, sharded: Any) -> None:
         """Load the current full weights of ``sharded`` into the copy. Every process must call it."""

@@ -9,9 +9,9 @@ import attrs
 from agentflow_core import AgentFlowError, Engine, EngineConfig
 
 if TYPE_CHECKING:
-    from agentflow_rl.flow_grpo.config import TrainConfig
-    from agentflow_rl.flow_grpo.sharded import RolloutCopy
-    from agentflow_rl.flow_grpo.trained import TrainedModules
+    from agentflow_rl.flow_grpo.config import PolicyConfig, RolloutConfig
+    from agentflow_rl.flow_grpo.model.sharded import RolloutCopy
+    from agentflow_rl.flow_grpo.model.trained import TrainedModules
 
 
 class RolloutBackendError(AgentFlowError):
@@ -20,9 +20,11 @@ class RolloutBackendError(AgentFlowError):
 
 @attrs.frozen
 class BackendContext:
-    """What a backend factory receives."""
+    """What a backend factory receives: the run's ``[policy]`` and ``[rollout]`` settings and the live models."""
 
-    config: TrainConfig
+    #: How to build the policy again (a backend in another process loads its own copy).
+    policy: PolicyConfig
+    rollout: RolloutConfig
     #: The models being trained (adapters, or a model per module) and the frozen base.
     modules: TrainedModules
     tokenizer: Any

@@ -4,7 +4,10 @@ about a person, place or event (``wikipedia_search``), as ``records`` rows with 
 Training and held-out questions share no template, no number and no name: the held-out score
 measures whether the planner learnt *which kind of question needs which tool*, not the strings.
 
-    python -m agentflow_rl.flow_grpo.tool_choice_data OUT_DIR   # writes train.jsonl and eval.jsonl
+    python -m agentflow_rl.flow_grpo.tasks.tool_choice_questions OUT_DIR   # writes train.jsonl and eval.jsonl
+
+``data/tool_choice_train.jsonl`` and ``data/tool_choice_eval.jsonl`` are its output with the defaults
+(a test keeps them so), and ``benchmarks/tool_choice_race.py`` writes them afresh the same way.
 """
 
 from __future__ import annotations

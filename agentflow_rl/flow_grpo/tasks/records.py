@@ -40,7 +40,7 @@ class TrainRecord:
 
 def bundled_sample() -> Path:
     """A small JSONL of synthetic questions shipped with the package, for examples and tests."""
-    return Path(str(resources.files("agentflow_rl.flow_grpo") / "data" / "synthetic_sample.jsonl"))
+    return Path(str(resources.files("agentflow_rl.flow_grpo.tasks") / "data" / "synthetic_sample.jsonl"))
 
 
 def load_records(path: str | Path) -> list[TrainRecord]:

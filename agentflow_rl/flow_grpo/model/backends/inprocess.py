@@ -11,8 +11,8 @@ from contextlib import nullcontext
 from typing import Any
 
 from agentflow_core import ConfigError, Engine, EngineConfig
-from agentflow_core.engines.embedded import SerialWorker
-from agentflow_rl.flow_grpo.backends.base import BackendContext
+from agentflow_core.engines.token_runtime import SerialWorker, engine_for_model
+from agentflow_rl.flow_grpo.model.backends.base import BackendContext
 
 
 class InProcessBackend:
@@ -21,12 +21,8 @@ class InProcessBackend:
         self._worker = SerialWorker()  # one model may serve several adapters: one decode at a time
 
     def engine(self, config: EngineConfig) -> Engine:
-        from agentflow_core.engines.hf_engine import HFEngine
-
         model, scope = self.generator(config.model_name)
-        return HFEngine.from_pretrained_objects(
-            model, self._context.tokenizer, name=config.model, config=config, worker=self._worker, scope=scope
-        )
+        return engine_for_model(model, self._context.tokenizer, config, worker=self._worker, scope=scope)
 
     def generator(self, name: str) -> tuple[Any, Any]:
         copies = self._context.copies

@@ -12,15 +12,14 @@ import textwrap
 
 import pytest
 
-from agentflow_rl.flow_grpo import allocator
-from agentflow_rl.flow_grpo.cli import bundled_config
-from agentflow_rl.flow_grpo.config import load_train_config
+from agentflow_rl.flow_grpo.config import bundled_config, load_train_config
+from agentflow_rl.flow_grpo.run import memory
 
 # What both probes run first: raw malloc and free, and the process's resident size.
 _PRELUDE = textwrap.dedent(
     """
     import ctypes, ctypes.util, os, sys
-    from agentflow_rl.flow_grpo import allocator
+    from agentflow_rl.flow_grpo.run import memory
 
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
@@ -43,7 +42,7 @@ _PRELUDE = textwrap.dedent(
 _PROBE = _PRELUDE + textwrap.dedent(
     """
     if sys.argv[1] == "release":
-        assert allocator.return_freed_memory()
+        assert memory.return_freed_memory()
     libc.free(touched(8 << 20))
     before = resident_mib()
     libc.free(touched(6 << 20))
@@ -55,14 +54,14 @@ _PROBE = _PRELUDE + textwrap.dedent(
 # shrink past that block, so the freed pages stay resident until malloc_trim hands them back.
 _HEAP_PROBE = _PRELUDE + textwrap.dedent(
     """
-    assert allocator.return_freed_memory()
+    assert memory.return_freed_memory()
     before = resident_mib()
     blocks = [touched(1024) for _ in range(64 * 1024)]
     pinned = touched(1024)
     for block in blocks:
         libc.free(block)
     kept = resident_mib() - before
-    assert allocator.trim()
+    assert memory.trim()
     print(kept, resident_mib() - before)
     """
 )
@@ -71,10 +70,10 @@ _HEAP_PROBE = _PRELUDE + textwrap.dedent(
 _CACHE_PROBE = textwrap.dedent(
     """
     import os
-    from agentflow_rl.flow_grpo import allocator
+    from agentflow_rl.flow_grpo.run import memory
 
-    allocator.return_freed_memory()
-    print(os.environ[allocator.PRIMITIVE_CACHE_VARIABLE], os.environ[allocator.IDEEP_CACHE_VARIABLE])
+    memory.return_freed_memory()
+    print(os.environ[memory.PRIMITIVE_CACHE_VARIABLE], os.environ[memory.IDEEP_CACHE_VARIABLE])
     """
 )
 
@@ -91,7 +90,7 @@ _SHAPES_PROBE = _PRELUDE + textwrap.dedent(
 
     libc.mallinfo2.restype = MallInfo
     if sys.argv[1] == "release":
-        assert allocator.return_freed_memory()
+        assert memory.return_freed_memory()
     torch.set_num_threads(1)
     weight = torch.randn(576, 576, dtype=torch.bfloat16)
     torch.randn(8, 576, dtype=torch.bfloat16) @ weight
@@ -117,7 +116,7 @@ def test_release_gives_a_freed_block_back_and_the_default_keeps_it() -> None:
 
 
 def _probe_output(probe: str, *args: str, **environment: str) -> list[str]:
-    cache_variables = {allocator.PRIMITIVE_CACHE_VARIABLE, allocator.IDEEP_CACHE_VARIABLE}
+    cache_variables = {memory.PRIMITIVE_CACHE_VARIABLE, memory.IDEEP_CACHE_VARIABLE}
     env = {k: v for k, v in os.environ.items() if k not in cache_variables} | environment
     done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True, env=env)
     return done.stdout.split()
@@ -131,7 +130,7 @@ def test_trim_gives_back_the_free_pages_a_live_block_holds_in_the_heap() -> None
 
 
 def test_release_caps_onednn_and_ideep_caches_unless_the_environment_set_them() -> None:
-    defaults = [str(allocator.PRIMITIVE_CACHE_CAPACITY), str(allocator.IDEEP_CACHE_CAPACITY)]
+    defaults = [str(memory.PRIMITIVE_CACHE_CAPACITY), str(memory.IDEEP_CACHE_CAPACITY)]
     assert _probe_output(_CACHE_PROBE) == defaults
     assert _probe_output(_CACHE_PROBE, ONEDNN_PRIMITIVE_CACHE_CAPACITY="7", LRU_CACHE_CAPACITY="9") == ["7", "9"]
 

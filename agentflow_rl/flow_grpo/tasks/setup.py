@@ -1,4 +1,4 @@
-"""What a run trains on: questions, a scorer, a reward, the plugins and the agent of the solver.
+"""What a run trains on: questions, a scorer, the task's plugins and the agent the solver runs.
 
 The synthetic task brings its own tools and fixed modules (a plugin object); a ``records`` task
 uses an ``agentflow.toml`` for the tools and the fixed modules, with installed plugins loaded as
@@ -9,22 +9,21 @@ base (``policy:base``), a records task's keep the engines of its agent config.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import attrs
 
 from agentflow_core import Config, ConfigError, EngineConfig, load_config
 from agentflow_core.config import AgentConfig, EnginesConfig, ModulesConfig
-from agentflow_core.plugins import load_registry
-from agentflow_core.records import MODULE_ROLES
-from agentflow_core.registry import Registry
-from agentflow_rl.flow_grpo.config import TaskKind, TrainConfig
-from agentflow_rl.flow_grpo.data import TrainRecord, load_records
-from agentflow_rl.flow_grpo.rewards import RewardFn, Scorer, exact_match
+from agentflow_core.plugins import AgentFlowPluginManager, make_plugin_manager
+from agentflow_core.records import MODULE_ROLES, ModuleRole
+from agentflow_rl.flow_grpo.config import RolloutConfig, TaskConfig, TaskKind
+from agentflow_rl.flow_grpo.model.trained import BASE
+from agentflow_rl.flow_grpo.rewards import Scorer, exact_match
 from agentflow_rl.flow_grpo.rollout import POLICY_PROVIDER
-from agentflow_rl.flow_grpo.synthetic import TOOL_NAMES, SyntheticTask
-from agentflow_rl.flow_grpo.tool_choice import dry_run
-from agentflow_rl.flow_grpo.trained import BASE
+from agentflow_rl.flow_grpo.tasks.records import TrainRecord, load_records
+from agentflow_rl.flow_grpo.tasks.synthetic.plugin import SyntheticPlugin
+from agentflow_rl.flow_grpo.tasks.synthetic.world import TOOL_NAMES, SyntheticTask
 
 
 @attrs.frozen
@@ -32,7 +31,7 @@ class TaskSetup:
     train: Sequence[TrainRecord]
     held_out: Sequence[TrainRecord]
     scorer: Scorer
-    #: Plugin objects the registry needs besides the built-ins (the policy plugin comes later).
+    #: Plugin objects the registry needs besides the built-ins and training's own.
     plugins: tuple[object, ...]
     #: Whether installed entry-point plugins are loaded too.
     entry_points: bool
@@ -40,15 +39,23 @@ class TaskSetup:
     #: Words of the task, for the tiny tokenizer; ``None`` for file-based tasks.
     vocabulary: tuple[str, ...] | None = None
 
+    def plugin_manager(self) -> AgentFlowPluginManager:
+        """The run's plugins: the built-ins, training's own, the task's, and for a task that solves with
+        an ``agentflow.toml`` the installed third-party ones too, as the CLI would load them."""
+        from agentflow_rl.flow_grpo import plugin
 
-def build_task(config: TrainConfig) -> TaskSetup:
-    task = config.task
+        return make_plugin_manager(entry_points=self.entry_points, extra=[plugin, *self.plugins])
+
+
+def build_task(task: TaskConfig) -> TaskSetup:
     if task.kind is TaskKind.SYNTHETIC:
         world = SyntheticTask.make(keys=task.synthetic.keys, seed=task.synthetic.seed)
         train, held_out = world.split(task.synthetic.held_out, task.synthetic.seed, task.synthetic.max_held_out)
         rules = {role: task.module(role) or "synthetic" for role in MODULE_ROLES}
         agent = Config(agent=AgentConfig(tools=TOOL_NAMES), modules=ModulesConfig(**rules), source="synthetic task")
-        return TaskSetup(train, held_out, world.score, (world.plugin(),), False, agent, tuple(world.vocabulary()))
+        return TaskSetup(
+            train, held_out, world.score, (SyntheticPlugin(world),), False, agent, tuple(world.vocabulary())
+        )
     if task.train_file is None:
         raise ConfigError("task.kind = 'records' needs task.train_file")
     train = load_records(task.train_file)
@@ -85,60 +92,42 @@ def _scorer(name: str) -> Scorer:
     return exact_match
 
 
-def reward_fn(config: TrainConfig, registry: Registry) -> RewardFn:
-    """The task's reward from the registry (``register_rewards``); an unknown name lists the installed ones."""
-    try:
-        return registry.reward(config.task.reward).fn
-    except Exception as exc:
-        raise ConfigError(f"task.reward: {exc}") from None
-
-
-def policy_engine(name: str, config: TrainConfig, *, temperature: float) -> EngineConfig:
+def policy_engine(name: str, rollout: RolloutConfig, *, temperature: float) -> EngineConfig:
     return EngineConfig(
         model=f"{POLICY_PROVIDER}:{name}",
         temperature=temperature,
-        max_tokens=config.rollout.max_new_tokens,
+        max_tokens=rollout.max_new_tokens,
         options={
-            "max_batch": config.rollout.max_batch,
-            "share_prompts": config.rollout.share_prompts,
-            "jump_forward": config.rollout.jump_forward,
+            "max_batch": rollout.max_batch,
+            "share_prompts": rollout.share_prompts,
+            "jump_forward": rollout.jump_forward,
         },
     )
 
 
-def solver_config(setup: TaskSetup, config: TrainConfig, *, evaluation: bool) -> Config:
+def solver_config(
+    setup: TaskSetup, rollout: RolloutConfig, trained_roles: Collection[ModuleRole], *, evaluation: bool
+) -> Config:
     """The task's agent with every trained module on the policy; the others keep their engines.
 
     Training rollouts sample each module at ``rollout.temperature_of(role)``; evaluation samples
     every module at ``rollout.eval_temperature``.
     """
-    rollout = config.rollout
 
     def temperature(role: str) -> float:
         return rollout.eval_temperature if evaluation else rollout.temperature_of(role)
 
-    trained = {role: policy_engine(role, config, temperature=temperature(role)) for role in config.train.roles}
+    trained = {role: policy_engine(role, rollout, temperature=temperature(role)) for role in trained_roles}
     if setup.entry_points:
         engines = attrs.evolve(setup.agent.engines, **trained)
     else:  # the synthetic task: untrained model-based modules run on the untrained base
         untrained = {
-            role: policy_engine(BASE, config, temperature=temperature(role))
+            role: policy_engine(BASE, rollout, temperature=temperature(role))
             for role in rollout.module_temperatures
             if role not in trained
         }
         engines = EnginesConfig(
-            default=policy_engine(BASE, config, temperature=temperature("")), **trained, **untrained
+            default=policy_engine(BASE, rollout, temperature=temperature("")), **trained, **untrained
         )
-    agent = attrs.evolve(setup.agent.agent, max_steps=config.rollout.max_turns)
+    agent = attrs.evolve(setup.agent.agent, max_steps=rollout.max_turns)
     return attrs.evolve(setup.agent, engines=engines, agent=agent)
-
-
-def registry_for(setup: TaskSetup, policy_plugin: object, *, dry_run_tools: bool = False) -> Registry:
-    """The plugins of the task, the policy's engines and agentflow_rl's own (rewards, modules)."""
-    import agentflow_rl.plugin
-
-    extra = (
-        [*setup.plugins, policy_plugin] if setup.entry_points else [*setup.plugins, agentflow_rl.plugin, policy_plugin]
-    )
-    registry = load_registry(entry_points=setup.entry_points, extra=extra)
-    return dry_run(registry) if dry_run_tools else registry

@@ -19,8 +19,8 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from agentflow_core.records import ModuleRole
-from agentflow_rl.flow_grpo import lora
 from agentflow_rl.flow_grpo.config import LoraConfig
+from agentflow_rl.flow_grpo.model import lora
 
 #: The engine name (``policy:base``) for modules that run on the untrained base model.
 BASE = "base"
@@ -37,8 +37,6 @@ class TrainedModules:
         lora_settings: LoraConfig | None = None,
         keep_base: bool = True,
     ) -> None:
-        from agentflow_rl.flow_grpo.policy import frozen_copy
-
         self.roles = tuple(roles)
         self.adapters = lora_settings is not None
         self.reference: Any = None
@@ -116,6 +114,16 @@ class TrainedModules:
         if self.adapters:
             return model, lambda: _activated(model, name)
         return model, nullcontext
+
+
+def frozen_copy(model: Any) -> Any:
+    """A copy that does not train (the reference, a rollout twin): same weights, no gradients, eval mode."""
+    import copy
+
+    reference = copy.deepcopy(model).eval()
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    return reference
 
 
 @contextmanager
