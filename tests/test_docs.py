@@ -49,6 +49,9 @@ FOREIGN_FLAGS = {
     "--storage-driver": "dockerd",
     "--no-deps": "pip install",
     "--hostile": "tests/mcp_server.py",
+    "--enable-lora": "vllm serve",
+    "--logprobs-mode": "vllm serve",
+    "--max-loras": "vllm serve",
 }
 
 #: Variables the docs name that a library reads, not our code; each with the file and text that
@@ -166,9 +169,14 @@ def check_toml(block: str, where: str) -> None:
     if set(data) <= {"project", "tool", "build-system"}:
         return
     if set(data) <= set(attrs.fields_dict(TrainConfig)):
+        from agentflow_core.plugins import make_plugin_manager
+        from agentflow_rl.flow_grpo import plugin
+        from agentflow_rl.flow_grpo.registry import TrainingRegistry
+
         config = structure_settings(TrainConfig, data, where=where)
-        registry.reward(config.task.reward)
-        registry.rollout_backend(config.rollout.backend)
+        training = TrainingRegistry.collect(make_plugin_manager(entry_points=False, extra=[plugin]))
+        training.reward(config.task.reward)
+        training.rollout_backend(config.rollout.backend)
         return
     agent = config_from_dict(data, source=where)
     check_names(agent, registry, from_sources=ToolSources(agent, registry).may_provide)
@@ -253,8 +261,19 @@ def script_invocations(text: str) -> list[tuple[Path, list[str]]]:
 
 
 def strings_in(path: Path) -> set[str]:
+    """The string constants of ``path`` and of the project modules it imports from (a ``__main__`` that
+    hands over to a click command declares its options there)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+            spec = importlib.util.find_spec(node.module)
+            if spec is not None and spec.origin and spec.origin.endswith(".py") and Path(spec.origin) != path:
+                imported = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+                strings |= {
+                    n.value for n in ast.walk(imported) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                }
+    return strings
 
 
 @cache
