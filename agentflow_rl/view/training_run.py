@@ -17,7 +17,7 @@ from agentflow_rl.flow_grpo.run.checkpoint import COMPLETE, checkpoint_root
 from agentflow_rl.flow_grpo.run.kept_rollouts import KEPT_DIR, kept_path, kept_steps, read_kept_rollouts
 from agentflow_rl.view.tail import JsonlTail, seen_upto
 
-#: ``flow_grpo.tracking.METRICS_FILE``, named again: that module imports accelerate, which a viewer
+#: ``flow_grpo.run.tracking.METRICS_FILE``, named again: that module imports accelerate, which a viewer
 #: must not need.
 METRICS_FILE = "metrics.jsonl"
 
