@@ -52,6 +52,7 @@ FOREIGN_FLAGS = {
     "--enable-lora": "vllm serve",
     "--logprobs-mode": "vllm serve",
     "--max-loras": "vllm serve",
+    "--lora-modules": "vllm serve",
 }
 
 #: Variables the docs name that a library reads, not our code; each with the file and text that

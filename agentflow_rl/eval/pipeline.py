@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -39,6 +39,9 @@ class EvalRequest:
     judge: EngineConfig | None = None
     #: Stop when this many queries in a row end without a usable result; 0 never stops.
     stop_after_failures: int = STOP_AFTER_FAILURES
+    #: Settings beyond the config's that make the run what it is, held to on resume like the rest:
+    #: ``{"planner.weights": "sha256:..."}`` for a module whose engine name does not say which weights.
+    identity: Mapping[str, str] = attrs.field(factory=dict)
 
 
 def evaluate(
@@ -151,4 +154,4 @@ def _info(request: EvalRequest, solver: Solver, config: Config, tasks: Sequence[
         judge=request.judge.model if request.judge else None,
     )
     items = [(t.item.benchmark, t.item.id, t.item.question, t.item.answers) for t in tasks]
-    return attrs.evolve(info, settings=run_settings(info, config, items, request.judge))
+    return attrs.evolve(info, settings={**run_settings(info, config, items, request.judge), **request.identity})

@@ -18,6 +18,7 @@ import errno
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from io import FileIO
 from pathlib import Path
 
@@ -171,12 +172,13 @@ class RunDir:
         self.close()
 
 
-def new_run_dir(path: Path) -> Path:
+def new_run_dir(path: Path, runs: Sequence[str] = (".",)) -> Path:
     """``path`` if it holds no run yet, else the first free ``path-2``, ``path-3``, ... beside it.
 
-    The folder is created here, so two commands started together never pick the same one.
+    ``runs`` are the folders under ``path`` a run would be in (two for ``eval trained``). The
+    folder is created here, so two commands started together never pick the same one.
     """
-    if not (path / INFO).exists() and not (path / RESULTS).exists():
+    if not any((path / run / name).exists() for run in runs for name in (INFO, RESULTS)):
         path.mkdir(parents=True, exist_ok=True)
         return path
     for n in range(2, 10_000):
