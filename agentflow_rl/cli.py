@@ -16,6 +16,7 @@ import click
 
 from agentflow_core import EngineConfig, UsageError
 from agentflow_core.records import MODULE_ROLES
+from agentflow_rl.adapters_cli import adapters_command
 from agentflow_rl.train_cli import train_command
 from agentflow_rl.view.cli import view_command
 
@@ -220,4 +221,4 @@ def download_command(
     download(_split(benchmarks, "--benchmarks") or (), target, hosts, report=lambda line: click.echo(line, err=True))
 
 
-COMMANDS = (eval_command, data_command, train_command, view_command)
+COMMANDS = (eval_command, data_command, train_command, view_command, adapters_command)
