@@ -48,6 +48,8 @@ class Solver:
         self._pool = EnginePool(self.registry)
         self._runner: asyncio.Runner | None = None
         self._sources = ToolSources(self.config, self.registry)
+        #: The engine each module runs on, by name: ``llamacpp:smollm2+planner`` when it has an adapter.
+        self._module_engines: dict[str, str] = {}
         # Unknown names fail before any engine is made; a tool source may still announce a tool at start.
         check_names(self.config, self.registry, from_sources=self._sources.may_provide)
         self.planner: Planner = self._module("planner")
@@ -64,7 +66,10 @@ class Solver:
 
     def _module(self, role: ModuleRole) -> Any:
         registered = self.registry.module(role, getattr(self.config.modules, role))
-        context = ModuleContext(engine=self._pool.get(self.config.engines.for_module(role)))
+        engines = self.config.engines
+        engine = self._pool.get(engines.for_module(role), module=role if engines.adapters else None)
+        self._module_engines[role] = engine.name
+        context = ModuleContext(engine=engine)
         return made(lambda: registered.factory(context), f"{role} module {registered.name!r} ({registered.source})")
 
     def _tool(self, registry: Registry, name: str) -> Tool:
@@ -97,7 +102,7 @@ class Solver:
 
     @property
     def engines(self) -> dict[str, str]:
-        names = {role: self.config.engines.for_module(role).model for role in MODULE_ROLES}
+        names = dict(self._module_engines)
         for spec in self.toolset.specs:
             if spec.uses_engine:
                 names[f"tool:{spec.name}"] = self.config.tool_engine(spec.name).model

@@ -33,6 +33,13 @@ def _engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--base-url", help="Base URL for OpenAI-compatible engines that have none configured."),
         click.option("--tools", "tool_names", metavar="A,B", help="Comma-separated tools to enable."),
         click.option("--max-steps", type=int, help="Most plan/execute/verify turns."),
+        click.option(
+            "--no-adapters",
+            is_flag=True,
+            envvar="AGENTFLOW_NO_ADAPTERS",
+            show_envvar=True,
+            help="Run every module on the bare model, without its LoRA adapter.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -66,6 +73,7 @@ def build_config(flags: dict[str, Any]) -> Any:
         tool_engines=tool_engines,
         max_steps=flags["max_steps"],
         base_url=flags["base_url"],
+        no_adapters=flags["no_adapters"],
     )
 
 
