@@ -231,27 +231,30 @@ def test_a_file_that_is_no_adapter_fails_the_call_in_one_line(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
-    ("options", "env", "expected"),
+    ("options", "env", "error", "expected"),
     [
-        ({"adapters": "/nonexistent/adapters"}, None, "option adapters: no adapter folder at /nonexistent/adapters"),
-        ({"adapters": 3}, None, "option adapters must be a folder or false, got 3"),
-        ({}, "/nonexistent/override", "AGENTFLOW_SMOLLM2_ADAPTERS: no adapter folder at /nonexistent/override"),
+        ({"adapters": "/nonexistent/a"}, None, ConfigError, "option adapters: no adapter folder at /nonexistent/a"),
+        ({"adapters": 3}, None, ConfigError, "option adapters must be a folder or false, got 3"),
+        ({}, "/nonexistent/b", EngineUnavailable, "AGENTFLOW_SMOLLM2_ADAPTERS=/nonexistent/b is not a folder"),
     ],
 )
-def test_a_bad_adapter_setting_is_a_config_error(
-    monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], env: str | None, expected: str
+def test_a_bad_adapter_setting_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], env: str | None, error: type, expected: str
 ) -> None:
     if env:
         monkeypatch.setenv(adapter_files.ENV_OVERRIDE, env)
     engine = LlamaCppEngine(EngineConfig(model="llamacpp:smollm2", options=options))  # looks at nothing yet
-    with pytest.raises(ConfigError, match=expected):
+    with pytest.raises(error, match=expected):
         engine.for_module("planner")
 
 
 def test_a_missing_adapter_folder_stops_the_cli_before_any_model_loads(tmp_path: Path) -> None:
     result = agentflow("solve", "Hi", cwd=tmp_path, env={adapter_files.ENV_OVERRIDE: "/nonexistent/adapters"})
     assert result.returncode == 1
-    assert result.stderr.strip() == "Error: AGENTFLOW_SMOLLM2_ADAPTERS: no adapter folder at /nonexistent/adapters"
+    expected = (
+        "AGENTFLOW_SMOLLM2_ADAPTERS=/nonexistent/adapters is not a folder (of <module>.gguf files); fix or unset it"
+    )
+    assert result.stderr.strip() == f"Error: {expected}"
 
 
 def test_adapters_false_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

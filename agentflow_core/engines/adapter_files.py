@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agentflow_core.engine import EngineConfig
 from agentflow_core.engines.embedded import is_embedded_alias
-from agentflow_core.errors import ConfigError
+from agentflow_core.errors import ConfigError, EngineUnavailable
 from agentflow_core.records import MODULE_ROLES
 
 #: Points the embedded model at another adapter folder than the shipped one (trying a new training run).
@@ -48,21 +48,21 @@ def adapter_folder(config: EngineConfig) -> Path | None:
     if option is not None and option is not True:
         if not isinstance(option, str):
             raise ConfigError(f"engine {config.model}: option adapters must be a folder or false, got {option!r}")
-        return _existing(Path(option).expanduser(), f"engine {config.model}: option adapters")
+        folder = Path(option).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(f"engine {config.model}: option adapters: no adapter folder at {folder}")
+        return folder
     if not is_embedded_alias(config.model_name):
         return None
     override = os.environ.get(ENV_OVERRIDE)
-    if override:
-        return _existing(Path(override).expanduser(), ENV_OVERRIDE)
-    return shipped_folder()
+    if not override:
+        return shipped_folder()
+    folder = Path(override).expanduser()
+    if not folder.is_dir():  # like the model's own override: the environment, not the config file, is wrong
+        raise EngineUnavailable(f"{ENV_OVERRIDE}={override} is not a folder (of <module>.gguf files); fix or unset it")
+    return folder
 
 
 def shipped_folder() -> Path:
     package, *parts = SHIPPED
     return Path(str(importlib.resources.files(package).joinpath(*parts)))
-
-
-def _existing(folder: Path, where: str) -> Path:
-    if not folder.is_dir():
-        raise ConfigError(f"{where}: no adapter folder at {folder}")
-    return folder
