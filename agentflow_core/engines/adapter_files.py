@@ -29,8 +29,8 @@ SUFFIX = ".gguf"
 def module_adapters(config: EngineConfig) -> dict[str, Path]:
     """``{module: adapter file}`` for the modules that have one under ``config``; cheap (a few ``stat``s).
 
-    Option ``adapters``: a folder, or ``false`` for none; unset means the shipped folder for the
-    embedded model and none for any other. A folder that is named but missing is a config error,
+    Option ``adapters``: a folder, or ``false`` for none; unset (or ``true``) means the shipped folder
+    for the embedded model and none for any other. A folder that is named but missing is an error,
     since a typo would otherwise silently serve the bare model.
     """
     folder = adapter_folder(config)
