@@ -213,6 +213,7 @@ def _llama_cpp_logprobs(ids: list[int], lora: Path | None) -> np.ndarray:
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+@pytest.mark.filterwarnings("ignore:Could not find a config file:UserWarning")  # the base is a GGUF, not a hub folder
 @pytest.mark.parametrize("rslora", [False, True], ids=["lora", "rslora"])
 def test_llama_cpp_with_the_converted_adapter_matches_peft(
     tmp_path: Path,
