@@ -78,6 +78,9 @@ class EnginesConfig:
     executor: EngineConfig | None = None
     verifier: EngineConfig | None = None
     generator: EngineConfig | None = None
+    #: Serve each module with its own LoRA adapter where its engine has one (the embedded model's
+    #: shipped adapters, or a ``llamacpp`` engine's ``adapters`` folder); false runs the bare models.
+    adapters: bool = True
 
     def for_module(self, role: ModuleRole) -> EngineConfig:
         chosen: EngineConfig | None = getattr(self, role) or self.default
@@ -278,10 +281,14 @@ def with_overrides(
     tool_engines: Mapping[str, str] | None = None,
     max_steps: int | None = None,
     base_url: str | None = None,
+    no_adapters: bool = False,
 ) -> Config:
     """Apply CLI flags on top of the file: flags win. ``engines`` maps role or 'default' to a model."""
     new_engines = config.engines
     origins = dict(config.origins)
+    if no_adapters:
+        new_engines = attrs.evolve(new_engines, adapters=False)
+        origins["engines.adapters"] = "--no-adapters"
     for role, model in (engines or {}).items():
         if role not in ("default", *MODULE_ROLES):
             raise ConfigError(f"unknown module {role!r} for an engine override")

@@ -159,6 +159,18 @@ class Engine(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class ModuleAwareEngine(Engine, Protocol):
+    """An engine that can serve each module with weights of its own, such as a LoRA adapter per module.
+
+    The solver asks it for each module's engine (``for_module``), unless ``[engines] adapters`` is
+    false; tools and anything else use the engine itself. The engine returned should share the
+    loaded model: it is a view, not a second copy, and the solver closes only the engine itself.
+    """
+
+    def for_module(self, role: str) -> Engine: ...
+
+
 class EngineFactory(Protocol):
     """Builds an engine from its config. Must be cheap: connect or load lazily."""
 

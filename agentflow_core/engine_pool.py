@@ -1,14 +1,15 @@
 """One engine per distinct engine config, shared by every module and tool of a solver.
 
 So a solver whose four modules all use the embedded model loads it once; two solvers in one
-process each have their own pool and share nothing.
+process each have their own pool and share nothing. A module may get a view of that engine with
+its own adapter (:class:`~agentflow_core.engine.ModuleAwareEngine`), still on the one model.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from agentflow_core.engine import Engine, EngineConfig
+from agentflow_core.engine import Engine, EngineConfig, ModuleAwareEngine
 from agentflow_core.registry import Registry, made
 from agentflow_core.serde import to_json
 
@@ -18,7 +19,14 @@ class EnginePool:
         self._registry = registry
         self._engines: dict[str, Engine] = {}
 
-    def get(self, config: EngineConfig) -> Engine:
+    def get(self, config: EngineConfig, *, module: str | None = None) -> Engine:
+        """The engine for ``config``; with ``module``, that module's view of it if the engine has views."""
+        engine = self._shared(config)
+        if module is None or not isinstance(engine, ModuleAwareEngine):
+            return engine
+        return made(lambda: engine.for_module(module), f"engine {config.model} for the {module}")
+
+    def _shared(self, config: EngineConfig) -> Engine:
         key = to_json(config)
         engine = self._engines.get(key)
         if engine is None:

@@ -54,6 +54,8 @@ class Solver:
         self._pool = EnginePool(self.registry)
         self._runner: asyncio.Runner | None = None
         self._sources = ToolSources(self.config, self.registry)
+        #: The engine each module runs on, by name: ``llamacpp:smollm2+planner`` when it has an adapter.
+        self._module_engines: dict[str, str] = {}
         # Unknown names fail before any engine is made; a tool source may still announce a tool at start.
         check_names(self.config, self.registry, from_sources=self._sources.may_provide)
         self.planner: Planner = self._module("planner")
@@ -70,13 +72,19 @@ class Solver:
 
     def _module(self, role: ModuleRole) -> Any:
         registered = self.registry.module(role, getattr(self.config.modules, role))
-        context = ModuleContext(engine=self._engine(self.config.engines.for_module(role), self.config.engine_key(role)))
+        engines = self.config.engines
+        engine = self._engine(
+            engines.for_module(role), self.config.engine_key(role), module=role if engines.adapters else None
+        )
+        self._module_engines[role] = engine.name
+        context = ModuleContext(engine=engine)
         return made(lambda: registered.factory(context), f"{role} module {registered.name!r} ({registered.source})")
 
-    def _engine(self, engine: EngineConfig, key: str) -> Engine:
-        """The pool's engine for ``engine``; an option the engine turns down is named with the key that set it."""
+    def _engine(self, engine: EngineConfig, key: str, *, module: str | None = None) -> Engine:
+        """The pool's engine for ``engine`` (``module``'s own, where the engine serves modules apart, as with
+        adapters); an option the engine turns down is named with the key that set it."""
         try:
-            return self._pool.get(engine)
+            return self._pool.get(engine, module=module)
         except ConfigError as exc:
             raise ConfigError(f"{self.config.where(key)}: {exc}") from None
 
@@ -111,7 +119,7 @@ class Solver:
 
     @property
     def engines(self) -> dict[str, str]:
-        names = {role: self.config.engines.for_module(role).model for role in MODULE_ROLES}
+        names = dict(self._module_engines)
         for spec in self.toolset.specs:
             if spec.uses_engine:
                 names[f"tool:{spec.name}"] = self.config.tool_engine(spec.name).model

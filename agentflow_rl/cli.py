@@ -19,6 +19,7 @@ import click
 from agentflow_core import EngineConfig, UsageError
 from agentflow_core.inert import inert
 from agentflow_core.records import MODULE_ROLES
+from agentflow_rl.adapters_cli import adapters_command
 from agentflow_rl.eval.trained.serving import VLLM_PYTHON_VARIABLE, Serve
 from agentflow_rl.flow_grpo.cli import train_command
 from agentflow_rl.view.cli import view_command
@@ -40,6 +41,13 @@ def _engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--base-url", help="Base URL for OpenAI-compatible engines that have none configured."),
         click.option("--tools", "tool_names", metavar="A,B", help="Comma-separated tools to enable."),
         click.option("--max-steps", type=int, help="Most plan/execute/verify turns."),
+        click.option(
+            "--no-adapters",
+            is_flag=True,
+            envvar="AGENTFLOW_NO_ADAPTERS",
+            show_envvar=True,
+            help="Run every module on the bare model, without its LoRA adapter.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -73,6 +81,7 @@ def build_config(flags: dict[str, Any]) -> Any:
         tool_engines=tool_engines,
         max_steps=flags["max_steps"],
         base_url=flags["base_url"],
+        no_adapters=flags["no_adapters"],
     )
 
 
@@ -412,4 +421,4 @@ def download_command(
     download(names, target, hosts, report=lambda line: click.echo(inert(line), err=True))
 
 
-COMMANDS = (eval_command, data_command, train_command, view_command)
+COMMANDS = (eval_command, data_command, train_command, view_command, adapters_command)

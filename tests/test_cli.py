@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,15 @@ from agentflow_core.serde import from_json
 from agentflow_core.testing import Reply, ScriptedOpenAIServer, scripted_json
 
 
-def agentflow(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AGENTFLOW_"))}
+def agentflow(
+    *args: str, cwd: Path, timeout: float = 120, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The CLI in a child process, with no ``OPENAI_*`` or ``AGENTFLOW_*`` variable but those in ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AGENTFLOW_"))}
     return subprocess.run(
         [sys.executable, "-m", "agentflow_core", *args],
         cwd=cwd,
-        env=env,
+        env={**clean, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

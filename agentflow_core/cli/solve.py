@@ -41,6 +41,13 @@ def _tool_list(value: str | None) -> tuple[str, ...] | None:
 @click.option("--base-url", help="Base URL for OpenAI-compatible engines that have none configured.")
 @click.option("--tools", "tool_names", metavar="A,B", help="Comma-separated tools to enable.")
 @click.option("--max-steps", type=int, help="Most plan/execute/verify turns.")
+@click.option(
+    "--no-adapters",
+    is_flag=True,
+    envvar="AGENTFLOW_NO_ADAPTERS",
+    show_envvar=True,
+    help="Run every module on the bare model, without its LoRA adapter.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole trajectory as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No live view on stderr.")
 def solve(
@@ -55,6 +62,7 @@ def solve(
     base_url: str | None,
     tool_names: str | None,
     max_steps: int | None,
+    no_adapters: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -74,6 +82,7 @@ def solve(
         tool_engines=_tool_engines(tool_engine),
         max_steps=max_steps,
         base_url=base_url,
+        no_adapters=no_adapters,
     )
     with Solver(config) as solver:
         trajectory = solver.solve(query, observe=None if quiet or as_json else render.show)

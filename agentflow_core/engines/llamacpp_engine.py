@@ -8,6 +8,11 @@ which seeds the sampler once at load: a run is reproducible, yet successive call
 
 ``json_schema`` requests are decoded under a GBNF grammar built from the schema, so even the 135M
 model returns JSON that parses and validates.
+
+Per-module LoRA adapters (:mod:`agentflow_core.engines.adapter_files`): ``for_module(role)`` gives
+the same loaded model with ``role``'s adapter switched on for its requests, and records its calls
+as ``llamacpp:smollm2+role``. Option ``adapters``: a folder of ``<module>.gguf`` files, or ``false``;
+the embedded model uses the adapters shipped with the package unless told otherwise.
 """
 
 from __future__ import annotations
@@ -19,8 +24,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from agentflow_core.engine import Completion, EngineConfig, GenerationRequest, Usage
+from agentflow_core.engines.adapter_files import module_adapters
 from agentflow_core.engines.embedded import SerialWorker, fit_schema_to_budget, resolve_model_path
+from agentflow_core.engines.llamacpp_lora import AdapterSwitch
 from agentflow_core.errors import EngineError, EngineUnavailable
 
 if TYPE_CHECKING:
@@ -34,26 +43,52 @@ DEFAULT_TEMPERATURE = 0.0
 _INSTALL_HINT = "pip install 'agentflow[local]'"
 
 
+@attrs.define
+class _SharedModel:
+    """What every module's view of one engine shares: the model, its lock and its adapters."""
+
+    #: Found on the first ``for_module``: with adapters switched off, nothing about them runs.
+    adapters: AdapterSwitch | None = None
+    worker: SerialWorker = attrs.Factory(SerialWorker)
+    llama: Llama | None = None
+    views: dict[str, LlamaCppEngine] = attrs.Factory(dict)
+
+
 class LlamaCppEngine:
     """One GGUF model held in this process; loaded on the first ``generate``, not at construction."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, *, module: str | None = None, shared: _SharedModel | None = None) -> None:
+        """``module`` and ``shared`` make a module's view (:meth:`for_module`); plugins pass only ``config``."""
         self.config = config
-        self.name = config.model
-        self._llama: Llama | None = None
-        self._worker = SerialWorker()
+        #: The module whose adapter this view turns on; ``None``: the bare model.
+        self.module = module
+        self.name = config.model if module is None else f"{config.model}+{module}"
+        self._shared = shared or _SharedModel()
+
+    def for_module(self, role: str) -> LlamaCppEngine:
+        """This model with ``role``'s adapter on for every request; itself when ``role`` has none."""
+        if self._shared.adapters is None:
+            self._shared.adapters = AdapterSwitch(module_adapters(self.config), self.config.model)
+        if role not in self._shared.adapters.files:
+            return self
+        view = self._shared.views.get(role)
+        if view is None:
+            view = self._shared.views[role] = LlamaCppEngine(self.config, module=role, shared=self._shared)
+        return view
 
     async def generate(self, request: GenerationRequest) -> Completion:
         started = time.perf_counter()
-        result = await self._worker.run(self._complete, request)
+        result = await self._shared.worker.run(self._complete, request)
         return _to_completion(result, time.perf_counter() - started)
 
     async def aclose(self) -> None:
-        await self._worker.run(self._unload)
+        await self._shared.worker.run(self._unload)
 
     def _complete(self, request: GenerationRequest) -> dict[str, Any]:
         """Runs in the worker thread, under the engine's lock: loading happens here exactly once."""
         llama = self._ensure_loaded()
+        if self._shared.adapters is not None:
+            self._shared.adapters.use(llama, self.module)
         try:
             result: dict[str, Any] = llama.create_chat_completion(**self._call_arguments(request))
         except ValueError as exc:  # llama-cpp-python reports an over-long prompt this way
@@ -76,9 +111,9 @@ class LlamaCppEngine:
         return arguments
 
     def _ensure_loaded(self) -> Llama:
-        if self._llama is None:
-            self._llama = self._load()
-        return self._llama
+        if self._shared.llama is None:
+            self._shared.llama = self._load()
+        return self._shared.llama
 
     def _load(self) -> Llama:
         try:
@@ -105,9 +140,14 @@ class LlamaCppEngine:
         return arguments
 
     def _unload(self) -> None:
-        if self._llama is not None:
-            self._llama.close()
-            self._llama = None
+        llama, self._shared.llama = self._shared.llama, None
+        if llama is None:
+            return
+        try:
+            if self._shared.adapters is not None:
+                self._shared.adapters.release(llama)
+        finally:
+            llama.close()
 
     @property
     def model_path(self) -> Path:
