@@ -118,9 +118,10 @@ class EngineConfig:
     base_urls: tuple[str, ...] = ()
     #: Name of the environment variable that holds the API key (never the key itself).
     api_key_env: str | None = None
-    #: Sampling temperature, 0 to 2 (OpenAI's range; 0 is greedy); ``None`` leaves the server's default.
+    #: Sampling temperature, 0 to 5 (0 is greedy; OpenAI's own servers take at most 2, training explores above it);
+    #: ``None`` leaves the server's default.
     temperature: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional([attrs.validators.ge(0), attrs.validators.le(2)])
+        default=None, validator=attrs.validators.optional([attrs.validators.ge(0), attrs.validators.le(5)])
     )
     max_tokens: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
     #: Seconds one attempt may take; more than 0 (a solve's ``max_time_s`` bounds all attempts together).

@@ -76,7 +76,7 @@ def test_tool_engine_defaults_to_generator_engine() -> None:
         ({"engines": {"planner": {"model": "openai:x", "max_tokens": 0}}}, "'max_tokens' must be >= 1"),
         ({"engines": {"planner": {"model": "openai:x", "max_tokens": -100}}}, "'max_tokens' must be >= 1"),
         ({"engines": {"planner": {"model": "openai:x", "temperature": -0.5}}}, "'temperature' must be >= 0"),
-        ({"engines": {"planner": {"model": "openai:x", "temperature": 7}}}, "'temperature' must be <= 2"),
+        ({"engines": {"planner": {"model": "openai:x", "temperature": 7}}}, "'temperature' must be <= 5"),
         ({"engines": {"planner": {"model": "openai:x", "temperature": float("nan")}}}, "expected a finite number"),
         ({"engines": {"planner": {"model": "openai:x", "max_attempts": 0}}}, "'max_attempts' must be >= 1"),
         ({"tools": {"base_generator": {"engine": {"model": "openai:x", "timeout_s": 0}}}}, "'timeout_s' must be > 0"),
