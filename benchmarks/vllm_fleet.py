@@ -166,7 +166,7 @@ def main() -> int:
 
     from agentflow_core.engines.embedded import smollm2_gguf_path
     from agentflow_rl.flow_grpo.fleet.launcher import ServerFleet, ServerSpec
-    from agentflow_rl.flow_grpo.policy import converted_gguf
+    from agentflow_rl.flow_grpo.model.policy import converted_gguf
 
     base = converted_gguf(smollm2_gguf_path())
     spec = ServerSpec(
