@@ -58,6 +58,8 @@ class Settings:
     passage_words: int = attrs.field(default=120, validator=attrs.validators.ge(10))
     #: Longest passage shown, in characters.
     max_passage_chars: int = attrs.field(default=1000, validator=attrs.validators.ge(50))
+    #: How passages are ranked against the query: ``bm25`` (word overlap) or ``embeddings`` (meaning;
+    #: needs the ``embeddings`` extra).
     ranker: Ranker = "bm25"
     #: Seconds to wait for each API answer.
     timeout_s: float = attrs.field(default=15.0, validator=attrs.validators.gt(0))
