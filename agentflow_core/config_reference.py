@@ -31,7 +31,6 @@ _SCALARS: dict[Any, tuple[str, str]] = {
     str: ("string", "strings"),
     Any: ("any value", "values"),
 }
-_COMPARISONS = {"<": "<", "<=": "<=", ">=": ">=", ">": ">"}
 
 
 @attrs.frozen
@@ -214,7 +213,7 @@ def _constraints(validator: Any) -> str:
         if isinstance(current, list | tuple):
             pending[:0] = current
         elif hasattr(current, "compare_op") and hasattr(current, "bound"):
-            found.append(f"{_COMPARISONS.get(current.compare_op, current.compare_op)} {_toml(current.bound)}")
+            found.append(f"{current.compare_op} {current.bound:g}")
         elif hasattr(current, "validator"):  # optional(...)
             pending.insert(0, current.validator)
         elif hasattr(current, "_validators"):  # and_(...), or a list given to attrs.field
@@ -223,11 +222,12 @@ def _constraints(validator: Any) -> str:
 
 
 def _default(field: attrs.Attribute[Any]) -> str:
-    default = field.default
+    default: Any = field.default
     if default is attrs.NOTHING:
         return "required"
-    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-        default = default.factory(None) if default.takes_self else default.factory()  # type: ignore[attr-defined]
+    factory = getattr(default, "factory", None)  # an attrs.Factory (typed as a function, so no isinstance)
+    if factory is not None:
+        default = factory(None) if default.takes_self else factory()
     if default is None:
         return "unset"
     if attrs.has(type(default)):
