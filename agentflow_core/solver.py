@@ -111,7 +111,7 @@ class Solver:
 
     @property
     def engines(self) -> dict[str, str]:
-        names = {role: self.config.engines.for_module(role).model for role in MODULE_ROLES}
+        names: dict[str, str] = {role: self.config.engines.for_module(role).model for role in MODULE_ROLES}
         for spec in self.toolset.specs:
             if spec.uses_engine:
                 names[f"tool:{spec.name}"] = self.config.tool_engine(spec.name).model
