@@ -125,7 +125,7 @@ async def search_google(settings: Settings, query: str, count: int) -> Results:
         cx_env = LEGACY_CX_ENV
     cx = require_env(cx_env, "Programmable Search Engine id (cx)", "cx_env")
     service = Service("Google Custom Search", settings.timeout_s, key_env=settings.api_key_env)
-    params = {"key": key, "cx": cx, "q": query, "num": count}
+    params: dict[str, str | int] = {"key": key, "cx": cx, "q": query, "num": count}
     payload = await request_json(service, "GET", settings.google_url, params=params)
     if not isinstance(payload, Mapping) or not ("items" in payload or "searchInformation" in payload):
         raise malformed(service, "neither 'items' nor 'searchInformation' in the reply")
