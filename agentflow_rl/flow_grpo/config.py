@@ -24,7 +24,10 @@ from agentflow_rl.flow_grpo.advantages import AdvantageMode
 from agentflow_rl.flow_grpo.loss import ClipSettings, LossType
 from agentflow_rl.flow_grpo.model.tiny_policy import TinyPolicyConfig
 
-_ge0, _ge1, _gt0 = attrs.validators.ge(0), attrs.validators.ge(1), attrs.validators.gt(0)
+#: Bounds many fields share. attrs types a validator by its bound, so counts (int fields) and amounts
+#: (float fields) each get their own.
+_ge0, _ge1 = attrs.validators.ge(0), attrs.validators.ge(1)
+_non_negative, _positive = attrs.validators.ge(0.0), attrs.validators.gt(0.0)
 
 
 #: Llama/Qwen/Mistral spelling of every linear layer of attention and MLP (not the embeddings or head).
@@ -55,9 +58,9 @@ class LoraConfig:
     #: Rank of each adapter: the inner size of its two low-rank matrices.
     r: int = attrs.field(default=16, validator=_ge1)
     #: Scale of an adapter's update, which is multiplied by ``alpha / r``.
-    alpha: float = attrs.field(default=32.0, validator=_gt0)
+    alpha: float = attrs.field(default=32.0, validator=_positive)
     #: Dropout on each adapter's input while training.
-    dropout: float = attrs.field(default=0.0, validator=[_ge0, attrs.validators.lt(1)])
+    dropout: float = attrs.field(default=0.0, validator=[_non_negative, attrs.validators.lt(1)])
     #: Module names to adapt; ``["all-linear"]`` lets peft pick every linear layer but the head.
     target_modules: tuple[str, ...] = LLAMA_LINEAR_LAYERS
     #: Adapt only the last N decoder layers (peft's ``layers_to_transform``); unset adapts every
@@ -172,7 +175,7 @@ class TrainModulesConfig:
 
     @property
     def roles(self) -> tuple[ModuleRole, ...]:
-        return self.modules  # type: ignore[return-value]  # checked below
+        return tuple(role for role in self.modules if role in MODULE_ROLES)  # all of them: checked below
 
     def training_at(self, step: int) -> tuple[ModuleRole, ...]:
         """The modules whose turns the update of logged step ``step`` trains."""
@@ -204,13 +207,13 @@ class RolloutConfig:
     #: Planner turns per trajectory (the solver's ``max_steps``).
     max_turns: int = attrs.field(default=3, validator=_ge1)
     #: Sampling temperature of every module in training rollouts, unless ``module_temperatures`` names it.
-    temperature: float = attrs.field(default=0.7, validator=_gt0)
+    temperature: float = attrs.field(default=0.7, validator=_positive)
     #: A module's own training temperature, e.g. ``{ verifier = 2.0 }``, trained or not. A binary
     #: decision whose prior is 95/5 hardly explores at the planner's temperature; evaluation stays at
     #: ``eval_temperature`` for every module.
     module_temperatures: dict[str, float] = attrs.field(factory=dict)
     #: Sampling temperature of every module on held-out questions; 0 is greedy.
-    eval_temperature: float = attrs.field(default=0.0, validator=_ge0)
+    eval_temperature: float = attrs.field(default=0.0, validator=_non_negative)
     #: Cap on tokens of one planner reply.
     max_new_tokens: int = attrs.field(default=256, validator=_ge1)
     #: Planner calls decoded together in one padded batch (the engine's ``max_batch``); 1 decodes
@@ -227,12 +230,12 @@ class RolloutConfig:
     jump_forward: bool = True
     #: Deadline for one question's group of trajectories, in seconds; a group past it is dropped from
     #: the step and counted (``train/timed_out_groups``) instead of stalling the run. 0: no deadline.
-    timeout_s: float = attrs.field(default=600.0, validator=_ge0)
+    timeout_s: float = attrs.field(default=600.0, validator=_non_negative)
     #: Where the trained modules generate, by name in the ``register_rollout_backends`` registry:
     #: ``hf`` (in the training process) or ``hf_worker`` (a separate process, synced each step).
     backend: str = "hf"
     #: How long a worker backend may take to answer one call or take new weights; 0: no limit.
-    worker_timeout_s: float = attrs.field(default=300.0, validator=_ge0)
+    worker_timeout_s: float = attrs.field(default=300.0, validator=_non_negative)
 
     @module_temperatures.validator
     def _check_module_temperatures(self, _: Any, value: dict[str, float]) -> None:
@@ -250,12 +253,12 @@ class LossConfig:
     #: How the token terms of a batch are averaged into the loss.
     type: LossType = LossType.FLOW_GRPO
     #: The importance ratio is clipped to ``[1 - clip_low, 1 + clip_high]``, as in PPO; this is the lower side.
-    clip_low: float = attrs.field(default=0.2, validator=[_ge0, attrs.validators.lt(1)])
+    clip_low: float = attrs.field(default=0.2, validator=[_non_negative, attrs.validators.lt(1)])
     #: The upper side of that clip; above ``clip_low`` it lets unlikely tokens gain probability faster
     #: (DAPO's clip-higher).
-    clip_high: float = attrs.field(default=0.3, validator=_ge0)
+    clip_high: float = attrs.field(default=0.3, validator=_non_negative)
     #: Weight of the k3 KL to the frozen reference; 0 skips the reference model entirely.
-    kl_coef: float = attrs.field(default=0.001, validator=_ge0)
+    kl_coef: float = attrs.field(default=0.001, validator=_non_negative)
     #: Whether turns with a zero advantage (groups whose rewards all agree) are still trained on for
     #: their KL term alone. False leaves them out of the update: early in training most groups
     #: fail together, so this skips most of a step's forward/backward work for a term that weighs
@@ -265,7 +268,7 @@ class LossConfig:
     #: Their advantage is zero, so otherwise nothing keeps the policy from settling on the choice
     #: that fails them all; the bonus pushes those prompts, and only those, back towards trying
     #: something else. 0 leaves them out of the update (with ``kl_on_zero_advantage = false``).
-    failed_group_entropy: float = attrs.field(default=0.0, validator=_ge0)
+    failed_group_entropy: float = attrs.field(default=0.0, validator=_non_negative)
 
     def clip(self) -> ClipSettings:
         return ClipSettings(self.clip_low, self.clip_high, self.kl_coef, self.failed_group_entropy)
@@ -284,13 +287,13 @@ class OptimConfig:
     """AdamW, and how an update is split into passes."""
 
     #: Learning rate (the paper's 1e-6 is for all weights; LoRA adapters take a larger one).
-    lr: float = attrs.field(default=1e-6, validator=_gt0)
+    lr: float = attrs.field(default=1e-6, validator=_positive)
     #: AdamW's decoupled weight decay.
-    weight_decay: float = attrs.field(default=0.0, validator=_ge0)
+    weight_decay: float = attrs.field(default=0.0, validator=_non_negative)
     #: AdamW's decay rates of the running mean of the gradient and of its square.
     betas: tuple[float, float] = (0.9, 0.999)
     #: Gradient-norm clip; 0 turns it off.
-    max_grad_norm: float = attrs.field(default=1.0, validator=_ge0)
+    max_grad_norm: float = attrs.field(default=1.0, validator=_non_negative)
     #: Optimizer steps on each rollout batch (the ratio leaves 1 from the second on).
     updates_per_batch: int = attrs.field(default=1, validator=_ge1)
     #: Turns per forward/backward pass; a batch is accumulated over as many as it needs. With
@@ -306,13 +309,13 @@ class RunConfig:
     #: Training steps, each one rollout batch and its updates.
     max_steps: int = attrs.field(default=100, validator=_ge1)
     #: Stop (after checkpointing) once this much wall time has passed; 0 for no limit.
-    max_minutes: float = attrs.field(default=0.0, validator=_ge0)
+    max_minutes: float = attrs.field(default=0.0, validator=_non_negative)
     #: Evaluate on held-out questions every N steps (and before the first); 0 never.
     eval_every: int = attrs.field(default=10, validator=_ge0)
     #: Evaluate on at most this many held-out questions; 0 for all.
     eval_questions: int = attrs.field(default=0, validator=_ge0)
     #: Stop early once held-out success reaches this (0 never).
-    target_success: float = attrs.field(default=0.0, validator=[_ge0, attrs.validators.le(1)])
+    target_success: float = attrs.field(default=0.0, validator=[_non_negative, attrs.validators.le(1)])
     #: Checkpoint every N steps and at the end, to resume from; 0 never checkpoints.
     checkpoint_every: int = attrs.field(default=10, validator=_ge0)
     #: Complete checkpoints kept in ``output_dir``; older ones are deleted.
@@ -346,11 +349,11 @@ class AlertsConfig:
     """Thresholds that print a one-line warning at the step a trained module crosses them; 0 turns one off."""
 
     #: Share of a module's calls whose reply did not parse.
-    parse_error_rate: float = attrs.field(default=0.5, validator=_ge0)
+    parse_error_rate: float = attrs.field(default=0.5, validator=_non_negative)
     #: Share of tool calls that failed.
-    tool_error_rate: float = attrs.field(default=0.9, validator=_ge0)
+    tool_error_rate: float = attrs.field(default=0.9, validator=_non_negative)
     #: Mean per-token k3 KL of a module to the reference.
-    kl: float = attrs.field(default=1.0, validator=_ge0)
+    kl: float = attrs.field(default=1.0, validator=_non_negative)
 
 
 @attrs.frozen
