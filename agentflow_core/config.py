@@ -18,6 +18,7 @@ import cattrs
 import cattrs.gen
 from cattrs.v import format_exception
 
+from agentflow_core.config_reference import NOT_A_KEY
 from agentflow_core.engine import EngineConfig, split_model
 from agentflow_core.errors import ConfigError, one_line
 from agentflow_core.records import MODULE_ROLES, ModuleRole
@@ -33,20 +34,20 @@ EMBEDDED_ENGINE = "llamacpp:smollm2"
 
 @attrs.frozen
 class AgentConfig:
-    #: Tools the planner may choose from, by name.
+    #: Tools the planner may choose from, by name (``agentflow tools`` lists them).
     tools: tuple[str, ...] = ("base_generator",)
     #: Turns of plan, execute, verify before the generator must answer.
     max_steps: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     #: Wall-clock budget of a whole solve, the final answer included (see ``answer_reserve_s``).
     max_time_s: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
     #: Seconds of ``max_time_s`` kept for the generator: the loop stops this long before the budget ends.
-    #: ``None``: a fifth of ``max_time_s``, at most 60 s.
+    #: Less than ``max_time_s``; unset: a fifth of ``max_time_s``, at most 60 s.
     answer_reserve_s: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
     )
-    #: Token budget over all module calls of one solve; ``None`` for no budget.
+    #: Token budget over all module calls of one solve (prompts and completions); unset: no budget.
     max_tokens: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
-    #: Wall-clock limit of one tool call.
+    #: Wall-clock limit of one tool call, in seconds.
     tool_timeout_s: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
     #: Each text a module writes (an analysis, a sub-goal, an argument, a verdict, an answer, its raw
     #: response) is cut to this many characters, with a marker, before memory, prompts or the trajectory see it.
@@ -73,10 +74,15 @@ class AgentConfig:
 class EnginesConfig:
     """Per-module engines; a module without its own falls back to ``default``."""
 
+    #: The engine of every module (and tool) without one of its own; unset: the embedded SmolLM2-135M-Instruct.
     default: EngineConfig | None = None
+    #: The Planner's engine; unset: ``default``.
     planner: EngineConfig | None = None
+    #: The Executor's engine; unset: ``default``.
     executor: EngineConfig | None = None
+    #: The Verifier's engine; unset: ``default``.
     verifier: EngineConfig | None = None
+    #: The Generator's engine, also that of tools that call a model and have none of their own; unset: ``default``.
     generator: EngineConfig | None = None
     #: Serve each module with its own LoRA adapter where its engine has one (the embedded model's
     #: shipped adapters, or a ``llamacpp`` engine's ``adapters`` folder); false runs the bare models.
@@ -91,33 +97,43 @@ class EnginesConfig:
 class ModulesConfig:
     """Which registered implementation plays each role."""
 
+    #: The Planner implementation, by the name a plugin registered it under (``register_modules``).
     planner: str = "default"
+    #: The Executor implementation, by registered name.
     executor: str = "default"
+    #: The Verifier implementation, by registered name.
     verifier: str = "default"
+    #: The Generator implementation, by registered name.
     generator: str = "default"
 
 
 @attrs.frozen
 class ToolConfig:
-    #: Engine for tools that call an LLM; default: the generator's engine, as in the paper.
+    """One tool's table: ``engine``, and the tool's own settings (below, under Tools)."""
+
+    #: Engine for a tool that calls an LLM; unset: the generator's engine, as in the paper.
     engine: EngineConfig | None = None
     #: Every other key of ``[tools.NAME]``, handed to the tool, which validates it.
-    settings: Mapping[str, Any] = attrs.field(factory=dict)
+    settings: Mapping[str, Any] = attrs.field(factory=dict, metadata={NOT_A_KEY: True})
 
 
 @attrs.frozen
 class Config:
+    #: The loop: its limits and the tools it may use.
     agent: AgentConfig = AgentConfig()
+    #: Which model each module runs on.
     engines: EnginesConfig = EnginesConfig()
+    #: Which implementation plays each module's role.
     modules: ModulesConfig = ModulesConfig()
+    #: Each tool's own table, by tool name.
     tools: Mapping[str, ToolConfig] = attrs.field(factory=dict)
     #: Every other top-level table (``[mcp]``), kept for the tool source of that name, which checks it.
     #: A solver rejects a section no installed tool source claims.
-    tool_source_sections: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    tool_source_sections: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, metadata={NOT_A_KEY: True})
     #: Where this config was read from, for error messages; not part of the file.
-    source: str = attrs.field(default="config", eq=False)
+    source: str = attrs.field(default="config", eq=False, metadata={NOT_A_KEY: True})
     #: Keys set by command-line flags rather than the file, and the flag: ``{"engines.planner": "--planner-engine"}``.
-    origins: Mapping[str, str] = attrs.field(factory=dict, eq=False)
+    origins: Mapping[str, str] = attrs.field(factory=dict, eq=False, metadata={NOT_A_KEY: True})
 
     def where(self, key: str) -> str:
         """How an error about ``key`` starts: the flag that set it, else the file and the key."""

@@ -107,10 +107,16 @@ class Completion:
 
 @attrs.frozen
 class EngineConfig:
-    """How to reach one model. Built from config (a string or a table) or from CLI flags."""
+    """How to reach one model: a table, or only its ``model`` as a string (``planner = "openai:gpt-4o-mini"``).
 
-    #: ``provider:model``, e.g. ``openai:gpt-4o-mini`` or ``llamacpp:/models/x.gguf``.
+    Also built from CLI flags (``--engine``, ``--planner-engine``, ...), which win over the file.
+    """
+
+    #: ``provider:model``, e.g. ``openai:gpt-4o-mini`` or ``llamacpp:/models/x.gguf`` (``agentflow engines``
+    #: lists the providers).
     model: str
+    #: The server of an OpenAI-compatible API (``http://127.0.0.1:8000/v1`` for a vLLM server); unset: the
+    #: provider's own.
     base_url: str | None = None
     #: Several servers of the same model instead of one ``base_url``: each request goes to the least
     #: busy, and one that fails is set aside for a while (:mod:`agentflow_core.engines.endpoints`).
@@ -118,13 +124,15 @@ class EngineConfig:
     base_urls: tuple[str, ...] = ()
     #: Name of the environment variable that holds the API key (never the key itself).
     api_key_env: str | None = None
-    #: Sampling temperature, 0 to 5 (0 is greedy; OpenAI's own servers take at most 2, training explores above it);
-    #: ``None`` leaves the server's default.
+    #: Sampling temperature, 0 to 5 (0 is greedy; OpenAI's own servers take at most 2, training explores
+    #: above it); unset leaves the server's default.
     temperature: float | None = attrs.field(
         default=None, validator=attrs.validators.optional([attrs.validators.ge(0), attrs.validators.le(5)])
     )
+    #: Cap on the tokens of a completion, for calls that set no cap of their own (the modules and the built-in
+    #: tools set theirs); unset: the engine's or server's default.
     max_tokens: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
-    #: Seconds one attempt may take; more than 0 (a solve's ``max_time_s`` bounds all attempts together).
+    #: Seconds one attempt may take (a solve's ``max_time_s`` bounds all attempts together).
     timeout_s: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
     #: Attempts for transient failures (429, 5xx, timeouts, dropped connections).
     max_attempts: int = attrs.field(default=4, validator=attrs.validators.ge(1))

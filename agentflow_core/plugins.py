@@ -65,7 +65,10 @@ class AgentFlowPluginManager(pluggy.PluginManager):
             for impl in caller.get_hookimpls():
                 if impl.plugin is plugin:
                     # pluggy still orders and calls the implementation; only what runs inside changes.
-                    impl.function = _guarded(impl, caller.name, self.sources[registered], self._hook_failed)
+                    # pluggy declares the attribute Final; replacing it is how the guard wraps the call.
+                    impl.function = _guarded(  # type: ignore[misc]
+                        impl, caller.name, self.sources[registered], self._hook_failed
+                    )
         return registered
 
     def source_of(self, plugin: object) -> str:

@@ -86,4 +86,5 @@ class Registrar(Generic[T]):
         if not overrides:
             return plain[0]
         replaced: Any = plain[0].source if plain else None
+        # mypy's attrs plugin wants T bound to an attrs class, which a Protocol cannot say; every item is one.
         return attrs.evolve(overrides[0], replaces=replaced)  # type: ignore[misc]

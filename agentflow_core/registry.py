@@ -34,6 +34,9 @@ class RegisteredTool:
     source: str
     #: Whose registration of the same name this one took over (``replace=True``), if anyone's.
     replaces: str | None = None
+    #: The attrs class the tool structures its ``[tools.NAME]`` table into, so that
+    #: ``agentflow config reference`` can document its keys; ``None`` when the plugin did not say.
+    settings: type | None = None
 
 
 @attrs.frozen
@@ -63,17 +66,23 @@ class RegisteredBenchmark:
 
 
 class ToolRegistrar(Registrar[RegisteredTool]):
-    """The ``register`` passed to ``register_tools``: ``register(spec, factory, replace=False)``."""
+    """The ``register`` passed to ``register_tools``: ``register(spec, factory, settings=None, replace=False)``.
+
+    ``settings`` is the attrs class the tool reads its ``[tools.NAME]`` table into, for the config reference.
+    """
 
     what = "tool"
 
-    def __call__(self, spec: ToolSpec, factory: ToolFactory, *, replace: bool = False) -> None:
+    def __call__(
+        self, spec: ToolSpec, factory: ToolFactory, *, settings: type | None = None, replace: bool = False
+    ) -> None:
         if not isinstance(spec, ToolSpec):
             raise PluginError(f"register got a {type(spec).__name__} for a tool, expected a ToolSpec")
         if not callable(factory):
             raise PluginError(f"tool {spec.name!r} was registered without a callable factory")
         _check_schema(spec)
-        self._add(spec.name, RegisteredTool(spec, factory, self.source), replace=replace)
+        _check_settings(f"tool {spec.name!r}", settings)
+        self._add(spec.name, RegisteredTool(spec, factory, self.source, settings=settings), replace=replace)
 
 
 class EngineRegistrar(Registrar[RegisteredEngine]):
@@ -121,14 +130,32 @@ class RegisteredToolSource:
     description: str
     source: str
     replaces: str | None = None
+    #: The attrs class of the section's settings, for ``agentflow config reference``; ``None`` when not given.
+    settings: type | None = None
+    #: Set when the section holds one ``settings`` table per name, and how the name is shown: ``NAME``
+    #: for ``[mcp.NAME]``. Unset: ``settings`` is the section itself.
+    settings_key: str | None = None
 
 
 class ToolSourceRegistrar(Registrar[RegisteredToolSource]):
-    """The ``register`` passed to ``register_tool_sources``: ``register("mcp", factory, description="...")``."""
+    """The ``register`` passed to ``register_tool_sources``: ``register("mcp", factory, description="...")``.
+
+    ``settings`` (an attrs class) documents the section's keys in the config reference; with
+    ``settings_key="NAME"`` it is the class of each ``[mcp.NAME]`` table rather than of ``[mcp]``.
+    """
 
     what = "tool source"
 
-    def __call__(self, name: str, factory: ToolSourceFactory, *, description: str = "", replace: bool = False) -> None:
+    def __call__(
+        self,
+        name: str,
+        factory: ToolSourceFactory,
+        *,
+        description: str = "",
+        settings: type | None = None,
+        settings_key: str | None = None,
+        replace: bool = False,
+    ) -> None:
         if not isinstance(name, str) or not name.isidentifier() or name in CORE_SECTIONS:
             raise PluginError(
                 f"tool source {name!r} is not a valid name: it names a config section, so it is an identifier "
@@ -136,7 +163,18 @@ class ToolSourceRegistrar(Registrar[RegisteredToolSource]):
             )
         if not callable(factory):
             raise PluginError(f"tool source {name!r} was registered without a callable factory")
-        self._add(name, RegisteredToolSource(name, factory, description, self.source), replace=replace)
+        _check_settings(f"tool source {name!r}", settings)
+        if settings_key is not None and (settings is None or not settings_key.isidentifier()):
+            raise PluginError(f"tool source {name!r}: settings_key names the tables of a settings class, like 'NAME'")
+        registered = RegisteredToolSource(
+            name, factory, description, self.source, settings=settings, settings_key=settings_key
+        )
+        self._add(name, registered, replace=replace)
+
+
+def _check_settings(what: str, settings: object) -> None:
+    if settings is not None and not (isinstance(settings, type) and attrs.has(settings)):
+        raise PluginError(f"{what}: settings must be an attrs class (the one its table is read into), got {settings!r}")
 
 
 def _check_schema(spec: ToolSpec) -> None:

@@ -35,14 +35,16 @@ def capped(record: T, max_chars: int) -> T:
     arguments) and the raw response of its ``ModuleCall``; the prompts it was sent are left whole.
     Anything that is not an attrs record is returned as it is.
     """
-    if not attrs.has(type(record)):
+    cls = type(record)
+    if not attrs.has(cls):
         return record
     changes = {}
-    for field in attrs.fields(type(record)):
+    for field in attrs.fields(cls):
         value = getattr(record, field.name)
         new = _capped_value(value, max_chars)
         if new is not value:
             changes[field.name] = new
+    # ``record`` is an attrs instance (checked above), which mypy cannot carry over from ``cls`` to it.
     return attrs.evolve(record, **changes) if changes else record  # type: ignore[misc]
 
 
@@ -70,7 +72,7 @@ def capped_arguments(arguments: Mapping[str, Any], max_chars: int) -> Mapping[st
     fitted = _fit(dict(arguments), room)
     size = len(json.dumps(fitted, ensure_ascii=False, default=str))
     if size <= 2 * max_chars:
-        return fitted  # type: ignore[no-any-return]
+        return fitted
     return {ARGUMENTS_CUT_KEY: f"the arguments took more than {max_chars} characters even with their texts cut"}
 
 

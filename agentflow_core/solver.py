@@ -119,7 +119,7 @@ class Solver:
 
     @property
     def engines(self) -> dict[str, str]:
-        names = dict(self._module_engines)
+        names: dict[str, str] = dict(self._module_engines)
         for spec in self.toolset.specs:
             if spec.uses_engine:
                 names[f"tool:{spec.name}"] = self.config.tool_engine(spec.name).model

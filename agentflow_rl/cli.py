@@ -67,7 +67,7 @@ def build_config(flags: dict[str, Any]) -> Any:
     """The config file with the command-line flags on top, exactly as ``agentflow solve`` does."""
     from agentflow_core.config import load_config, with_overrides
 
-    engines = {"default": flags["engine"], **{r: flags[f"{r}_engine"] for r in MODULE_ROLES}}
+    engines: dict[str, str | None] = {"default": flags["engine"], **{r: flags[f"{r}_engine"] for r in MODULE_ROLES}}
     tool_engines = {}
     for value in flags["tool_engine"]:
         tool, sep, engine = value.partition("=")

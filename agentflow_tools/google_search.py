@@ -67,12 +67,14 @@ class Settings:
     timeout_s: float = attrs.field(default=15.0, validator=attrs.validators.gt(0))
     #: Longest snippet shown, in characters.
     max_snippet_chars: int = attrs.field(default=400, validator=attrs.validators.ge(20))
+    #: Address of the Custom Search JSON API (another one for a proxy or a test server).
     google_url: str = "https://www.googleapis.com/customsearch/v1"
     #: Environment variable holding the Custom Search API key.
     api_key_env: str = "GOOGLE_API_KEY"
     #: Environment variable holding the Programmable Search Engine id (``cx``); when left at this default
     #: and unset, ``GOOGLE_CX`` (the name read before) is used instead.
     cx_env: str = DEFAULT_CX_ENV
+    #: Address of Serper's search API (another one for a proxy or a test server).
     serper_url: str = "https://google.serper.dev/search"
     #: Environment variable holding the Serper API key.
     serper_api_key_env: str = "SERPER_API_KEY"
@@ -123,7 +125,7 @@ async def search_google(settings: Settings, query: str, count: int) -> Results:
         cx_env = LEGACY_CX_ENV
     cx = require_env(cx_env, "Programmable Search Engine id (cx)", "cx_env")
     service = Service("Google Custom Search", settings.timeout_s, key_env=settings.api_key_env)
-    params = {"key": key, "cx": cx, "q": query, "num": count}
+    params: dict[str, str | int] = {"key": key, "cx": cx, "q": query, "num": count}
     payload = await request_json(service, "GET", settings.google_url, params=params)
     if not isinstance(payload, Mapping) or not ("items" in payload or "searchInformation" in payload):
         raise malformed(service, "neither 'items' nor 'searchInformation' in the reply")

@@ -17,19 +17,26 @@ def register_tools(register: ToolRegistrar) -> None:
     # and torch are imported when a tool runs, so listing tools stays cheap.
     from agentflow_tools import base_generator, google_search, local_search, python_coder, web_search, wikipedia_search
 
-    register(base_generator.SPEC, base_generator.BaseGenerator)
-    register(python_coder.SPEC, python_coder.PythonCoder)
-    register(google_search.SPEC, google_search.GoogleSearch)
-    register(wikipedia_search.SPEC, wikipedia_search.WikipediaSearch)
-    register(web_search.SPEC, web_search.WebSearch)
-    register(local_search.SPEC, local_search.LocalSearch)
+    register(base_generator.SPEC, base_generator.BaseGenerator, settings=base_generator.Settings)
+    register(python_coder.SPEC, python_coder.PythonCoder, settings=python_coder.Settings)
+    register(google_search.SPEC, google_search.GoogleSearch, settings=google_search.Settings)
+    register(wikipedia_search.SPEC, wikipedia_search.WikipediaSearch, settings=wikipedia_search.Settings)
+    register(web_search.SPEC, web_search.WebSearch, settings=web_search.Settings)
+    register(local_search.SPEC, local_search.LocalSearch, settings=local_search.Settings)
 
 
 @hookimpl
 def register_tool_sources(register: ToolSourceRegistrar) -> None:
+    from agentflow_tools.mcp.settings import ServerSettings
     from agentflow_tools.mcp.source import McpToolSource
 
-    register("mcp", McpToolSource, description="the tools of MCP servers, one [mcp.NAME] table per server")
+    register(
+        "mcp",
+        McpToolSource,
+        description="the tools of MCP servers, one [mcp.NAME] table per server",
+        settings=ServerSettings,
+        settings_key="NAME",
+    )
 
 
 @hookimpl

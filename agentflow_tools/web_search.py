@@ -90,9 +90,11 @@ class Settings:
     timeout_s: float = attrs.field(default=20.0, validator=attrs.validators.gt(0))
     #: Bytes of the body read at most; the rest of a larger page is ignored.
     max_bytes: int = attrs.field(default=2_000_000, validator=attrs.validators.ge(1024))
+    #: Redirects followed at most; each new address is checked like the first.
     max_redirects: int = attrs.field(default=5, validator=attrs.validators.ge(0))
     #: Allow loopback, private and link-local addresses: for intranets and tests, never for open use.
     allow_private_addresses: bool = False
+    #: The ``User-Agent`` header of each page request.
     user_agent: str = "AgentFlow-web_search/0.1 (tool-using agent framework)"
 
 

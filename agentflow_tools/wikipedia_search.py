@@ -58,6 +58,8 @@ class Settings:
     passage_words: int = attrs.field(default=120, validator=attrs.validators.ge(10))
     #: Longest passage shown, in characters.
     max_passage_chars: int = attrs.field(default=1000, validator=attrs.validators.ge(50))
+    #: How passages are ranked against the query: ``bm25`` (word overlap) or ``embeddings`` (meaning;
+    #: needs the ``embeddings`` extra).
     ranker: Ranker = "bm25"
     #: Seconds to wait for each API answer.
     timeout_s: float = attrs.field(default=15.0, validator=attrs.validators.gt(0))
@@ -102,12 +104,17 @@ class WikipediaSearch:
         """Each request opens and closes its own connection; nothing is held."""
 
     async def _search(self, query: str) -> list[str]:
-        params = {"list": "search", "srsearch": query, "srlimit": self._settings.pages, "srprop": ""}
+        params: dict[str, str | int] = {
+            "list": "search",
+            "srsearch": query,
+            "srlimit": self._settings.pages,
+            "srprop": "",
+        }
         hits = _field(self._service, await self._query(params), "search")
         return [str(hit["title"]) for hit in hits if isinstance(hit, Mapping) and hit.get("title")]
 
     async def _article(self, title: str) -> Article:
-        params = {"prop": "extracts", "explaintext": 1, "redirects": 1, "titles": title}
+        params: dict[str, str | int] = {"prop": "extracts", "explaintext": 1, "redirects": 1, "titles": title}
         pages = _field(self._service, await self._query(params), "pages")
         page = next((p for p in pages if isinstance(p, Mapping) and not p.get("missing")), None)
         if page is None:
@@ -116,7 +123,7 @@ class WikipediaSearch:
         return Article(name, self._url(name), str(page.get("extract") or ""))
 
     async def _query(self, params: Mapping[str, str | int]) -> Mapping[str, Any]:
-        base = {"action": "query", "format": "json", "formatversion": 2}
+        base: dict[str, str | int] = {"action": "query", "format": "json", "formatversion": 2}
         headers = {"User-Agent": self._settings.user_agent}
         payload = await request_json(
             self._service, "GET", self._settings.api_url, params={**base, **params}, headers=headers

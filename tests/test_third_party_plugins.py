@@ -154,6 +154,15 @@ def test_listings_name_each_plugins_distribution(venv: Venv, tmp_path: Path) -> 
     assert "agentflow-sympy" not in tools.stderr and "agentflow-ollama" not in tools.stderr  # no load warning
 
 
+def test_the_config_reference_documents_an_installed_plugins_settings(venv: Venv, tmp_path: Path) -> None:
+    installed = venv.agentflow("config", "reference", cwd=tmp_path)
+    assert installed.returncode == 0, installed.stderr
+    assert "### `[tools.symbolic_math]`\n\nFrom agentflow-sympy 0.1.0 (sympy).\n" in installed.stdout
+    assert "| `timeout_s` | number, > 0 | `10.0` | Seconds one computation may take" in installed.stdout
+    builtin = venv.agentflow("config", "reference", "--builtin-only", cwd=tmp_path).stdout
+    assert "symbolic_math" not in builtin and "### `[tools.python_coder]`" in builtin
+
+
 @pytest.fixture
 def openai_server() -> Iterator[ScriptedOpenAIServer]:
     with ScriptedOpenAIServer() as server:

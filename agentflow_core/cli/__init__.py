@@ -40,7 +40,8 @@ class AgentFlowGroup(click.Group):
             click.echo("interrupted", err=True)
             sys.exit(130)
         except click.exceptions.ClickException as exc:
-            exc.message = inert(exc.message)
+            # click declares it Final; a new exception would lose the subclass (a usage error's usage line).
+            exc.message = inert(exc.message)  # type: ignore[misc]
             raise
         except (click.exceptions.Abort, click.exceptions.Exit):
             raise

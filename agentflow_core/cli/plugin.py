@@ -10,8 +10,9 @@ from agentflow_core.hookspecs import hookimpl
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    from agentflow_core.cli import listing, solve
+    from agentflow_core.cli import listing, reference, solve
 
     cli.add_command(solve.solve)
+    cli.add_command(reference.config)
     for command in listing.COMMANDS:
         cli.add_command(command)

@@ -73,8 +73,9 @@ def solve(
 
     if not query.strip():
         raise UsageError("the query is empty; pass the question as the first argument")
-    flags = dict(zip(MODULE_ROLES, (planner_engine, executor_engine, verifier_engine, generator_engine), strict=True))
-    engines = {role: model for role, model in {"default": engine, **flags}.items() if model}
+    chosen = (planner_engine, executor_engine, verifier_engine, generator_engine)
+    flags: dict[str, str | None] = {"default": engine, **dict(zip(MODULE_ROLES, chosen, strict=True))}
+    engines = {role: model for role, model in flags.items() if model}
     config = with_overrides(
         load_config(config_path),
         engines=engines,

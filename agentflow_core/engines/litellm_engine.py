@@ -186,9 +186,9 @@ def _sdk_exception(exc: BaseException) -> openai.OpenAIError | None:
 
 def _litellm_message(exc: BaseException) -> str:
     """The provider's words: the JSON error body when there is one, else LiteLLM's message without its prefixes."""
+    response: Any = getattr(exc, "response", None)  # LiteLLM's httpx response, when it has one
     try:
-        text = str(getattr(exc, "response", None).text)  # type: ignore[union-attr]
-        body = json.loads(text)
+        body = json.loads(str(response.text))
     except Exception:  # no response, an unread stream or a non-JSON body: all mean "use the message"
         body = None
     if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping) and body["error"].get("message"):
@@ -248,7 +248,8 @@ def find_cause(exc: BaseException, kind: type[BaseException]) -> Any:
 
 def _root_cause(exc: BaseException) -> BaseException:
     seen: set[int] = set()
-    while id(exc) not in seen and (exc.__cause__ or exc.__context__) is not None:
+    parent = exc.__cause__ or exc.__context__
+    while id(exc) not in seen and parent is not None:
         seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        exc, parent = parent, parent.__cause__ or parent.__context__
     return exc

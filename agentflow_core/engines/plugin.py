@@ -7,15 +7,14 @@ importing ``agentflow_core``) never pulls in openai, litellm, torch, vllm or lla
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 
-from agentflow_core.engine import Engine, EngineConfig
+from agentflow_core.engine import Engine, EngineConfig, EngineFactory
 from agentflow_core.errors import EngineUnavailable
 from agentflow_core.hookspecs import hookimpl
 from agentflow_core.registry import EngineRegistrar
 
 
-def _lazy(module: str, cls: str, extra: str | None = None) -> Callable[[EngineConfig], Engine]:
+def _lazy(module: str, cls: str, extra: str | None = None) -> EngineFactory:
     def factory(config: EngineConfig) -> Engine:
         try:
             engine_cls = getattr(importlib.import_module(f"agentflow_core.engines.{module}"), cls)

@@ -14,6 +14,7 @@ or a bad key, and a fast clear error is worth more than a slow one.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import math
 import re
@@ -209,7 +210,8 @@ class RetryPolicy:
             wait=self._wait,
             retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, CallFailure) and exc.retryable),
             reraise=True,
-            **({"sleep": self.sleep} if self.sleep is not None else {}),
+            # tenacity's own default sleeps with asyncio.sleep too, unless trio is running.
+            sleep=self.sleep if self.sleep is not None else asyncio.sleep,
         )
         try:
             return await retrying(counted)

@@ -81,9 +81,10 @@ class VLLMEngine:
         llm = self._ensure_loaded(vllm)
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         params, sampled = self._sampling_params(vllm, request)
+        refusals: tuple[type[BaseException], ...] = (ValueError, *_client_errors())
         try:
             outputs = llm.chat(messages, sampling_params=params, use_tqdm=False)
-        except (ValueError, *_client_errors()) as exc:  # vLLM refusing the request: too long, bad schema...
+        except refusals as exc:  # vLLM refusing the request: too long, bad schema...
             raise EngineError(f"{self.name}: {_first_line(exc)}") from exc
         return outputs[0], sampled
 

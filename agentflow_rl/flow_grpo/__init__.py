@@ -27,7 +27,8 @@ How training plugs in, and how a run starts:
     registry       what training plugins registered: rewards and rollout backends
     plugin         training's own plugin (entry point ``flow_grpo``)
     launch         train_from_file, which every command calls
-    cli            ``agentflow train`` and ``python -m agentflow_rl.flow_grpo {train,smoke,real,plot}``
+    cli            ``agentflow train`` and ``python -m agentflow_rl.flow_grpo {train,smoke,real,plot,reference}``
+    reference      the training TOML's reference page (docs/training-config-reference.md), from config
     proofs         the synthetic and the SmolLM2 proof (``nox -s train_smoke``, ``nox -s train_real``)
     testing        public test helpers: a tiny world, a scripted planner, a TOML writer
 

@@ -1,4 +1,5 @@
-"""The training commands: ``agentflow train CONFIG`` and ``python -m agentflow_rl.flow_grpo {train,smoke,real,plot}``.
+"""The training commands: ``agentflow train CONFIG``, and ``python -m agentflow_rl.flow_grpo`` with ``train``,
+``smoke``, ``real``, ``plot`` and ``reference`` (the training TOML's reference page).
 
 ``train`` is one click command, added to both: each way in calls ``launch.train_from_file``.
 torch and accelerate load only when a command runs, so ``agentflow --help`` stays fast.
@@ -95,8 +96,16 @@ def plot_command(runs: tuple[str, ...], out: str, title: str) -> None:
     click.echo(plot_diagnostics(pairs, out, title))
 
 
+@click.command("reference")
+def reference_command() -> None:
+    """Print the training TOML's reference (Markdown): each table and key, its type, default and meaning."""
+    from agentflow_rl.flow_grpo.reference import training_reference
+
+    click.echo(training_reference(), nl=False)
+
+
 #: ``python -m agentflow_rl.flow_grpo``; errors are one line, as in the ``agentflow`` command.
 main = AgentFlowGroup(
     help="Flow-GRPO for nox and accelerate launch: train is agentflow train; smoke and real are the proofs.",
-    commands=[train_command, smoke_command, real_command, plot_command],
+    commands=[train_command, smoke_command, real_command, plot_command, reference_command],
 )

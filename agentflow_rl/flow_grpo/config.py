@@ -24,7 +24,10 @@ from agentflow_rl.flow_grpo.advantages import AdvantageMode
 from agentflow_rl.flow_grpo.loss import ClipSettings, LossType
 from agentflow_rl.flow_grpo.model.tiny_policy import TinyPolicyConfig
 
-_ge0, _ge1, _gt0 = attrs.validators.ge(0), attrs.validators.ge(1), attrs.validators.gt(0)
+#: Bounds many fields share. attrs types a validator by its bound, so counts (int fields) and amounts
+#: (float fields) each get their own.
+_ge0, _ge1 = attrs.validators.ge(0), attrs.validators.ge(1)
+_non_negative, _positive = attrs.validators.ge(0.0), attrs.validators.gt(0.0)
 
 
 #: Llama/Qwen/Mistral spelling of every linear layer of attention and MLP (not the embeddings or head).
@@ -52,14 +55,17 @@ def _check_trained(key: str, keys: Any, trained: Sequence[str]) -> None:
 class LoraConfig:
     """A LoRA adapter (peft) per trained module instead of training all weights."""
 
+    #: Rank of each adapter: the inner size of its two low-rank matrices.
     r: int = attrs.field(default=16, validator=_ge1)
-    alpha: float = attrs.field(default=32.0, validator=_gt0)
-    dropout: float = attrs.field(default=0.0, validator=[_ge0, attrs.validators.lt(1)])
+    #: Scale of an adapter's update, which is multiplied by ``alpha / r``.
+    alpha: float = attrs.field(default=32.0, validator=_positive)
+    #: Dropout on each adapter's input while training.
+    dropout: float = attrs.field(default=0.0, validator=[_non_negative, attrs.validators.lt(1)])
     #: Module names to adapt; ``["all-linear"]`` lets peft pick every linear layer but the head.
     target_modules: tuple[str, ...] = LLAMA_LINEAR_LAYERS
     #: Adapt only the last N decoder layers (peft's ``layers_to_transform``); unset adapts every
     #: layer. Nothing below the lowest adapter needs a gradient, so the backward pass stops there
-    #: and keeps no activations for those layers (the time it saves: docs/flow-grpo.md).
+    #: and keeps no activations for those layers (the time it saves: docs/results.md, "Adapting fewer layers").
     last_layers: int | None = attrs.field(default=None, validator=attrs.validators.optional(_ge1))
     #: Start a trained module's adapter from a PEFT adapter folder instead of from zero, e.g.
     #: ``{ planner = "runs/smollm2/policy/planner" }`` (relative to the working directory, like
@@ -92,7 +98,7 @@ class PolicyConfig:
     #: The weights' dtype. Half precision needs ``lora``: it halves the frozen base and the
     #: activations and KV caches computed through it, while the adapters, logits and loss stay
     #: float32. Fast on GPUs and on CPUs with AVX-512 BF16; on an AVX2-only CPU several times slower,
-    #: so float32 is the default (measured in docs/flow-grpo.md).
+    #: so float32 is the default (measured in docs/results.md, "A bfloat16 base").
     dtype: WeightDtype = WeightDtype.FLOAT32
 
 
@@ -107,16 +113,19 @@ class TaskKind(enum.Enum):
 class SyntheticConfig:
     #: Keys whose numbers must be looked up.
     keys: int = attrs.field(default=12, validator=_ge1)
-    #: Share of each question shape held out for evaluation...
+    #: Share of each question shape held out for evaluation (at most ``max_held_out`` of a shape).
     held_out: float = attrs.field(default=0.25, validator=[attrs.validators.gt(0), attrs.validators.lt(1)])
-    #: ...but at most this many questions of one shape (5 shapes).
+    #: Most questions of one shape held out (there are 5 shapes).
     max_held_out: int = attrs.field(default=20, validator=_ge1)
+    #: Seed of the world (the keys' numbers) and of the held-out split.
     seed: int = 0
 
 
 @attrs.frozen
 class TaskConfig:
+    #: Where the questions come from and how the agent is made.
     kind: TaskKind = TaskKind.SYNTHETIC
+    #: The synthetic world (``kind = "synthetic"``).
     synthetic: SyntheticConfig = SyntheticConfig()
     #: JSONL or parquet of training questions (``kind = "records"``); relative to this file.
     train_file: str | None = None
@@ -127,10 +136,13 @@ class TaskConfig:
     #: The planner module, by registered name (``synthetic`` or ``synthetic_chat`` for the synthetic
     #: task; ``default`` for an agentflow.toml agent).
     planner: str = "synthetic"
-    #: The other modules by registered name; unset keeps the task's own (the synthetic task's rules,
-    #: or the agent config's). The synthetic task also has an LLM verifier, ``synthetic_chat``.
+    #: The executor module by registered name; unset keeps the task's own (the synthetic task's rules,
+    #: or the agent config's).
     executor: str | None = None
+    #: The verifier module by registered name; unset keeps the task's own. The synthetic task also has
+    #: an LLM verifier, ``synthetic_chat``.
     verifier: str | None = None
+    #: The generator module by registered name; unset keeps the task's own.
     generator: str | None = None
     #: How answers are scored (``records``): ``exact_match``.
     scorer: str = "exact_match"
@@ -149,9 +161,9 @@ class TaskConfig:
 
 @attrs.frozen
 class TrainModulesConfig:
+    # Typed as plain strings so that a wrong name gets the validator's message, not cattrs'.
     #: The modules whose LLM calls are trained, each with its own adapter (or model); the others
     #: keep their engines. The paper trains only the planner.
-    #: (Typed as plain strings so that a wrong name gets the validator's message, not cattrs'.)
     modules: tuple[str, ...] = attrs.field(default=("planner",))
 
     #: The step (as logged, from 1) at which a module's updates begin, e.g. ``{ verifier = 40 }``;
@@ -163,7 +175,7 @@ class TrainModulesConfig:
 
     @property
     def roles(self) -> tuple[ModuleRole, ...]:
-        return self.modules  # type: ignore[return-value]  # checked below
+        return tuple(role for role in self.modules if role in MODULE_ROLES)  # all of them: checked below
 
     def training_at(self, step: int) -> tuple[ModuleRole, ...]:
         """The modules whose turns the update of logged step ``step`` trains."""
@@ -194,12 +206,14 @@ class RolloutConfig:
     questions_per_step: int = attrs.field(default=32, validator=_ge1)
     #: Planner turns per trajectory (the solver's ``max_steps``).
     max_turns: int = attrs.field(default=3, validator=_ge1)
-    temperature: float = attrs.field(default=0.7, validator=_gt0)
+    #: Sampling temperature of every module in training rollouts, unless ``module_temperatures`` names it.
+    temperature: float = attrs.field(default=0.7, validator=_positive)
     #: A module's own training temperature, e.g. ``{ verifier = 2.0 }``, trained or not. A binary
     #: decision whose prior is 95/5 hardly explores at the planner's temperature; evaluation stays at
     #: ``eval_temperature`` for every module.
     module_temperatures: dict[str, float] = attrs.field(factory=dict)
-    eval_temperature: float = attrs.field(default=0.0, validator=_ge0)
+    #: Sampling temperature of every module on held-out questions; 0 is greedy.
+    eval_temperature: float = attrs.field(default=0.0, validator=_non_negative)
     #: Cap on tokens of one planner reply.
     max_new_tokens: int = attrs.field(default=256, validator=_ge1)
     #: Planner calls decoded together in one padded batch (the engine's ``max_batch``); 1 decodes
@@ -216,12 +230,12 @@ class RolloutConfig:
     jump_forward: bool = True
     #: Deadline for one question's group of trajectories, in seconds; a group past it is dropped from
     #: the step and counted (``train/timed_out_groups``) instead of stalling the run. 0: no deadline.
-    timeout_s: float = attrs.field(default=600.0, validator=_ge0)
+    timeout_s: float = attrs.field(default=600.0, validator=_non_negative)
     #: Where the trained modules generate, by name in the ``register_rollout_backends`` registry:
     #: ``hf`` (in the training process) or ``hf_worker`` (a separate process, synced each step).
     backend: str = "hf"
     #: How long a worker backend may take to answer one call or take new weights; 0: no limit.
-    worker_timeout_s: float = attrs.field(default=300.0, validator=_ge0)
+    worker_timeout_s: float = attrs.field(default=300.0, validator=_non_negative)
 
     @module_temperatures.validator
     def _check_module_temperatures(self, _: Any, value: dict[str, float]) -> None:
@@ -236,11 +250,15 @@ class RolloutConfig:
 
 @attrs.frozen
 class LossConfig:
+    #: How the token terms of a batch are averaged into the loss.
     type: LossType = LossType.FLOW_GRPO
-    clip_low: float = attrs.field(default=0.2, validator=[_ge0, attrs.validators.lt(1)])
-    clip_high: float = attrs.field(default=0.3, validator=_ge0)
+    #: The importance ratio is clipped to ``[1 - clip_low, 1 + clip_high]``, as in PPO; this is the lower side.
+    clip_low: float = attrs.field(default=0.2, validator=[_non_negative, attrs.validators.lt(1)])
+    #: The upper side of that clip; above ``clip_low`` it lets unlikely tokens gain probability faster
+    #: (DAPO's clip-higher).
+    clip_high: float = attrs.field(default=0.3, validator=_non_negative)
     #: Weight of the k3 KL to the frozen reference; 0 skips the reference model entirely.
-    kl_coef: float = attrs.field(default=0.001, validator=_ge0)
+    kl_coef: float = attrs.field(default=0.001, validator=_non_negative)
     #: Whether turns with a zero advantage (groups whose rewards all agree) are still trained on for
     #: their KL term alone. False leaves them out of the update: early in training most groups
     #: fail together, so this skips most of a step's forward/backward work for a term that weighs
@@ -250,7 +268,7 @@ class LossConfig:
     #: Their advantage is zero, so otherwise nothing keeps the policy from settling on the choice
     #: that fails them all; the bonus pushes those prompts, and only those, back towards trying
     #: something else. 0 leaves them out of the update (with ``kl_on_zero_advantage = false``).
-    failed_group_entropy: float = attrs.field(default=0.0, validator=_ge0)
+    failed_group_entropy: float = attrs.field(default=0.0, validator=_non_negative)
 
     def clip(self) -> ClipSettings:
         return ClipSettings(self.clip_low, self.clip_high, self.kl_coef, self.failed_group_entropy)
@@ -258,6 +276,7 @@ class LossConfig:
 
 @attrs.frozen
 class AdvantageConfig:
+    #: How a group's rewards become the advantages of its turns.
     mode: AdvantageMode = AdvantageMode.TRAJECTORY
     #: Divide by the group's standard deviation (false: only centre, as in Dr. GRPO).
     scale: bool = True
@@ -265,11 +284,16 @@ class AdvantageConfig:
 
 @attrs.frozen
 class OptimConfig:
-    lr: float = attrs.field(default=1e-6, validator=_gt0)
-    weight_decay: float = attrs.field(default=0.0, validator=_ge0)
+    """AdamW, and how an update is split into passes."""
+
+    #: Learning rate (the paper's 1e-6 is for all weights; LoRA adapters take a larger one).
+    lr: float = attrs.field(default=1e-6, validator=_positive)
+    #: AdamW's decoupled weight decay.
+    weight_decay: float = attrs.field(default=0.0, validator=_non_negative)
+    #: AdamW's decay rates of the running mean of the gradient and of its square.
     betas: tuple[float, float] = (0.9, 0.999)
     #: Gradient-norm clip; 0 turns it off.
-    max_grad_norm: float = attrs.field(default=1.0, validator=_ge0)
+    max_grad_norm: float = attrs.field(default=1.0, validator=_non_negative)
     #: Optimizer steps on each rollout batch (the ratio leaves 1 from the second on).
     updates_per_batch: int = attrs.field(default=1, validator=_ge1)
     #: Turns per forward/backward pass; a batch is accumulated over as many as it needs. With
@@ -279,30 +303,37 @@ class OptimConfig:
 
 @attrs.frozen
 class RunConfig:
+    #: Folder of the run (checkpoints, metrics, kept rollouts, the trained policy), relative to the
+    #: working directory.
     output_dir: str = "runs/flow-grpo"
+    #: Training steps, each one rollout batch and its updates.
     max_steps: int = attrs.field(default=100, validator=_ge1)
     #: Stop (after checkpointing) once this much wall time has passed; 0 for no limit.
-    max_minutes: float = attrs.field(default=0.0, validator=_ge0)
+    max_minutes: float = attrs.field(default=0.0, validator=_non_negative)
     #: Evaluate on held-out questions every N steps (and before the first); 0 never.
     eval_every: int = attrs.field(default=10, validator=_ge0)
     #: Evaluate on at most this many held-out questions; 0 for all.
     eval_questions: int = attrs.field(default=0, validator=_ge0)
     #: Stop early once held-out success reaches this (0 never).
-    target_success: float = attrs.field(default=0.0, validator=[_ge0, attrs.validators.le(1)])
+    target_success: float = attrs.field(default=0.0, validator=[_non_negative, attrs.validators.le(1)])
+    #: Checkpoint every N steps and at the end, to resume from; 0 never checkpoints.
     checkpoint_every: int = attrs.field(default=10, validator=_ge0)
+    #: Complete checkpoints kept in ``output_dir``; older ones are deleted.
     keep_checkpoints: int = attrs.field(default=2, validator=_ge1)
     #: Continue from the newest complete checkpoint in ``output_dir`` when there is one.
     resume: bool = True
+    #: Seed of the question order, sampling and the advantage ablations.
     seed: int = 0
     #: Mixed precision for the update (accelerate's ``bf16``); rollouts stay in the model's dtype.
     bf16: bool = False
+    #: Recompute activations in the backward pass instead of keeping them: less memory, more time.
     gradient_checkpointing: bool = False
     #: On a CPU, have glibc hand blocks of 1 MB and more back to the system as soon as they are freed
     #: (``agentflow_rl.flow_grpo.run.memory``): the peak stays at what a step needs instead of creeping
     #: up, but every large tensor then costs fresh page faults. Also trims the heaps after each
     #: rollout batch and micro-batch, caps oneDNN's primitive cache at 64 and ideep's at 1 (unless
     #: ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` or ``LRU_CACHE_CAPACITY`` is set). For runs with a memory
-    #: budget; peak and time measured in docs/flow-grpo.md, "The CPU allocator".
+    #: budget; peak and time measured in docs/results.md, "The CPU allocator".
     release_freed_memory: bool = False
     #: Rollouts of each step saved to ``<output_dir>/samples/`` for ``agentflow view``; 0 saves none.
     sample_rollouts: int = attrs.field(default=4, validator=_ge0)
@@ -318,23 +349,32 @@ class AlertsConfig:
     """Thresholds that print a one-line warning at the step a trained module crosses them; 0 turns one off."""
 
     #: Share of a module's calls whose reply did not parse.
-    parse_error_rate: float = attrs.field(default=0.5, validator=_ge0)
+    parse_error_rate: float = attrs.field(default=0.5, validator=_non_negative)
     #: Share of tool calls that failed.
-    tool_error_rate: float = attrs.field(default=0.9, validator=_ge0)
+    tool_error_rate: float = attrs.field(default=0.9, validator=_non_negative)
     #: Mean per-token k3 KL of a module to the reference.
-    kl: float = attrs.field(default=1.0, validator=_ge0)
+    kl: float = attrs.field(default=1.0, validator=_non_negative)
 
 
 @attrs.frozen
 class TrainConfig:
+    #: Which modules are trained, and from which step.
     train: TrainModulesConfig = TrainModulesConfig()
+    #: The model being trained: where it comes from, LoRA or all weights, its dtype.
     policy: PolicyConfig = PolicyConfig()
+    #: What the agent is trained on: questions, modules, tools and reward.
     task: TaskConfig = TaskConfig()
+    #: How trajectories are sampled: group size, questions per step, temperatures, where generation runs.
     rollout: RolloutConfig = RolloutConfig()
+    #: The objective: how token terms are averaged, the clip, the KL and entropy terms.
     loss: LossConfig = LossConfig()
+    #: How rewards become advantages.
     advantage: AdvantageConfig = AdvantageConfig()
+    #: The optimizer and the passes of an update.
     optim: OptimConfig = OptimConfig()
+    #: The run: its folder, length, evaluation, checkpoints and trackers.
     run: RunConfig = RunConfig()
+    #: Thresholds of one-line warnings about a trained module.
     alerts: AlertsConfig = AlertsConfig()
 
     def __attrs_post_init__(self) -> None:

@@ -7,13 +7,8 @@ Per completion token ``t`` with advantage ``A``, ratio ``r = exp(logp - logp_old
     k3_t        = exp(logp_ref - logp) - (logp_ref - logp) - 1          (>= 0, unbiased for KL)
 
 and the loss is ``-sum_t w_t * objective_t``. The aggregations differ only in the weights ``w``,
-so each is one small function in :data:`AGGREGATIONS`, keyed by :class:`LossType`:
-
-* ``FLOW_GRPO`` (the paper): mean over the tokens of a turn, then over the turns of a trajectory,
-  then over the trajectories of a group, then over the groups;
-* ``GRPO``: every turn is one sample, token mean within it, then mean over all turns;
-* ``DAPO``: every token of the batch weighs the same;
-* ``DR_GRPO``: token sums divided by a constant (turns x max completion length), no length bias.
+so each is one small function in :data:`AGGREGATIONS`, keyed by :class:`LossType` (whose members
+say how each one averages).
 
 Because the weights are fixed before the forward pass, the loss of a batch is the sum of the
 losses of its micro-batches: gradient accumulation is exact whatever the micro-batch size.
@@ -33,9 +28,13 @@ if TYPE_CHECKING:
 
 
 class LossType(enum.Enum):
+    #: The paper's: mean over a turn's tokens, then over a trajectory's turns, a group's trajectories, the groups.
     FLOW_GRPO = "flow_grpo"
+    #: Every turn one sample: mean over its tokens, then over all turns.
     GRPO = "grpo"
+    #: Every token of the batch weighs the same.
     DAPO = "dapo"
+    #: Token sums divided by a constant (turns times the longest completion): no length bias.
     DR_GRPO = "dr_grpo"
 
 

@@ -13,18 +13,21 @@ step and counted, so a hung tool or module shows in the log instead of stalling 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import attrs
 
-from agentflow_core import Engine, EngineConfig, EngineRegistrar, Solver, TokenTrace, Trajectory, hookimpl
+from agentflow_core import EngineRegistrar, Solver, TokenTrace, Trajectory, hookimpl
+from agentflow_core.engine import EngineFactory
 from agentflow_core.engines.token_runtime import SerialWorker, engine_for_model
 from agentflow_core.records import ModuleRole
 from agentflow_rl.flow_grpo.tasks.records import TrainRecord
 
 #: The provider name under which the live policy is registered.
 POLICY_PROVIDER = "policy"
+#: What the paper trains, and what a rollout collects turns of unless told otherwise.
+PLANNER_ONLY: tuple[ModuleRole, ...] = ("planner",)
 
 
 class PolicyEngines:
@@ -34,7 +37,7 @@ class PolicyEngines:
     is made; it runs only when a solver makes its engines.
     """
 
-    def __init__(self, make: Callable[[EngineConfig], Engine]) -> None:
+    def __init__(self, make: EngineFactory) -> None:
         self.make = make
 
     @classmethod
@@ -81,7 +84,7 @@ def trained_turns(trajectory: Trajectory, roles: Collection[ModuleRole]) -> tupl
 
 def planner_turns(trajectory: Trajectory) -> tuple[TokenTrace, ...]:
     """The planner's recorded calls (analysis included when it used the model)."""
-    return tuple(turn.trace for turn in trained_turns(trajectory, ("planner",)))
+    return tuple(turn.trace for turn in trained_turns(trajectory, PLANNER_ONLY))
 
 
 @attrs.frozen
@@ -92,7 +95,7 @@ class RolloutBatch:
 
 
 async def rollout_group(
-    solver: Solver, record: TrainRecord, group: int, size: int, roles: Collection[ModuleRole] = ("planner",)
+    solver: Solver, record: TrainRecord, group: int, size: int, roles: Collection[ModuleRole] = PLANNER_ONLY
 ) -> list[Rollout]:
     """``size`` concurrent solves of one question; sampling temperature is each engine's."""
     trajectories = await asyncio.gather(*(solver.asolve(record.question) for _ in range(size)))
@@ -103,7 +106,7 @@ async def rollout_batch(
     solver: Solver,
     records: Sequence[TrainRecord],
     size: int,
-    roles: Collection[ModuleRole] = ("planner",),
+    roles: Collection[ModuleRole] = PLANNER_ONLY,
     *,
     timeout_s: float | None = None,
 ) -> RolloutBatch:

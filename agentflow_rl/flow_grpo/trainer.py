@@ -165,7 +165,7 @@ def _accelerator(config: TrainConfig) -> Any:
 
 def _trained_modules(
     config: TrainConfig, base: Any, accelerator: Any, *, sharded: bool
-) -> tuple[TrainedModules, Any, dict[str, RolloutCopy]]:
+) -> tuple[TrainedModules, Any, dict[ModuleRole, RolloutCopy]]:
     """The trained modules on ``base``, prepared by accelerate with their optimizer, and (under FSDP)
     the unsharded twins rollouts generate from."""
     roles = config.train.roles

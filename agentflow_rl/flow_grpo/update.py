@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from agentflow_core.records import ModuleRole
 from agentflow_rl.flow_grpo.collation import TurnSample, collate
 from agentflow_rl.flow_grpo.logprobs import completion_logprobs
 from agentflow_rl.flow_grpo.loss import ClipSettings, token_terms, weighted_loss
@@ -76,7 +77,7 @@ def policy_update(ctx: UpdateContext, samples: Sequence[TurnSample], *, first_pa
     """Accumulate gradients over all ``samples`` and take one optimizer step."""
     ctx.modules.train_mode(True)
     sums: dict[str, _Sums] = defaultdict(_Sums)
-    by_role: dict[str, list[TurnSample]] = defaultdict(list)
+    by_role: dict[ModuleRole, list[TurnSample]] = defaultdict(list)
     for sample in samples:
         by_role[sample.role].append(sample)
     last_of_model = {ctx.modules.prepared(role): role for role in by_role}  # dicts keep the last role per model
@@ -99,7 +100,9 @@ def policy_update(ctx: UpdateContext, samples: Sequence[TurnSample], *, first_pa
     return stats
 
 
-def _micro_step(ctx: UpdateContext, role: str, chunk: Sequence[TurnSample], sums: _Sums, first_pass: bool) -> None:
+def _micro_step(
+    ctx: UpdateContext, role: ModuleRole, chunk: Sequence[TurnSample], sums: _Sums, first_pass: bool
+) -> None:
     batch = collate(chunk, ctx.pad_id, ctx.accelerator.device)
     with ctx.accelerator.autocast():
         reference = None
@@ -108,10 +111,10 @@ def _micro_step(ctx: UpdateContext, role: str, chunk: Sequence[TurnSample], sums
 
             # Before the policy's pass, so that its [positions, vocabulary] tensors are freed before
             # the policy's graph holds its own, rather than on top of them.
-            with torch.no_grad(), ctx.modules.reference_model(role) as frozen:  # type: ignore[arg-type]
+            with torch.no_grad(), ctx.modules.reference_model(role) as frozen:
                 reference, _ = completion_logprobs(frozen, batch, share_prompts=ctx.share_prompts, entropy=False)
         bonus = ctx.settings.failed_group_entropy > 0 and bool(batch.failed_groups.any())
-        with ctx.modules.training(role) as model:  # type: ignore[arg-type]
+        with ctx.modules.training(role) as model:
             logp, entropy = completion_logprobs(model, batch, share_prompts=ctx.share_prompts, entropy_grad=bonus)
     terms = token_terms(
         logp, batch.old_logprobs, batch.advantages, ctx.settings, reference, entropy, batch.failed_groups

@@ -95,6 +95,7 @@ def _refusal(request: web.Request, access: Access) -> web.StreamResponse | None:
     """The answer to a request that may not go on: refused, or handed its cookie and sent back."""
     headers = request.headers
     link = access.token is not None and TOKEN_PARAMETER in request.query
+    presented: str | None
     if link:
         presented = request.query[TOKEN_PARAMETER]
     else:

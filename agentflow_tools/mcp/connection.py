@@ -195,7 +195,7 @@ class McpConnection:
                 cwd=settings.cwd,
                 encoding_error_handler="replace",
             )
-            return Client(stdio_client(params, errlog=stderr), client_info=info, cache=None)  # type: ignore[arg-type]
+            return Client(stdio_client(params, errlog=stderr), client_info=info, cache=None)
         import httpx2
 
         from agentflow_tools.mcp.cut_transport import CuttingTransport

@@ -107,7 +107,7 @@ async def _unless_disconnected(
     """
     import anyio
 
-    request = getattr(ctx, "request", None)
+    request: Any = getattr(ctx, "request", None)  # the SDK's HTTP request object; absent over stdio
     if not callable(getattr(request, "is_disconnected", None)):
         return await work()
     done: list[mcp.types.CallToolResult] = []

@@ -26,6 +26,7 @@ _SERVER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 class ServerSettings:
     #: Program to run; it speaks MCP on its stdin and stdout.
     command: str | None = None
+    #: Arguments of ``command``.
     args: tuple[str, ...] = ()
     #: Set on top of the few variables the SDK passes on (HOME, PATH, USER, ...); nothing else is inherited.
     env: Mapping[str, str] = attrs.field(factory=dict)

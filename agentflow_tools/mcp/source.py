@@ -52,10 +52,12 @@ class McpToolSource:
         _quiet_sdk_logs()
         servers = [s for s in self._servers if wanted is None or any(s.may_name(w) for w in wanted)]
         listed = await asyncio.gather(*(self._connections[s.name].open() for s in servers), return_exceptions=True)
+        tool_lists = []
         for outcome in listed:
             if isinstance(outcome, BaseException):
                 raise outcome
-        chosen = {server.name: _chosen_tools(server, tools) for server, tools in zip(servers, listed, strict=True)}  # type: ignore[arg-type]
+            tool_lists.append(outcome)
+        chosen = {server.name: _chosen_tools(server, tools) for server, tools in zip(servers, tool_lists, strict=True)}
         _check_unique_names(servers, chosen)
         for server in servers:
             for tool in chosen[server.name]:
@@ -130,7 +132,7 @@ def _chosen_tools(server: Server, tools: Sequence[mcp.types.Tool]) -> list[mcp.t
         if missing:
             listed = ", ".join(sorted(by_name)) or "none"
             raise ToolSourceError(f"mcp server '{server.name}' has no tool {', '.join(missing)}; it lists: {listed}")
-        return [_usable(server, by_name[name], required=True) for name in wanted]  # type: ignore[misc]
+        return [_usable(server, by_name[name], required=True) for name in wanted]
     return [tool for tool in by_name.values() if _usable(server, tool, required=False)]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from typing import IO
 
 import attrs
 import click
@@ -51,7 +52,7 @@ def build(tag: str) -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="agentflow.toml to read.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
 def run(
-    file: click.utils.LazyFile | None,
+    file: IO[str] | None,
     code: str | None,
     image: str | None,
     timeout_s: float | None,
@@ -66,9 +67,12 @@ def run(
     from agentflow_core.inert import inert, inert_json
     from agentflow_core.serde import to_json
 
-    if (file is None) == (code is None):
+    if code is not None and file is None:
+        source = code
+    elif file is not None and code is None:
+        source = file.read()
+    else:
         raise UsageError("give exactly one of FILE or -c CODE")
-    source = code if code is not None else file.read()  # type: ignore[union-attr]
     settings = _settings(config_path, image=image, timeout_s=timeout_s)
     result, image_used = asyncio.run(_run_once(settings, source))
     if as_json:
@@ -96,8 +100,12 @@ def prune(everything: bool) -> None:
 def _settings(config_path: str | None, *, image: str | None, timeout_s: float | None) -> Settings:
     config = load_config(config_path)
     settings = structure_settings(Settings, config.tool_settings("python_coder"), where="tools.python_coder")
-    changes = {k: v for k, v in {"image": image, "timeout_s": timeout_s}.items() if v is not None}
-    return attrs.evolve(settings, **changes, pool_size=1)
+    return attrs.evolve(
+        settings,
+        image=settings.image if image is None else image,
+        timeout_s=settings.timeout_s if timeout_s is None else timeout_s,
+        pool_size=1,
+    )
 
 
 async def _run_once(settings: Settings, code: str) -> tuple[ExecutionResult, str | None]:

@@ -236,6 +236,10 @@ class DockerSandbox:
         box.remove()
         self._live.pop(box.id, None)
 
+    def _remove_all(self) -> None:
+        for box in list(self._live.values()):
+            self._remove(box)
+
     async def _teardown(self) -> None:
         threads = self._threads
         if threads is not None:
@@ -244,7 +248,7 @@ class DockerSandbox:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             # Work still in the threads (a container being made) ends, and what it made is removed.
             await asyncio.to_thread(threads.shutdown, wait=True, cancel_futures=True)
-            await asyncio.to_thread(lambda: [self._remove(b) for b in list(self._live.values())])
+            await asyncio.to_thread(self._remove_all)
         if self._client is not None:
             await asyncio.to_thread(self._client.close)
         self._client, self._threads = None, None

@@ -29,6 +29,8 @@ between runs are ignored (a cancel that crossed the report); end of input stops 
 Standard library only, no agentflow, Python 3.8 or newer, so any image with a ``python3`` works.
 """
 
+from __future__ import annotations
+
 import atexit
 import contextlib
 import ctypes
@@ -39,6 +41,8 @@ import select
 import signal
 import sys
 import time
+import types
+from typing import IO, Any, NoReturn
 
 VERSION = b"1"
 WORKDIR = "/sandbox"
@@ -65,7 +69,7 @@ EXIT_SIGINT = -signal.SIGINT
 LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-def main():
+def main() -> tuple[int, int]:
     """Set up, fork the zygote, serve. Returns only in a run's process, with its two output pipes."""
     if dict(os.environ) != ENV and hasattr(sys, "orig_argv"):
         # Once per container: docker exec's environment (HOSTNAME, ...) must not even be in /proc/self/environ.
@@ -103,7 +107,7 @@ def main():
 # -- the zygote and the run ----------------------------------------------------------------------
 
 
-def zygote_loop(commands, status, out_w, err_w):
+def zygote_loop(commands: int, status: int, out_w: int, err_w: int) -> tuple[int, int]:
     """Fork on ``R``, answer ``P``; never reads anything else, so no run's data is ever in this process."""
     warm_up()
     gc.freeze()  # inherited objects stay out of the children's collections: fewer copied pages
@@ -157,14 +161,14 @@ if __name__ == "__main__":
 """
 
 
-def warm_up():
+def warm_up() -> None:
     try:
         compile(WARM_UP, "<warm-up>", "exec", dont_inherit=True)
     except SyntaxError:  # an interpreter older than 3.10 has no match statement
         compile(WARM_UP.split("    match ")[0], "<warm-up>", "exec", dont_inherit=True)
 
 
-def run_script(out_w, err_w):
+def run_script(out_w: int, err_w: int) -> NoReturn:
     """In the run's process: become ``python3 /sandbox/main.py`` and end as it would. Never returns."""
     try:
         module, source = become_script(out_w, err_w)
@@ -179,7 +183,7 @@ def run_script(out_w, err_w):
     os._exit(status & 0xFF)
 
 
-def become_script(out_w, err_w):
+def become_script(out_w: int, err_w: int) -> tuple[types.ModuleType, bytes]:
     os.setsid()
     os.setpriority(os.PRIO_PROCESS, 0, RUN_NICE)  # the most a process can be niced: never a lowering
     null = os.open(os.devnull, os.O_RDONLY)
@@ -194,8 +198,7 @@ def become_script(out_w, err_w):
 
     module = type(sys)("__main__")
     module.__file__ = SCRIPT
-    module.__cached__ = None
-    module.__builtins__ = builtins
+    module.__dict__.update(__cached__=None, __builtins__=builtins)  # what typeshed's ModuleType leaves out
     external = sys.modules.get("_frozen_importlib_external")
     if external is not None:
         module.__loader__ = external.SourceFileLoader("__main__", SCRIPT)
@@ -208,7 +211,7 @@ def become_script(out_w, err_w):
         return module, handle.read()
 
 
-def execute(source, module):
+def execute(source: bytes, module: types.ModuleType) -> int:
     """Run the script; the exit status, printing what the interpreter would print for an uncaught exception."""
     try:
         exec(compile(source, SCRIPT, "exec", dont_inherit=True), module.__dict__)
@@ -223,7 +226,7 @@ def execute(source, module):
     return 0
 
 
-def exit_status(exc):
+def exit_status(exc: SystemExit) -> int:
     if exc.code is None:
         return 0
     if isinstance(exc.code, int):
@@ -233,7 +236,7 @@ def exit_status(exc):
     return 1
 
 
-def finish(status, module):
+def finish(status: int, module: types.ModuleType) -> int:
     """The interpreter's exit, minus the teardown of every module (10 ms in a forked child):
     join non-daemon threads, run atexit callbacks, flush what the script left open."""
     threading = sys.modules.get("threading")
@@ -252,7 +255,7 @@ def finish(status, module):
     return status
 
 
-def _flush(stream):
+def _flush(stream: io.IOBase | IO[Any]) -> bool:
     try:
         stream.flush()
         return True
@@ -264,7 +267,7 @@ def _flush(stream):
 
 
 class Supervisor:
-    def __init__(self, zygote, commands, status, out_r, err_r):
+    def __init__(self, zygote: int, commands: int, status: int, out_r: int, err_r: int) -> None:
         self.zygote, self.commands, self.status = zygote, commands, status
         self.outputs = (out_r, err_r)
         for fd in self.outputs:
@@ -274,7 +277,7 @@ class Supervisor:
         self.inherited = self.inheritance()
         self.oom_seen = oom_kills()
 
-    def serve(self):
+    def serve(self) -> None:
         if self.inbox.line() != b"HELLO " + VERSION:
             return
         write_all(1, b"READY " + VERSION + b"\n")
@@ -296,7 +299,7 @@ class Supervisor:
             if not healthy:
                 return
 
-    def run(self, code, timeout_s, limit):
+    def run(self, code: bytes, timeout_s: float, limit: int) -> tuple[bytes, bool]:
         write_new_file(SCRIPT, code)
         captures = {self.outputs[0]: Capture(limit, "head"), self.outputs[1]: Capture(limit, "tail")}
         started = time.monotonic()
@@ -329,7 +332,7 @@ class Supervisor:
         header = " ".join(map(str, ("RESULT", *fields, len(kept_out), len(kept_err)))).encode() + b"\n"
         return header + kept_out + kept_err, healthy
 
-    def watch(self, captures, deadline):
+    def watch(self, captures: dict[int, Capture], deadline: float) -> tuple[int | None, str]:
         """Read output until the script exits; (exit code or None, how the run ended)."""
         if self.inbox.pending():
             return None, "cancel"
@@ -349,7 +352,7 @@ class Supervisor:
                 else:
                     return None, ("cancel" if os.read(0, 4096) else "host")
 
-    def zygote_report(self, deadline):
+    def zygote_report(self, deadline: float) -> int | None:
         """The exit status the zygote reports for its child, once we killed it; None if it does not come."""
         poller = select.poll()
         poller.register(self.status, select.POLLIN)
@@ -359,7 +362,7 @@ class Supervisor:
             return parse_exit(message) if message else None
         return None
 
-    def kill_leftovers(self):
+    def kill_leftovers(self) -> bool:
         """SIGSTOP then SIGKILL every process of ours but supervisor and zygote, until none runs.
         Stopping first keeps a fork bomb from refilling the slots that killing frees."""
         deadline = time.monotonic() + KILL_WAIT_S
@@ -374,7 +377,7 @@ class Supervisor:
                     _signal(pid, sig)
             time.sleep(0.001)  # SIGKILL takes effect as the process next runs
 
-    def run_processes(self):
+    def run_processes(self) -> list[int]:
         """Processes we may signal, other than supervisor and zygote, that are not yet dead."""
         found = []
         for name in os.listdir("/proc"):
@@ -384,7 +387,7 @@ class Supervisor:
                     found.append(int(name))
         return found
 
-    def zygote_intact(self):
+    def zygote_intact(self) -> bool:
         """The zygote answers, and what it passes on to the next run (limits, priority, CPUs) is unchanged."""
         try:
             os.write(self.commands, b"P")
@@ -395,7 +398,7 @@ class Supervisor:
         except OSError:
             return False
 
-    def inheritance(self):
+    def inheritance(self) -> tuple[object, ...]:
         pid = self.zygote
         return (
             _read_file(f"/proc/{pid}/limits"),
@@ -405,7 +408,7 @@ class Supervisor:
             os.sched_getaffinity(pid),
         )
 
-    def oom_during(self, exit_code, ending):
+    def oom_during(self, exit_code: int | None, ending: str) -> bool:
         """Did the kernel's OOM killer act in this run? Counted by the container's memory cgroup."""
         seen, self.oom_seen = self.oom_seen, oom_kills()
         if seen is None or self.oom_seen is None:  # no counter visible: a SIGKILL we did not send
@@ -413,7 +416,7 @@ class Supervisor:
         return self.oom_seen > seen
 
 
-def failure_report(exc):
+def failure_report(exc: BaseException) -> bytes:
     err = f"[sandbox: the supervisor failed: {exc!r}]\n".encode()[-4000:]
     return b"RESULT -1 0 0 0 0.0 0 %d 0 %d\n" % (len(err), len(err)) + err
 
@@ -421,13 +424,13 @@ def failure_report(exc):
 class Inbox:
     """Lines and exact byte counts from a file descriptor, with what was read ahead kept."""
 
-    def __init__(self, fd):
+    def __init__(self, fd: int) -> None:
         self.fd, self.buffer = fd, bytearray()
 
-    def pending(self):
+    def pending(self) -> bool:
         return bool(self.buffer)
 
-    def line(self):
+    def line(self) -> bytes | None:
         while b"\n" not in self.buffer:
             if len(self.buffer) > MAX_LINE or not self._fill(65536):
                 return None
@@ -436,7 +439,7 @@ class Inbox:
         del self.buffer[: at + 1]
         return line
 
-    def exact(self, size):
+    def exact(self, size: int) -> bytes | None:
         while len(self.buffer) < size:
             if not self._fill(max(65536, size - len(self.buffer))):
                 return None
@@ -444,7 +447,7 @@ class Inbox:
         del self.buffer[:size]
         return data
 
-    def _fill(self, size):
+    def _fill(self, size: int) -> bool:
         chunk = os.read(self.fd, size)
         self.buffer += chunk
         return bool(chunk)
@@ -453,10 +456,10 @@ class Inbox:
 class Capture:
     """Keeps the first (``head``) or last (``tail``) ``limit`` bytes of a stream and counts them all."""
 
-    def __init__(self, limit, keep):
+    def __init__(self, limit: int, keep: str) -> None:
         self.limit, self.keep, self.data, self.total = limit, keep, bytearray(), 0
 
-    def add(self, chunk):
+    def add(self, chunk: bytes) -> None:
         self.total += len(chunk)
         if self.keep == "head":
             room = self.limit - len(self.data)
@@ -467,11 +470,11 @@ class Capture:
             if len(self.data) > 2 * self.limit:
                 del self.data[: len(self.data) - self.limit]
 
-    def kept(self):
+    def kept(self) -> bytes:
         return bytes(self.data if self.keep == "head" else self.data[-self.limit :])
 
 
-def _read_into(fd, capture):
+def _read_into(fd: int, capture: Capture) -> bool:
     try:
         chunk = os.read(fd, 65536)
     except BlockingIOError:
@@ -480,7 +483,7 @@ def _read_into(fd, capture):
     return bool(chunk)
 
 
-def drain(captures, deadline):
+def drain(captures: dict[int, Capture], deadline: float) -> None:
     """Read what is left in the pipes. Every writer is dead, so all there is can be read now; the
     zygote keeps the write ends open, so the pipes never reach end-of-file."""
     for fd, capture in captures.items():
@@ -488,7 +491,7 @@ def drain(captures, deadline):
             pass
 
 
-def parse_exit(message):
+def parse_exit(message: bytes) -> int | None:
     if message.startswith(b"E") and message.endswith(b"\n"):
         try:
             return int(message[1:-1])
@@ -497,12 +500,12 @@ def parse_exit(message):
     return None
 
 
-def exit_code_of(status):
+def exit_code_of(status: int) -> int:
     """Like ``subprocess``: the exit status, or minus the signal that ended the process."""
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
-def _signal(pid, sig):
+def _signal(pid: int, sig: int) -> bool:
     try:
         os.kill(pid, sig)
         return True
@@ -510,12 +513,12 @@ def _signal(pid, sig):
         return False
 
 
-def _state(pid):
+def _state(pid: int | str) -> str:
     stat = _read_file(f"/proc/{pid}/stat")
     return stat[stat.rfind(")") + 2 :][:1] if stat else ""
 
 
-def wipe():
+def wipe() -> bool:
     """Empty every place the sandbox uid can write; False if something could not be removed."""
     ok = True
     try:
@@ -530,14 +533,14 @@ def wipe():
     return _remove_ipc() and ok
 
 
-def _listdir(path):
+def _listdir(path: str) -> list[str]:
     try:
         return os.listdir(path)
     except OSError:
         return []
 
 
-def _remove(path):
+def _remove(path: str) -> bool:
     try:
         if os.path.isdir(path) and not os.path.islink(path):
             os.chmod(path, 0o700)
@@ -553,7 +556,7 @@ def _remove(path):
         return False
 
 
-def _remove_ipc():
+def _remove_ipc() -> bool:
     """Remove System V shared memory, queues and semaphores; they outlive processes otherwise."""
     found = []
     for kind in ("shm", "msg", "sem"):
@@ -566,7 +569,7 @@ def _remove_ipc():
     return all(remove[kind](ident, ipc_rmid, None) == 0 for kind, ident in found)
 
 
-def oom_kills():
+def oom_kills() -> int | None:
     for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
         for line in (_read_file(path) or "").splitlines():
             if line.startswith("oom_kill "):
@@ -574,13 +577,13 @@ def oom_kills():
     return None
 
 
-def set_dumpable(on):
+def set_dumpable(on: bool) -> None:
     """Non-dumpable: processes of our own uid may no longer ptrace us or open /proc/<us>/{mem,fd,environ}."""
     if LIBC.prctl(PR_SET_DUMPABLE, int(on), 0, 0, 0) != 0:
         raise OSError("prctl(PR_SET_DUMPABLE) failed")
 
 
-def write_new_file(path, data):
+def write_new_file(path: str, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         write_all(fd, data)
@@ -588,13 +591,13 @@ def write_new_file(path, data):
         os.close(fd)
 
 
-def write_all(fd, data):
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def _write_file(path, data):
+def _write_file(path: str, data: bytes) -> None:
     try:
         fd = os.open(path, os.O_WRONLY)
     except OSError:
@@ -607,7 +610,7 @@ def _write_file(path, data):
         os.close(fd)
 
 
-def _read_file(path):
+def _read_file(path: str) -> str | None:
     try:
         with open(path) as handle:
             return handle.read()

@@ -27,13 +27,15 @@ MAX_INODES = 16384
 class DockerSettings:
     """Every knob of a ``DockerSandbox``; ``[tools.python_coder]`` takes the same keys."""
 
-    #: Any image with ``python3`` (3.8+) and ``sleep`` on PATH. None: ``agentflow-sandbox:local``,
+    #: Any image with ``python3`` (3.8+) and ``sleep`` on PATH. Unset: ``agentflow-sandbox:local``,
     #: the image ``agentflow sandbox build`` makes; a clear error when it is not there either.
     image: str | None = None
     #: Wall-clock limit of one run (``run(timeout_s=...)`` overrides it), enforced in the container
     #: and again by a host watchdog.
     timeout_s: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    #: Memory of one container, in MiB, with no swap on top; a run that needs more is killed.
     memory_mb: int = attrs.field(default=256, validator=attrs.validators.ge(32))
+    #: CPUs one container may use; a fraction caps it at that share of one CPU.
     cpus: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     #: Processes and threads in one container, the runner's three included.
     pids: int = attrs.field(default=64, validator=attrs.validators.ge(8))
@@ -41,10 +43,13 @@ class DockerSettings:
     pool_size: int = attrs.field(default=2, validator=attrs.validators.ge(1))
     #: Kept of stdout (its start) and of stderr (its end); the rest is dropped and flagged.
     max_output_chars: int = attrs.field(default=8000, validator=attrs.validators.ge(100))
+    #: Size of ``/tmp`` (in memory) and of the shared memory, in MiB each.
     tmp_mb: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    #: Size of the working directory ``/sandbox`` (in memory), in MiB.
     workdir_mb: int = attrs.field(default=32, validator=attrs.validators.ge(1))
-    #: Largest file the code may write (RLIMIT_FSIZE), and most open files (RLIMIT_NOFILE).
+    #: Largest file the code may write, in MiB (RLIMIT_FSIZE).
     max_file_mb: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    #: Most files the code may hold open at once (RLIMIT_NOFILE).
     max_open_files: int = attrs.field(default=256, validator=attrs.validators.ge(16))
 
 

@@ -21,7 +21,7 @@ def stemmer(name: str | None = STEMMER) -> Callable[[list[str]], list[str]] | No
     """PyStemmer's ``stemWords`` for ``name``; ``None`` (no stemming) for no name."""
     if name is None:
         return None
-    return need("Stemmer").Stemmer(name).stemWords  # type: ignore[no-any-return]
+    return need("Stemmer").Stemmer(name).stemWords
 
 
 def tokenize_corpus(texts: Sequence[str], stemmer_name: str | None = STEMMER) -> Any:

@@ -36,6 +36,7 @@ class TinyPolicyConfig:
     layers: int = attrs.field(default=2, validator=attrs.validators.ge(1))
     #: Width of the residual stream; must be divisible by ``heads``.
     hidden: int = attrs.field(default=64, validator=attrs.validators.ge(8))
+    #: Attention heads; must divide ``hidden``.
     heads: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     #: Seed of the random initialisation (the reference model is rebuilt from it on resume).
     seed: int = 0

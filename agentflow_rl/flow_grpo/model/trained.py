@@ -110,7 +110,7 @@ class TrainedModules:
             return self.reference, nullcontext
         if name not in self._models:
             raise KeyError(name)
-        model = self.unwrapped(name)  # type: ignore[arg-type]
+        model = self.unwrapped(name)
         if self.adapters:
             return model, lambda: _activated(model, name)
         return model, nullcontext

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, overload
 
 import attrs
 
@@ -174,6 +174,10 @@ def without_tokens(trajectory: Trajectory) -> Trajectory:
 _WithCall = TypeVar("_WithCall", QueryAnalysis, PlannerDecision, ToolCall, Verdict, Answer)
 
 
+@overload
+def _strip(record: _WithCall) -> _WithCall: ...
+@overload
+def _strip(record: None) -> None: ...
 def _strip(record: _WithCall | None) -> _WithCall | None:
     if record is None or record.call is None:
         return record

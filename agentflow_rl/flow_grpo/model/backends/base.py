@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from agentflow_core import AgentFlowError, Engine, EngineConfig
+from agentflow_core.records import ModuleRole
 
 if TYPE_CHECKING:
     from agentflow_rl.flow_grpo.config import PolicyConfig, RolloutConfig
@@ -31,7 +32,7 @@ class BackendContext:
     #: The synthetic task's words, when the policy is the tiny one (rebuilt elsewhere from them).
     vocabulary: tuple[str, ...] | None = None
     #: Unsharded twins of FSDP-sharded modules, by role.
-    copies: dict[str, RolloutCopy] = attrs.field(factory=dict)
+    copies: dict[ModuleRole, RolloutCopy] = attrs.field(factory=dict)
 
 
 class RolloutBackend(Protocol):

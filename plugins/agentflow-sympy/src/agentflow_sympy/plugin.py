@@ -1,12 +1,13 @@
 """The plugin module named by the ``agentflow`` entry point.
 
-It hands over the spec (plain data) and a factory; SymPy is imported by the factory, so listing
-tools or starting a solve that does not use ``symbolic_math`` never pays for it.
+It hands over the spec and the settings class (plain data) and a factory; SymPy is imported by the
+factory, so listing tools or starting a solve that does not use ``symbolic_math`` never pays for it.
 """
 
 from __future__ import annotations
 
 from agentflow_core import Tool, ToolContext, ToolRegistrar, hookimpl
+from agentflow_sympy.settings import Settings
 from agentflow_sympy.spec import SPEC
 
 
@@ -18,4 +19,4 @@ def make_tool(context: ToolContext) -> Tool:
 
 @hookimpl
 def register_tools(register: ToolRegistrar) -> None:
-    register(SPEC, make_tool)
+    register(SPEC, make_tool, settings=Settings)

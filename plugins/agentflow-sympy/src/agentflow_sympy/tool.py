@@ -9,22 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
-
 from agentflow_core import ToolContext, ToolError, structure_settings
 from agentflow_sympy.operations import OPERATIONS, compute
+from agentflow_sympy.settings import Settings
 from agentflow_sympy.spec import SPEC
 from agentflow_sympy.worker import run_with_deadline
-
-
-@attrs.frozen
-class Settings:
-    #: Seconds one computation may take before the tool gives up on it.
-    timeout_s: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
-    #: Longest expression accepted, in characters.
-    max_length: int = attrs.field(default=500, validator=attrs.validators.ge(1))
-    #: Longer results are cut, with a note saying how much was left out.
-    max_output_chars: int = attrs.field(default=4000, validator=attrs.validators.ge(100))
 
 
 class SymbolicMath:
