@@ -92,6 +92,16 @@ class EnginesConfig:
         chosen: EngineConfig | None = getattr(self, role) or self.default
         return chosen or EngineConfig(model=EMBEDDED_ENGINE)
 
+    def replacing(
+        self, engines: Mapping[str, EngineConfig | None] | Mapping[ModuleRole, EngineConfig | None]
+    ) -> EnginesConfig:
+        """These engines, keyed ``default`` or by module role, in place of the ones set here."""
+        unknown = set(engines) - {"default", *MODULE_ROLES}
+        if unknown:
+            raise ValueError(f"no module {sorted(unknown)} has an engine")
+        changes: dict[str, Any] = {str(role): engine for role, engine in engines.items()}  # evolve types each keyword
+        return attrs.evolve(self, **changes)
+
 
 @attrs.frozen
 class ModulesConfig:
@@ -309,7 +319,7 @@ def with_overrides(
         if role not in ("default", *MODULE_ROLES):
             raise ConfigError(f"unknown module {role!r} for an engine override")
         flag = "--engine" if role == "default" else f"--{role}-engine"
-        new_engines = attrs.evolve(new_engines, **{role: _engine(model, base_url, flag)})
+        new_engines = new_engines.replacing({role: _engine(model, base_url, flag)})
         origins[f"engines.{role}"] = flag
     if base_url:
         new_engines = _with_base_url(new_engines, base_url)
@@ -347,4 +357,4 @@ def _with_base_url(engines: EnginesConfig, base_url: str) -> EnginesConfig:
             continue
         if engine.provider in ("openai", "litellm"):
             changes[role] = attrs.evolve(engine, base_url=base_url)
-    return attrs.evolve(engines, **changes)
+    return engines.replacing(changes)

@@ -91,7 +91,7 @@ def server_specs(run: TrainingRun, python: str, extra_args: Sequence[str]) -> di
         lora = ["--lora-modules", *(f"{role}={folder}" for role, folder in run.folders.items())]
         lora += ["--max-lora-rank", str(_vllm_rank(run.lora_rank())), "--max-loras", str(len(run.folders))]
         return {BASE_NAME: ServerSpec(python, run.base_model, extra_args=(*lora, *extra_args), served_name=BASE_NAME)}
-    models = {BASE_NAME: run.base_model, **{role: str(folder) for role, folder in run.folders.items()}}
+    models: dict[str, str] = {BASE_NAME: run.base_model, **{role: str(folder) for role, folder in run.folders.items()}}
     return {
         name: ServerSpec(python, model, extra_args=tuple(extra_args), served_name=name)
         for name, model in models.items()

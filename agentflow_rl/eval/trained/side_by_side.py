@@ -73,7 +73,7 @@ def evaluate_side_by_side(
 
 
 def _with_engines(config: Config, chosen: Mapping[ModuleRole, EngineConfig]) -> Config:
-    return attrs.evolve(config, engines=attrs.evolve(config.engines, **chosen))
+    return attrs.evolve(config, engines=config.engines.replacing(chosen))
 
 
 def _compare(base: EvalOutcome, trained: EvalOutcome, run: TrainingRun, out: Path) -> str:

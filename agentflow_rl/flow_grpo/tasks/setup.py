@@ -119,15 +119,14 @@ def solver_config(
 
     trained = {role: policy_engine(role, rollout, temperature=temperature(role)) for role in trained_roles}
     if setup.entry_points:
-        engines = attrs.evolve(setup.agent.engines, **trained)
+        engines = setup.agent.engines.replacing(trained)
     else:  # the synthetic task: untrained model-based modules run on the untrained base
         untrained = {
             role: policy_engine(BASE, rollout, temperature=temperature(role))
             for role in rollout.module_temperatures
             if role not in trained
         }
-        engines = EnginesConfig(
-            default=policy_engine(BASE, rollout, temperature=temperature("")), **trained, **untrained
-        )
+        base = EnginesConfig(default=policy_engine(BASE, rollout, temperature=temperature("")))
+        engines = base.replacing(untrained).replacing(trained)
     agent = attrs.evolve(setup.agent.agent, max_steps=rollout.max_turns)
     return attrs.evolve(setup.agent, engines=engines, agent=agent)
