@@ -291,6 +291,10 @@ class RunConfig:
     target_success: float = attrs.field(default=0.0, validator=[_ge0, attrs.validators.le(1)])
     checkpoint_every: int = attrs.field(default=10, validator=_ge0)
     keep_checkpoints: int = attrs.field(default=2, validator=_ge1)
+    #: Record each checkpoint file's SHA-256 in its manifest and check it before resuming, so that
+    #: a file whose bytes changed is caught, not only one cut short (sizes are always checked).
+    #: Costs a read of the checkpoint per save and per resume; off for very large runs.
+    checkpoint_checksums: bool = True
     #: Continue from the newest complete checkpoint in ``output_dir`` when there is one.
     resume: bool = True
     seed: int = 0
