@@ -240,12 +240,19 @@ def test_a_lora_checkpoint_holds_the_adapters_and_resumes_them(tmp_path: Path) -
 
 
 def test_a_checkpoint_of_other_adapters_is_refused_in_one_line(tmp_path: Path) -> None:
-    path = _config(tmp_path, modules=["planner"], max_steps=1, checkpoint_every=1)
-    trainer.train(load_train_config(path))
-    with pytest.raises(ConfigError, match="other adapters than this run"):
-        trainer.start_session(load_train_config(path, {"train.modules": ["planner", "verifier"], "run.max_steps": 2}))
     from accelerate.state import AcceleratorState
 
+    path = _config(tmp_path, modules=["planner"], max_steps=1, checkpoint_every=1)
+    trainer.train(load_train_config(path))
+    other = load_train_config(path, {"train.modules": ["planner", "verifier"], "run.max_steps": 2})
+    with pytest.raises(ConfigError, match=r"other settings: train\.modules planner \(now planner,verifier\)"):
+        trainer.start_session(other)  # the checkpoint's manifest says which settings made it
+    AcceleratorState._reset_state(reset_partial_state=False)
+
+    saved = latest_checkpoint(tmp_path / "run")
+    (saved / "COMPLETE").write_text("1\n")  # a marker from before manifests: the adapters themselves say so
+    with pytest.raises(ConfigError, match="other adapters than this run"):
+        trainer.start_session(other)
     AcceleratorState._reset_state(reset_partial_state=False)
 
 

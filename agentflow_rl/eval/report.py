@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from agentflow_core.files import write_atomic
 from agentflow_core.inert import inert
 from agentflow_core.serde import to_json
-from agentflow_rl.eval.atomic import write_atomic
 from agentflow_rl.eval.outcome import causes
 from agentflow_rl.eval.summary import BenchmarkSummary, RunSummary, by_name
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from agentflow_core import UsageError
 from agentflow_core.errors import StorageError, naming_storage_errors, one_line, storage_error
+from agentflow_core.files import fsync_folder, write_atomic
 from agentflow_core.serde import from_json, to_json
-from agentflow_rl.eval.atomic import fsync_folder, write_atomic
 from agentflow_rl.eval.lock import RunLock
 from agentflow_rl.eval.records import EvalRecord, RunInfo
 from agentflow_rl.eval.settings import differences

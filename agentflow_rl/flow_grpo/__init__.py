@@ -35,7 +35,8 @@ How training plugs in, and how a run starts:
 The rooms, each with its own map:
 
     model/         the model being trained: policy, tiny_policy, trained, lora, sharded, backends/
-    run/           running a job: checkpoint, export, metrics, tracking, alerts, kept_rollouts, memory
+    run/           running a job: checkpoint, manifest, identity, resume, logs, storage, export,
+                   metrics, tracking, alerts, kept_rollouts, memory
     tasks/         what a run trains on: setup, records, data/, choice, tool_choice,
                    tool_choice_questions, synthetic/
     fleet/         rollouts from vLLM servers: launcher, watchdog, servers, publisher, versions, client

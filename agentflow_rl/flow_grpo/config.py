@@ -320,6 +320,10 @@ class RunConfig:
     checkpoint_every: int = attrs.field(default=10, validator=_ge0)
     #: Complete checkpoints kept in ``output_dir``; older ones are deleted.
     keep_checkpoints: int = attrs.field(default=2, validator=_ge1)
+    #: Record each checkpoint file's SHA-256 in its manifest and check it before resuming, so that
+    #: a file whose bytes changed is caught, not only one cut short (sizes are always checked).
+    #: Costs a read of the checkpoint per save and per resume; off for very large runs.
+    checkpoint_checksums: bool = True
     #: Continue from the newest complete checkpoint in ``output_dir`` when there is one.
     resume: bool = True
     #: Seed of the question order, sampling and the advantage ablations.

@@ -23,7 +23,7 @@ from agentflow_core.records import MODULE_ROLES, ModuleRole
 from agentflow_core.registry import Registry
 from agentflow_rl.flow_grpo.advantages import advantages, failed_groups
 from agentflow_rl.flow_grpo.collation import build_samples
-from agentflow_rl.flow_grpo.config import OptimConfig, RunConfig, TaskKind, TrainConfig
+from agentflow_rl.flow_grpo.config import OptimConfig, TaskKind, TrainConfig
 from agentflow_rl.flow_grpo.masking import GrammarReplay
 from agentflow_rl.flow_grpo.model import lora
 from agentflow_rl.flow_grpo.model.backends.base import BackendContext, RolloutBackend
@@ -33,10 +33,12 @@ from agentflow_rl.flow_grpo.model.trained import TrainedModules
 from agentflow_rl.flow_grpo.registry import TrainingRegistry
 from agentflow_rl.flow_grpo.rewards import RewardFn, context_for
 from agentflow_rl.flow_grpo.rollout import PolicyEngines, RolloutBatch, rollout_batch
-from agentflow_rl.flow_grpo.run import alerts, memory, metrics
+from agentflow_rl.flow_grpo.run import alerts, logs, memory, metrics
 from agentflow_rl.flow_grpo.run.checkpoint import Progress, latest_checkpoint, save_checkpoint
 from agentflow_rl.flow_grpo.run.export import export_policy
+from agentflow_rl.flow_grpo.run.identity import identity
 from agentflow_rl.flow_grpo.run.kept_rollouts import keep_rollouts
+from agentflow_rl.flow_grpo.run.resume import resume_run
 from agentflow_rl.flow_grpo.run.tracking import JsonlTracker, read_metrics
 from agentflow_rl.flow_grpo.tasks.records import RecordStream, TrainRecord
 from agentflow_rl.flow_grpo.tasks.setup import TaskSetup, build_task, solver_config
@@ -107,8 +109,9 @@ def start_session(config: TrainConfig) -> _Session:
     modules, optimizer, copies = _trained_modules(config, base, accelerator, sharded=sharded)
     progress, stream = Progress(), RecordStream(task.train, seed=config.run.seed)
     accelerator.register_for_checkpointing(progress, stream)
-    _resume(accelerator, config.run, progress)
-    accelerator.init_trackers("flow_grpo", config=metrics.flat_config(config))
+    resume_run(accelerator, config, progress, optimizer)
+    purge = {"tensorboard": {"purge_step": logs.tensorboard_purge_step(progress.step)}}
+    accelerator.init_trackers("flow_grpo", config=metrics.flat_config(config), init_kwargs=purge)
     context = BackendContext(config.policy, config.rollout, modules, tokenizer, task.vocabulary, copies)
     registry, backend, reward = _plugins(config, task, context)
     update = UpdateContext(
@@ -255,13 +258,6 @@ def _optimizer(optim: OptimConfig, parameters: list[Any]) -> Any:
     return torch.optim.AdamW(parameters, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
 
 
-def _resume(accelerator: Any, run: RunConfig, progress: Progress) -> None:
-    found = latest_checkpoint(run.output_dir) if run.resume else None
-    if found is not None:
-        accelerator.load_state(str(found))
-        accelerator.print(f"resumed from {found} at step {progress.step}")
-
-
 def close_session(session: _Session) -> None:
     session.runner.run(session.train_solver.aclose())
     session.runner.run(session.eval_solver.aclose())
@@ -402,7 +398,16 @@ def _checkpoint(session: _Session) -> None:
     session.progress.elapsed_s += time.perf_counter() - session.started
     session.started = time.perf_counter()
     run = session.config.run
-    save_checkpoint(session.accelerator, run.output_dir, session.progress.step, run.keep_checkpoints)
+    if session.accelerator.is_main_process:
+        logs.settle(run.output_dir)  # the rows of the steps it holds are as durable as the checkpoint
+    save_checkpoint(
+        session.accelerator,
+        run.output_dir,
+        session.progress.step,
+        keep=run.keep_checkpoints,
+        settings=identity(session.config),
+        checksums=run.checkpoint_checksums,
+    )
 
 
 def _checkpointed(session: _Session) -> bool:

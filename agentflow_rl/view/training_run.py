@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agentflow_core.serde import to_dict
-from agentflow_rl.flow_grpo.run.checkpoint import COMPLETE, checkpoint_root
+from agentflow_rl.flow_grpo.run.checkpoint import checkpoint_folders, is_complete
 from agentflow_rl.flow_grpo.run.kept_rollouts import KEPT_DIR, kept_path, kept_steps, read_kept_rollouts
 from agentflow_rl.view.tail import JsonlTail, seen_upto
 
@@ -89,6 +89,4 @@ def _json_file(path: Path) -> Any:
 
 
 def _checkpoints(path: Path) -> list[dict[str, Any]]:
-    root = checkpoint_root(path)
-    found = sorted(root.glob("step-*")) if root.is_dir() else []
-    return [{"name": p.name, "complete": (p / COMPLETE).is_file()} for p in found if p.is_dir()]
+    return [{"name": p.name, "complete": is_complete(p)} for p in checkpoint_folders(path)]

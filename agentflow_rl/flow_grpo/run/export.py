@@ -12,6 +12,7 @@ from typing import Any
 
 from agentflow_rl.flow_grpo.model import lora
 from agentflow_rl.flow_grpo.model.trained import TrainedModules
+from agentflow_rl.flow_grpo.run.storage import writing
 
 #: Where a run leaves its trained modules: ``<output_dir>/policy/<module>/``.
 POLICY_DIR = "policy"
@@ -30,12 +31,14 @@ def export_policy(
     folder per module with its adapter merged in.
     """
     root = Path(output_dir) / POLICY_DIR
-    if modules.adapters:
-        folders = _export_lora(accelerator, modules, tokenizer, Path(output_dir), merged=merged)
-    else:
-        folders = {
-            role: export_weights(accelerator, modules.prepared(role), tokenizer, root / role) for role in modules.roles
-        }
+    with writing(root, "the last checkpoint is kept, and the same command exports from it once there is room"):
+        if modules.adapters:
+            folders = _export_lora(accelerator, modules, tokenizer, Path(output_dir), merged=merged)
+        else:
+            folders = {
+                role: export_weights(accelerator, modules.prepared(role), tokenizer, root / role)
+                for role in modules.roles
+            }
     if accelerator.is_main_process:
         for written in (root, Path(output_dir) / MERGED_DIR):
             if written.is_dir():

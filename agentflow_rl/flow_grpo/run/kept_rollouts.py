@@ -21,6 +21,7 @@ import attrs
 from agentflow_core import TokenTrace, Trajectory
 from agentflow_core.records import Answer, PlannerDecision, QueryAnalysis, ToolCall, Verdict
 from agentflow_core.serde import from_json, to_json
+from agentflow_rl.flow_grpo.run.storage import RESUME_WITH_ROOM, writing
 
 #: The folder's name predates this module's: earlier runs, and the viewer's URLs, still say ``samples``.
 KEPT_DIR = "samples"
@@ -127,10 +128,11 @@ def keep_rollouts(
     if not chosen:
         return None
     path = kept_path(output_dir, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = [to_json(kept(rollouts[i], step, rewards[i], per_turn[i])) + "\n" for i in chosen]
-    with path.open("a", encoding="utf-8") as out:
-        out.write("".join(lines))
+    with writing(path, RESUME_WITH_ROOM):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as out:
+            out.write("".join(lines))
     return path
 
 

@@ -1,8 +1,8 @@
 """Metrics: accelerate trackers (TensorBoard by default) plus a JSONL file, and the learning curve.
 
 The JSONL tracker is always on: one object per logged step in ``<output_dir>/metrics.jsonl``,
-appended, so a resumed run extends the same file. It is what the curve, the smoke proof and the
-resume test read; TensorBoard is for people.
+appended, so a resumed run extends the same file (after ``logs.rewind`` dropped the rows of the steps it
+does again). It is what the curve, the smoke proof and the resume test read; TensorBoard is for people.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from accelerate.tracking import GeneralTracker
+
+from agentflow_core.files import write_atomic
+from agentflow_rl.flow_grpo.run.storage import RESUME_WITH_ROOM, writing
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -34,20 +37,33 @@ class JsonlTracker(GeneralTracker):
         return self.path
 
     def store_init_configuration(self, values: dict[str, Any]) -> None:
-        (self.path.parent / "config.json").write_text(json.dumps(values, indent=2, default=str), encoding="utf-8")
+        path = self.path.parent / "config.json"
+        with writing(path, RESUME_WITH_ROOM):
+            write_atomic(path, json.dumps(values, indent=2, default=str))
 
     def log(self, values: dict[str, Any], step: int | None = None, **kwargs: Any) -> None:
         row = {"step": step, "time": time.time(), **values}
-        with self.path.open("a", encoding="utf-8") as out:
+        with writing(self.path, RESUME_WITH_ROOM), self.path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(row) + "\n")
 
 
 def read_metrics(output_dir: str | Path) -> list[dict[str, Any]]:
-    """A run's metrics, from its output folder (or from a metrics JSONL file itself)."""
+    """A run's metrics, from its output folder (or from a metrics JSONL file itself).
+
+    A line that is not a row (the last one, cut short by a kill or a full disk) is skipped.
+    """
     path = Path(output_dir) if Path(output_dir).is_file() else Path(output_dir) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for line in path.read_bytes().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def plot_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: str | Path, title: str) -> Path:

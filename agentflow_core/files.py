@@ -1,5 +1,9 @@
-"""Writing a small file so that a reader, or the next run after a crash, sees the old or the new
-content and never half of it: write a temporary file beside it, fsync, rename over, fsync the folder."""
+"""Files that survive a kill or a power cut: what eval run folders and training checkpoints share.
+
+``write_atomic`` writes a small file so that a reader, or the next run after a crash, sees the old
+or the new content and never half of it: a temporary file beside it, fsync, rename over, fsync the
+folder. ``fsync_folder`` makes a file's creation or rename itself durable.
+"""
 
 from __future__ import annotations
 
