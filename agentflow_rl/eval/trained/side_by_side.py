@@ -15,9 +15,9 @@ from pathlib import Path
 import attrs
 
 from agentflow_core import Config, EngineConfig, UsageError
+from agentflow_core.files import write_atomic
 from agentflow_core.records import ModuleRole
 from agentflow_core.registry import Registry
-from agentflow_rl.eval.atomic import write_atomic
 from agentflow_rl.eval.outcome import EvalOutcome
 from agentflow_rl.eval.pipeline import EvalRequest, evaluate
 from agentflow_rl.eval.plot import plot_compare
