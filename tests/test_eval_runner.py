@@ -53,17 +53,15 @@ def flow_responder(gold: dict[str, str], delay_s: float = 0.0):
     def respond(request: RecordedRequest) -> Reply:
         name = (request.response_format or {}).get("json_schema", {}).get("name")
         if name == "next_step":
-            return Reply(
-                json.dumps({"context": "", "sub_goal": "look it up", "tool": "base_generator"}), delay_s=delay_s
-            )
-        if name == "base_generator_call":
-            return Reply(json.dumps({"explanation": "ask", "arguments": {"query": "look it up"}}), delay_s=delay_s)
+            return Reply(json.dumps({"tool": "base_generator", "sub_goal": "look it up"}), delay_s=delay_s)
         if name == "verification":
             return Reply(json.dumps({"analysis": "enough", "decision": "STOP"}), delay_s=delay_s)
         prompt = "\n".join(str(m.get("content")) for m in request.messages)
         found = re.search(r"^Question: (.*)$", prompt, re.M)
         question = found.group(1).strip() if found else ""
         answer = next((g for q, g in gold.items() if q.startswith(question) and question), "0")
+        if name == "answer":  # the generator: its reasoning, then the short answer
+            return Reply(json.dumps({"reasoning": "The tool said so.", "answer": answer}), delay_s=delay_s)
         return Reply(answer, delay_s=delay_s)
 
     return respond
@@ -134,7 +132,7 @@ def test_base_mode_asks_the_generator_alone(tmp_path: Path, server: ScriptedOpen
     result = run_agentflow(*args, "--run-dir", "base", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert [r.model for r in server.requests] == ["g", "g", "g"]
-    assert all(r.response_format is None for r in server.requests)
+    assert all(r.response_format["json_schema"]["name"] == "answer" for r in server.requests)
     records = list(RunDir(tmp_path / "base").read().values())
     assert all(r.mode is Mode.BASE and r.trajectory is not None and r.trajectory.steps == () for r in records)
     assert [r.score.correct for r in records] == [True, True, True]
