@@ -160,13 +160,13 @@ class RunnerContainer:
         return ExecutionResult("", f"{why} {tail}".strip(), -9 if code == 137 else code, elapsed_s=elapsed)
 
 
-def connect(max_pool_size: int = 10) -> Any:
+def connect(max_pool_size: int = 10, timeout_s: float = 60) -> Any:
     """A docker client, or one ``SandboxError`` line saying how to get a daemon."""
     import docker  # imported here: only code that runs a sandbox needs the SDK
 
     where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
-        client = docker.from_env(timeout=60, max_pool_size=max_pool_size)
+        client = docker.from_env(timeout=timeout_s, max_pool_size=max_pool_size)
         client.ping()
     except Exception as exc:
         raise SandboxError(
