@@ -32,8 +32,9 @@ EMBEDDED_ENGINE = "llamacpp:smollm2"
 
 @attrs.frozen
 class AgentConfig:
-    #: Tools the planner may choose from, by name.
-    tools: tuple[str, ...] = ("base_generator",)
+    #: Tools the planner may choose from, by name; unset: the default tools that can run here
+    #: (``base_generator``, and ``python_coder`` where Docker and the sandbox image are present).
+    tools: tuple[str, ...] | None = None
     #: Turns of plan, execute, verify before the generator must answer.
     max_steps: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     #: Wall-clock budget of the loop; the final answer is still written when it runs out.

@@ -6,7 +6,7 @@ heavy dependencies; the factory that makes the runnable tool is only called for 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -61,6 +61,11 @@ class Tool(Protocol):
 
 class ToolFactory(Protocol):
     def __call__(self, context: ToolContext) -> Tool: ...
+
+
+#: Whether a tool can run here, given its ``[tools.NAME]`` settings: ``None`` when it can, else why not
+#: (one line, for the user). A tool registered with one joins the default tools only where it can run.
+ToolReadiness = Callable[[Mapping[str, Any]], "str | None"]
 
 
 def query_input(description: str, **optional: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,8 @@ def register_tools(register: ToolRegistrar) -> None:
     # and torch are imported when a tool runs, so listing tools stays cheap.
     from agentflow_tools import base_generator, google_search, local_search, python_coder, web_search, wikipedia_search
 
-    register(base_generator.SPEC, base_generator.BaseGenerator)
-    register(python_coder.SPEC, python_coder.PythonCoder)
+    register(base_generator.SPEC, base_generator.BaseGenerator, default=True)
+    register(python_coder.SPEC, python_coder.PythonCoder, default=python_coder.readiness)
     register(google_search.SPEC, google_search.GoogleSearch)
     register(wikipedia_search.SPEC, wikipedia_search.WikipediaSearch)
     register(web_search.SPEC, web_search.WebSearch)

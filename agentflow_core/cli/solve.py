@@ -75,6 +75,9 @@ def solve(
         base_url=base_url,
     )
     with Solver(config) as solver:
+        if not quiet:
+            for name, why in solver.tools.left_out.items():
+                click.echo(f"note: {name} is off: {why}", err=True)
         trajectory = solver.solve(query, observe=None if quiet or as_json else render.show)
     if as_json:
         click.echo(to_json(trajectory, indent=2))

@@ -136,6 +136,6 @@ def _info(request: EvalRequest, solver: Solver, config: Config) -> RunInfo:
         seed=request.seed,
         engines=engines,
         max_steps=config.agent.max_steps if request.mode is Mode.AGENT else 0,
-        tools=config.agent.tools if request.mode is Mode.AGENT else (),
+        tools=solver.tools.names if request.mode is Mode.AGENT else (),
         judge=request.judge.model if request.judge else None,
     )
