@@ -53,7 +53,7 @@ def script_one_turn(server: ScriptedOpenAIServer) -> None:
     server.enqueue(
         "p",
         Reply("Look it up with the model."),
-        scripted_json({"tool": "base_generator", "sub_goal": "Name the largest planet."}),
+        scripted_json({"tool": "base_generator", "question": "Name the largest planet."}),
     )
     server.enqueue("t", Reply("Jupiter is the largest planet (tool observation #4711)."))
     server.enqueue("v", scripted_json({"analysis": "answered", "decision": "STOP"}))

@@ -62,10 +62,10 @@ async def test_no_prompt_shows_a_worked_example_or_an_input_description(server: 
     server.enqueue(
         "m",
         Reply("Convert it."),
-        scripted_json({"tool": "convert", "sub_goal": "3 miles in feet"}),
+        scripted_json({"tool": "convert", "question": "3 miles in feet"}),
         scripted_json({"arguments": {"amount": 3, "unit": "feet"}}),
         scripted_json({"analysis": "done", "decision": "CONTINUE"}),
-        scripted_json({"tool": "base_generator", "sub_goal": "Check 3 miles in feet"}),
+        scripted_json({"tool": "base_generator", "question": "Check 3 miles in feet"}),
         scripted_json({"analysis": "done", "decision": "STOP"}),
         scripted_json({"reasoning": "The tool converted it.", "answer": "15840 feet"}),
     )
@@ -96,9 +96,9 @@ async def test_a_request_taking_tool_gets_the_sub_goal_and_an_empty_one_is_the_q
     server.enqueue(
         "m",
         Reply("analysis"),
-        scripted_json({"tool": "base_generator", "sub_goal": "  Who wrote\n Dune?  "}),
+        scripted_json({"tool": "base_generator", "question": "  Who wrote\n Dune?  "}),
         scripted_json({"analysis": "more", "decision": "CONTINUE"}),
-        scripted_json({"tool": "base_generator", "sub_goal": ""}),
+        scripted_json({"tool": "base_generator", "question": ""}),
         scripted_json({"analysis": "enough", "decision": "STOP"}),
         Reply("Frank Herbert."),  # not the JSON asked for: kept as it came
     )

@@ -99,7 +99,7 @@ def test_python_coder_is_a_default_tool_where_its_sandbox_is_ready(sandbox_image
 
 def test_solve_notes_in_one_line_that_exact_arithmetic_needs_the_sandbox(tmp_path: Path) -> None:
     with ScriptedOpenAIServer() as server:
-        server.enqueue("m", Reply("One call."), scripted_json({"tool": "base_generator", "sub_goal": "17 * 23"}))
+        server.enqueue("m", Reply("One call."), scripted_json({"tool": "base_generator", "question": "17 * 23"}))
         server.enqueue("m", Reply("391"), scripted_json({"analysis": "done", "decision": "STOP"}))
         server.enqueue("m", scripted_json({"reasoning": "The tool said so.", "answer": "391"}))
         config = tmp_path / "agentflow.toml"

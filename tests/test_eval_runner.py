@@ -53,7 +53,7 @@ def flow_responder(gold: dict[str, str], delay_s: float = 0.0):
     def respond(request: RecordedRequest) -> Reply:
         name = (request.response_format or {}).get("json_schema", {}).get("name")
         if name == "next_step":
-            return Reply(json.dumps({"tool": "base_generator", "sub_goal": "look it up"}), delay_s=delay_s)
+            return Reply(json.dumps({"tool": "base_generator", "question": "look it up"}), delay_s=delay_s)
         if name == "verification":
             return Reply(json.dumps({"analysis": "enough", "decision": "STOP"}), delay_s=delay_s)
         prompt = "\n".join(str(m.get("content")) for m in request.messages)

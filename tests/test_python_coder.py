@@ -226,7 +226,7 @@ def test_readiness_finds_the_built_image_and_names_a_missing_one(sandbox_image: 
 
 def step(sub_goal: str = TASK) -> Reply:
     """The planner's turn; the sub-goal is python_coder's query as it stands (no executor call)."""
-    return scripted_json({"tool": "python_coder", "sub_goal": sub_goal})
+    return scripted_json({"tool": "python_coder", "question": sub_goal})
 
 
 def verdict(decision: str) -> Reply:

@@ -30,7 +30,7 @@ def server():
 
 
 def step(tool: str = "base_generator", sub_goal: str = "What is 6 times 7?") -> Reply:
-    return scripted_json({"tool": tool, "sub_goal": sub_goal})
+    return scripted_json({"tool": tool, "question": sub_goal})
 
 
 def args(**arguments: object) -> Reply:
@@ -93,7 +93,7 @@ async def test_structured_calls_send_json_schemas(server: ScriptedOpenAIServer) 
     assert analyze.response_format is None
     schema = next_step.response_format["json_schema"]["schema"]
     assert next_step.response_format["type"] == "json_schema"
-    assert list(schema["properties"]) == ["tool", "sub_goal"]  # the choice first, constrained
+    assert list(schema["properties"]) == ["tool", "question"]  # the choice first, constrained
     assert schema["properties"]["tool"]["enum"] == ["base_generator", "upper"]
     command = server.requests_for("m-exec")[0].response_format["json_schema"]["schema"]
     assert command["properties"]["arguments"]["required"] == ["text"]
@@ -178,7 +178,7 @@ async def test_token_budget_stops_the_loop(server: ScriptedOpenAIServer, registr
     server.enqueue(
         "m",
         Reply("analysis", **big),
-        Reply(json.dumps({"tool": "base_generator", "sub_goal": "s"}), **big),
+        Reply(json.dumps({"tool": "base_generator", "question": "s"}), **big),
         Reply("tool says hi", **big),
         verdict("CONTINUE"),
         Reply("answer"),

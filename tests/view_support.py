@@ -75,7 +75,7 @@ class FlowScript:
         item = self.item(request)
         name = (request.response_format or {}).get("json_schema", {}).get("name")
         if name == "next_step":  # the sub-goal is base_generator's query: the item's question
-            return Reply(json.dumps({"tool": "base_generator", "sub_goal": ITEMS[int(item)][0]}))
+            return Reply(json.dumps({"tool": "base_generator", "question": ITEMS[int(item)][0]}))
         if name == "verification":
             with self._lock:
                 self._verified[item] += 1

@@ -27,7 +27,7 @@ def test_a_solve_runs_every_module_on_ollama(
     config.write_text(f'[engines]\ndefault = {{ model = "ollama:tiny", base_url = "{ollama.base_url}" }}\n')
     ollama.enqueue(
         OllamaReply("Needs one fact."),  # planner: analysis
-        OllamaReply(json.dumps({"tool": "base_generator", "sub_goal": "Who wrote Dune?"})),  # its query as it stands
+        OllamaReply(json.dumps({"tool": "base_generator", "question": "Who wrote Dune?"})),  # its query as it stands
         OllamaReply("Frank Herbert wrote Dune."),  # the base_generator tool, on the generator's engine
         OllamaReply(json.dumps({"analysis": "answered", "decision": "STOP"})),  # verifier
         OllamaReply("Frank Herbert"),  # generator
