@@ -16,7 +16,10 @@ from agentflow_core.engine import Engine
 
 @attrs.frozen
 class ToolExample:
-    #: What the worked example is meant to show the planner.
+    """A worked call, for people and tests. The default modules never show it to a model: a small
+    model copies an example's values as its own (issue 34)."""
+
+    #: What the worked example shows.
     description: str
     #: Arguments that satisfy ``ToolSpec.input_schema``.
     arguments: Mapping[str, Any]
