@@ -34,7 +34,7 @@ def step(tool: str = "base_generator", sub_goal: str = "What is 6 times 7?") -> 
 
 
 def args(**arguments: object) -> Reply:
-    return scripted_json({"explanation": "ask the model", "arguments": arguments})
+    return scripted_json({"arguments": arguments})
 
 
 def verdict(decision: str) -> Reply:
