@@ -90,7 +90,7 @@ async def test_no_prompt_shows_a_worked_example_or_an_input_description(server: 
     assert schema["properties"]["arguments"]["properties"]["unit"]["description"] == INPUT_DESCRIPTION
 
 
-async def test_a_request_taking_tool_gets_the_sub_goal_and_an_empty_one_is_the_question(
+async def test_a_request_taking_tool_gets_the_sub_goal_and_one_without_words_is_the_question(
     server: ScriptedOpenAIServer,
 ) -> None:
     server.enqueue(
@@ -98,7 +98,7 @@ async def test_a_request_taking_tool_gets_the_sub_goal_and_an_empty_one_is_the_q
         Reply("analysis"),
         scripted_json({"tool": "base_generator", "question": "  Who wrote\n Dune?  "}),
         scripted_json({"analysis": "more", "decision": "CONTINUE"}),
-        scripted_json({"tool": "base_generator", "question": ""}),
+        scripted_json({"tool": "base_generator", "question": "{"}),
         scripted_json({"analysis": "enough", "decision": "STOP"}),
         Reply("Frank Herbert."),  # not the JSON asked for: kept as it came
     )

@@ -10,6 +10,8 @@ whatever sample text it is shown (issue 34).
 
 from __future__ import annotations
 
+import re
+
 from agentflow_core.engine import JsonSchema, Message
 from agentflow_core.module import FlowState, ModuleContext
 from agentflow_core.modules.toolbox import describe_tools, tool_menu
@@ -79,11 +81,17 @@ class DefaultPlanner:
         )
         values = parsed.values
         # A turn must name a real tool; when the model did not, take the first enabled one so the
-        # loop goes on, and let the recorded parse error show what happened. An empty sub-goal
-        # becomes the question: the one request that is never wrong to send.
+        # loop goes on, and let the recorded parse error show what happened.
         return PlannerDecision(
             context="",
-            sub_goal=" ".join(str(values.get("question", "")).split()) or state.query.text,
+            sub_goal=request(str(values.get("question", "")), state.query.text),
             tool=values.get("tool") or (names[0] if names else ""),
             call=call,
         )
+
+
+def request(written: str, question: str) -> str:
+    """The request as one line; one with no word in it (``""``, ``"{"``: issue 34) asks nothing, so the
+    question goes instead, the one request that is never wrong to send."""
+    line = " ".join(written.split())
+    return line if re.search(r"\w", line) else question
