@@ -34,8 +34,9 @@ EMBEDDED_ENGINE = "llamacpp:smollm2"
 
 @attrs.frozen
 class AgentConfig:
-    #: Tools the planner may choose from, by name (``agentflow tools`` lists them).
-    tools: tuple[str, ...] = ("base_generator",)
+    #: Tools the planner may choose from, by name; unset: the default tools that can run here
+    #: (``base_generator``, and ``python_coder`` where Docker and the sandbox image are present).
+    tools: tuple[str, ...] | None = None
     #: Turns of plan, execute, verify before the generator must answer.
     max_steps: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     #: Wall-clock budget of a whole solve, the final answer included (see ``answer_reserve_s``).

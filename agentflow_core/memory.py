@@ -41,13 +41,11 @@ class Memory:
 
 
 def render_step(step: Step) -> str:
-    lines = [
-        f"Action {step.index}:",
-        f"  tool: {step.tool_call.tool}",
-        f"  sub-goal: {step.decision.sub_goal}",
-        f"  arguments: {json.dumps(dict(step.tool_call.arguments), ensure_ascii=False)}",
-        f"  result: {render_result(step.result)}",
-    ]
+    lines = [f"Action {step.index}:", f"  tool: {step.tool_call.tool}", f"  sub-goal: {step.decision.sub_goal}"]
+    arguments = dict(step.tool_call.arguments)
+    if arguments != {"query": step.decision.sub_goal}:  # the sub-goal as the query says nothing new
+        lines.append(f"  arguments: {json.dumps(arguments, ensure_ascii=False)}")
+    lines.append(f"  result: {render_result(step.result)}")
     return "\n".join(lines)
 
 

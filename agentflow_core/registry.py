@@ -18,7 +18,7 @@ from agentflow_core.engine import EngineFactory
 from agentflow_core.errors import AgentFlowError, PluginError, one_line
 from agentflow_core.records import MODULE_ROLES, ModuleRole
 from agentflow_core.registrar import Registrar
-from agentflow_core.tool import ToolFactory, ToolSpec
+from agentflow_core.tool import ToolFactory, ToolReadiness, ToolSpec
 
 if TYPE_CHECKING:
     from agentflow_core.tool_source import ToolSourceFactory
@@ -37,6 +37,9 @@ class RegisteredTool:
     #: The attrs class the tool structures its ``[tools.NAME]`` table into, so that
     #: ``agentflow config reference`` can document its keys; ``None`` when the plugin did not say.
     settings: type | None = None
+    #: Among the tools a solver enables when the config names none: always (``True``), never, or where
+    #: this check says the tool can run.
+    default: bool | ToolReadiness = False
 
 
 @attrs.frozen
@@ -66,23 +69,35 @@ class RegisteredBenchmark:
 
 
 class ToolRegistrar(Registrar[RegisteredTool]):
-    """The ``register`` passed to ``register_tools``: ``register(spec, factory, settings=None, replace=False)``.
+    """The ``register`` passed to ``register_tools``:
+    ``register(spec, factory, settings=None, replace=False, default=False)``.
 
     ``settings`` is the attrs class the tool reads its ``[tools.NAME]`` table into, for the config reference.
+    ``default`` puts the tool among those a solver enables when the config names none: ``True`` always,
+    or a ``ToolReadiness`` check, for a tool that needs something a machine may lack (a daemon, a key).
     """
 
     what = "tool"
 
     def __call__(
-        self, spec: ToolSpec, factory: ToolFactory, *, settings: type | None = None, replace: bool = False
+        self,
+        spec: ToolSpec,
+        factory: ToolFactory,
+        *,
+        settings: type | None = None,
+        replace: bool = False,
+        default: bool | ToolReadiness = False,
     ) -> None:
         if not isinstance(spec, ToolSpec):
             raise PluginError(f"register got a {type(spec).__name__} for a tool, expected a ToolSpec")
         if not callable(factory):
             raise PluginError(f"tool {spec.name!r} was registered without a callable factory")
+        if not (isinstance(default, bool) or callable(default)):
+            raise PluginError(f"tool {spec.name!r}: default must be true, false or a readiness check")
         _check_schema(spec)
         _check_settings(f"tool {spec.name!r}", settings)
-        self._add(spec.name, RegisteredTool(spec, factory, self.source, settings=settings), replace=replace)
+        registered = RegisteredTool(spec, factory, self.source, settings=settings, default=default)
+        self._add(spec.name, registered, replace=replace)
 
 
 class EngineRegistrar(Registrar[RegisteredEngine]):

@@ -15,6 +15,7 @@ import attrs
 
 from agentflow_core.budget import TimeBudget
 from agentflow_core.config import Config
+from agentflow_core.default_tools import ToolChoice, choose_tools
 from agentflow_core.engine import Engine, EngineConfig
 from agentflow_core.engine_pool import EnginePool
 from agentflow_core.errors import AgentFlowError, ConfigError, EngineError, ModuleError, PluginError, one_line
@@ -56,6 +57,8 @@ class Solver:
         self._sources = ToolSources(self.config, self.registry)
         #: The engine each module runs on, by name: ``llamacpp:smollm2+planner`` when it has an adapter.
         self._module_engines: dict[str, str] = {}
+        #: The tools this solver enables (the configured ones, else the defaults that can run here).
+        self.tools: ToolChoice = choose_tools(self.config, self.registry)
         # Unknown names fail before any engine is made; a tool source may still announce a tool at start.
         check_names(self.config, self.registry, from_sources=self._sources.may_provide)
         self.planner: Planner = self._module("planner")
@@ -64,7 +67,7 @@ class Solver:
         self.generator: Generator = self._module("generator")
         #: The registered tools now; those of tool sources join when the solver starts.
         self.toolset = Toolset(
-            [self._tool(self.registry, name) for name in self.config.agent.tools if name in self.registry.tools],
+            [self._tool(self.registry, name) for name in self.tools.names if name in self.registry.tools],
             timeout_s=self.config.agent.tool_timeout_s,
         )
         self._started = not self._sources
@@ -110,10 +113,10 @@ class Solver:
         async with self._start_lock:
             if self._started:
                 return
-            wanted = [name for name in self.config.agent.tools if name not in self.registry.tools]
+            wanted = [name for name in self.tools.names if name not in self.registry.tools]
             registry = await self._sources.open(self.registry, wanted=wanted)
             made = {tool.spec.name: tool for tool in self.toolset.tools}
-            tools = [made.get(name) or self._tool(registry, name) for name in self.config.agent.tools]
+            tools = [made.get(name) or self._tool(registry, name) for name in self.tools.names]
             self.toolset = Toolset(tools, timeout_s=self.config.agent.tool_timeout_s)
             self._started = True
 
@@ -262,8 +265,8 @@ def check_names(
     config: Config, registry: Registry, *, from_sources: Callable[[str], bool] = lambda name: False
 ) -> None:
     """Every tool, module and engine provider the config names is installed (or, for a tool, may come
-    from a tool source); else which key names what."""
-    for name in config.agent.tools:
+    from a tool source); else which key names what. Default tools are installed by definition."""
+    for name in config.agent.tools or ():
         if not from_sources(name):
             _known(config.where("agent.tools"), registry.tool, name)
     for name, tool in config.tools.items():

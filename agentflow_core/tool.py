@@ -6,7 +6,7 @@ heavy dependencies; the factory that makes the runnable tool is only called for 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -16,7 +16,10 @@ from agentflow_core.engine import Engine
 
 @attrs.frozen
 class ToolExample:
-    #: What the worked example is meant to show the planner.
+    """A worked call, for people and tests. The default modules never show it to a model: a small
+    model copies an example's values as its own (issue 34)."""
+
+    #: What the worked example shows.
     description: str
     #: Arguments that satisfy ``ToolSpec.input_schema``.
     arguments: Mapping[str, Any]
@@ -61,6 +64,11 @@ class Tool(Protocol):
 
 class ToolFactory(Protocol):
     def __call__(self, context: ToolContext) -> Tool: ...
+
+
+#: Whether a tool can run here, given its ``[tools.NAME]`` settings: ``None`` when it can, else why not
+#: (one line, for the user). A tool registered with one joins the default tools only where it can run.
+ToolReadiness = Callable[[Mapping[str, Any]], "str | None"]
 
 
 def query_input(description: str, **optional: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from agentflow_core import (
     Message,
     ToolContext,
     ToolError,
-    ToolExample,
     ToolSpec,
     structure_settings,
 )
@@ -25,10 +24,8 @@ from agentflow_core.tool import query_input
 
 SPEC = ToolSpec(
     name="base_generator",
-    description="Answers a self-contained question or instruction with a general language model.",
-    input_schema=query_input(
-        "the full question or instruction, with every fact it needs",
-    ),
+    description="Answers a question or follows an instruction with a general language model.",
+    input_schema=query_input("The request."),
     output="the model's answer as text",
     limitations=(
         "It knows only what the model learned in training: no current events, no lookups.",
@@ -38,7 +35,6 @@ SPEC = ToolSpec(
         "Use it for reasoning, summarising earlier results, or general knowledge.",
         "Put everything the answer depends on into the query; it cannot see the rest of the conversation.",
     ),
-    examples=(ToolExample("summarise a finding", {"query": "In one sentence, what does photosynthesis produce?"}),),
     uses_engine=True,
 )
 

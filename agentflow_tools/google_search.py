@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import attrs
 
-from agentflow_core import ToolContext, ToolExample, ToolSpec, structure_settings
+from agentflow_core import ToolContext, ToolSpec, structure_settings
 from agentflow_core.tool import query_input
 from agentflow_tools.search.http import Service, malformed, request_json, require_env
 from agentflow_tools.search.passages import clip
@@ -48,7 +48,6 @@ SPEC = ToolSpec(
         "If a snippet is not enough, pass the link and your question to web_search to read the page.",
         "Rephrase and search again rather than trusting one weak result.",
     ),
-    examples=(ToolExample("find a recent fact", {"query": "2024 Nobel Prize in Physics winners"}),),
 )
 
 

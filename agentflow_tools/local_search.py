@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from agentflow_core import ToolContext, ToolError, ToolExample, ToolSpec, structure_settings
+from agentflow_core import ToolContext, ToolError, ToolSpec, structure_settings
 from agentflow_core.tool import query_input
 from agentflow_tools.search.local_index import Hit, LoadedIndex, build_index, default_index_dir, open_index, search
 from agentflow_tools.search.passages import clip
@@ -45,7 +45,6 @@ SPEC = ToolSpec(
         "Use the distinctive names and terms the passage would contain.",
         "If nothing relevant comes back, search again with different words rather than repeating the query.",
     ),
-    examples=(ToolExample("look up a fact", {"query": "barn owl diet"}),),
 )
 
 

@@ -17,8 +17,10 @@ def register_tools(register: ToolRegistrar) -> None:
     # and torch are imported when a tool runs, so listing tools stays cheap.
     from agentflow_tools import base_generator, google_search, local_search, python_coder, web_search, wikipedia_search
 
-    register(base_generator.SPEC, base_generator.BaseGenerator, settings=base_generator.Settings)
-    register(python_coder.SPEC, python_coder.PythonCoder, settings=python_coder.Settings)
+    register(base_generator.SPEC, base_generator.BaseGenerator, settings=base_generator.Settings, default=True)
+    register(
+        python_coder.SPEC, python_coder.PythonCoder, settings=python_coder.Settings, default=python_coder.readiness
+    )
     register(google_search.SPEC, google_search.GoogleSearch, settings=google_search.Settings)
     register(wikipedia_search.SPEC, wikipedia_search.WikipediaSearch, settings=wikipedia_search.Settings)
     register(web_search.SPEC, web_search.WebSearch, settings=web_search.Settings)

@@ -6,12 +6,14 @@ output limits (see ``agentflow_tools.sandbox.settings`` for exactly what is and 
 isolated). Only the standard library is there unless ``image`` names a richer one.
 
 The argument is the sub-goal in words, not code: the tool's engine gets instructions a planner
-prompt has no room for (print the result, stdlib only, finish in time), and a small executor
-fills one string field reliably. A run that fails (exception, non-zero exit, timeout, out of
-memory) goes back to the engine with its traceback for a corrected program (``repair_attempts``,
-one by default); if that fails too, it is raised as a ``ToolError`` whose text shows the code, its
-output and the traceback's end, so the planner sees a failed step and can rephrase, and the
-trajectory records the failure.
+prompt has no room for (print the result, stdlib only, finish in time), and the executor passes
+the sub-goal as it stands. A request that is nothing but arithmetic ("17 * 23", "What is 2^100?")
+runs as ``print(<expression>)`` without asking the engine (``agentflow_tools.arithmetic``): exact
+arithmetic then never depends on how well a model writes code. A run that fails (exception,
+non-zero exit, timeout, out of memory) goes back to the engine with its traceback for a corrected
+program (``repair_attempts``, one by default); if that fails too, it is raised as a ``ToolError``
+whose text shows the code, its output and the traceback's end, so the planner sees a failed step
+and can rephrase, and the trajectory records the failure.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from agentflow_core import (
     Message,
     ToolContext,
     ToolError,
-    ToolExample,
     ToolSpec,
     structure_settings,
 )
 from agentflow_core.tool import query_input
-from agentflow_tools.sandbox import DockerSandbox, DockerSettings, ExecutionResult
+from agentflow_tools.arithmetic import arithmetic_expression
+from agentflow_tools.sandbox import DockerSandbox, DockerSettings, ExecutionResult, SandboxError
+from agentflow_tools.sandbox.container import connect
+from agentflow_tools.sandbox.image import resolve_image
 
 SPEC = ToolSpec(
     name="python_coder",
@@ -42,9 +46,7 @@ SPEC = ToolSpec(
         "Writes and runs a short Python program for a precise computational sub-goal (exact arithmetic, "
         "counting, dates, string processing, small simulations) and returns what the program printed."
     ),
-    input_schema=query_input(
-        "the computation in words, with every number and string it needs",
-    ),
+    input_schema=query_input("The computation."),
     output="the code that ran and its printed output; on failure, the exit code and the end of the traceback",
     limitations=(
         "No network and no files from earlier calls: each call starts from nothing.",
@@ -54,10 +56,8 @@ SPEC = ToolSpec(
     ),
     best_practices=(
         "Use it whenever an answer needs exact calculation instead of estimating it.",
-        "State the computation completely, e.g. 'Compute 123456789 * 987654321'.",
-        "Ask for one result per call and say what to print.",
+        "Give it every number the computation needs, and ask for one result per call.",
     ),
-    examples=(ToolExample("exact arithmetic", {"query": "Compute 2**100 and print the exact integer."}),),
     uses_engine=True,
 )
 
@@ -98,6 +98,9 @@ class PythonCoder:
 
     async def run(self, arguments: Mapping[str, Any]) -> str:
         await self._start()  # first: a missing image or daemon fails before any tokens are spent
+        expression = arithmetic_expression(str(arguments["query"]))
+        if expression is not None:
+            return await self._run_as_written(f"print({expression})")
         conversation = [
             Message("system", SYSTEM.format(timeout=self._settings.timeout_s)),
             Message("user", f"Task: {arguments['query']}"),
@@ -111,7 +114,7 @@ class PythonCoder:
                 fix = "Reply with the complete program in a single ```python code block."
             else:
                 result = await self._sandbox.run(code, timeout_s=self._settings.timeout_s)
-                if result.ok:
+                if result.ok and result.stdout.strip():
                     return success_text(code, result, repaired=failures)
                 problem = failure_text(code, result, self._settings.timeout_s)
                 fix = "Fix the program. Reply with the complete corrected program in a single ```python code block."
@@ -120,6 +123,13 @@ class PythonCoder:
                 raise ToolError(_gave_up(failures))
             # The engine sees what it wrote and what went wrong, as a chat: the usual shape of a repair.
             conversation += [Message("assistant", reply), Message("user", f"{problem}\n\n{fix}")]
+
+    async def _run_as_written(self, code: str) -> str:
+        """A program the tool wrote itself: its failure (``1 / 0``) is the request's, no engine would fix it."""
+        result = await self._sandbox.run(code, timeout_s=self._settings.timeout_s)
+        if not result.ok:
+            raise ToolError(failure_text(code, result, self._settings.timeout_s))
+        return success_text(code, result)
 
     async def aclose(self) -> None:
         """The engine belongs to the solver's pool; the containers are ours."""
@@ -133,6 +143,29 @@ class PythonCoder:
     async def _ask(self, conversation: list[Message]) -> str:
         request = GenerationRequest(messages=tuple(conversation), max_tokens=self._settings.max_tokens)
         return (await self._engine.generate(request)).text
+
+
+def readiness(settings: Mapping[str, Any]) -> str | None:
+    """``None`` where python_coder can run (a Docker daemon answers, the sandbox image is there), else why not.
+
+    Only then is it among the default tools: enabled without its sandbox, it would fail every call.
+    """
+    try:
+        client = connect(timeout_s=READINESS_TIMEOUT_S)
+    except SandboxError:
+        return f"exact arithmetic needs its Docker sandbox, and no Docker daemon answers; {_SETUP}"
+    try:
+        resolve_image(client, settings.get("image") if isinstance(settings.get("image"), str) else None)
+    except SandboxError:
+        return f"exact arithmetic needs its Docker sandbox, and the sandbox image is missing; {_SETUP}"
+    finally:
+        client.close()
+    return None
+
+
+#: How long the check at solver construction waits for a Docker daemon.
+READINESS_TIMEOUT_S = 3.0
+_SETUP = "start Docker, run `agentflow sandbox build` once, and it joins the default tools"
 
 
 def _gave_up(failures: list[str]) -> str:
@@ -169,8 +202,7 @@ def _compiles(text: str) -> bool:
 
 def success_text(code: str, result: ExecutionResult, repaired: list[str] | None = None) -> str:
     # The output comes first: prompts cut long observations, and the code matters less than its result.
-    output = result.stdout.rstrip() or "(nothing printed: the program must print its result)"
-    lines = ["Output:", output]
+    lines = ["Output:", result.stdout.rstrip()]
     if result.truncated:
         lines.append("[output truncated]")
     if repaired:
@@ -180,6 +212,11 @@ def success_text(code: str, result: ExecutionResult, repaired: list[str] | None 
 
 
 def failure_text(code: str, result: ExecutionResult, timeout_s: float) -> str:
+    """What went wrong: the error and its traceback's end, or that a program which ran printed nothing."""
+    if result.ok:
+        return "\n".join(
+            ["The program ran but printed nothing; it must print its result with print().", _code_block(code)]
+        )
     lines = [f"The program failed ({result.describe()})."]
     tail = "\n".join(result.stderr.rstrip().splitlines()[-TRACEBACK_LINES:])
     if tail:

@@ -20,7 +20,6 @@ from agentflow_core import (
     Message,
     ToolContext,
     ToolError,
-    ToolExample,
     ToolSpec,
     structure_settings,
 )
@@ -57,12 +56,6 @@ SPEC = ToolSpec(
         "Use a URL from an earlier search result rather than guessing one.",
         "Ask one specific question per call.",
         "If the answer says the page does not say, try another result instead of asking again.",
-    ),
-    examples=(
-        ToolExample(
-            "read a page found by google_search",
-            {"url": "https://en.wikipedia.org/wiki/Barn_owl", "question": "What do barn owls mainly eat?"},
-        ),
     ),
     uses_engine=True,
 )

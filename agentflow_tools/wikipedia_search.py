@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import attrs
 
-from agentflow_core import ToolContext, ToolError, ToolExample, ToolSpec, structure_settings
+from agentflow_core import ToolContext, ToolError, ToolSpec, structure_settings
 from agentflow_core.tool import query_input
 from agentflow_tools.search.http import Service, error_text, malformed, request_json
 from agentflow_tools.search.passages import clip, split_passages
@@ -37,10 +37,9 @@ SPEC = ToolSpec(
         "Passages are chosen by shared words, so a question worded very differently from the article may miss.",
     ),
     best_practices=(
-        "Name the entity in the query: 'Barn owl nesting' rather than 'where do those owls live'.",
+        "Name the entity in the query rather than describing it.",
         "Ask about one entity per call; for a comparison, search each entity separately.",
     ),
-    examples=(ToolExample("look up a fact", {"query": "Marie Curie second Nobel Prize"}),),
 )
 
 

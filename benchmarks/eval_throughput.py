@@ -54,9 +54,7 @@ def _reply(delay_s: float) -> Any:
     def respond(request: RecordedRequest) -> Reply:
         name = (request.response_format or {}).get("json_schema", {}).get("name")
         if name == "next_step":
-            body: Any = {"context": "", "sub_goal": "look it up", "tool": "base_generator"}
-        elif name == "base_generator_call":
-            body = {"explanation": "ask", "arguments": {"query": "look it up"}}
+            body: Any = {"question": "look it up", "tool": "base_generator"}
         elif name == "verification":
             body = {"analysis": "not yet", "decision": "CONTINUE"}
         else:

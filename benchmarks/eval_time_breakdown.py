@@ -73,7 +73,7 @@ def main() -> None:
         for call in _calls(trajectory):
             usage, latency = call.get("usage") or {}, float(call.get("latency_s") or 0.0)
             llm += latency
-            structured = call.get("purpose") in ("next_step", "command", "check")
+            structured = call.get("purpose") in ("next_step", "command", "check", "final_answer", "direct_answer")
             by_kind[structured].append((usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), latency))
         for step in trajectory.get("steps", []):
             tool += float((step.get("result") or {}).get("elapsed_s") or 0.0)

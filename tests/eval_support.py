@@ -75,17 +75,15 @@ def flow_responder(gold: Mapping[str, str], delay_s: float = 0.0) -> Callable[[R
     def respond(request: RecordedRequest) -> Reply:
         name = (request.response_format or {}).get("json_schema", {}).get("name")
         if name == "next_step":
-            return Reply(
-                json.dumps({"context": "", "sub_goal": "look it up", "tool": "base_generator"}), delay_s=delay_s
-            )
-        if name == "base_generator_call":
-            return Reply(json.dumps({"explanation": "ask", "arguments": {"query": "look it up"}}), delay_s=delay_s)
+            return Reply(json.dumps({"tool": "base_generator", "question": "look it up"}), delay_s=delay_s)
         if name == "verification":
             return Reply(json.dumps({"analysis": "enough", "decision": "STOP"}), delay_s=delay_s)
         prompt = "\n".join(str(m.get("content")) for m in request.messages)
         found = re.search(r"^Question: (.*)$", prompt, re.M)
         question = found.group(1).strip() if found else ""
         answer = next((g for q, g in gold.items() if q.startswith(question) and question), "0")
+        if name == "answer":  # the generator: its reasoning, then the short answer
+            return Reply(json.dumps({"reasoning": "The tool said so.", "answer": answer}), delay_s=delay_s)
         return Reply(answer, delay_s=delay_s)
 
     return respond

@@ -54,9 +54,8 @@ def script_one_turn(server: ScriptedOpenAIServer) -> None:
     server.enqueue(
         "p",
         Reply("Look it up with the model."),
-        scripted_json({"context": "", "sub_goal": "Name the largest planet.", "tool": "base_generator"}),
+        scripted_json({"tool": "base_generator", "question": "Name the largest planet."}),
     )
-    server.enqueue("e", scripted_json({"explanation": "ask", "arguments": {"query": "Name the largest planet."}}))
     server.enqueue("t", Reply("Jupiter is the largest planet (tool observation #4711)."))
     server.enqueue("v", scripted_json({"analysis": "answered", "decision": "STOP"}))
     server.enqueue("g", Reply("Jupiter (per tool observation #4711)"))
@@ -69,7 +68,8 @@ def test_solve_routes_each_module_to_its_own_model(tmp_path: Path, server: Scrip
     assert result.returncode == 0, result.stderr
     assert "#4711" in result.stdout  # the answer carries what the tool returned
     assert "step 1: base_generator" in result.stderr  # the live view
-    assert [r.model for r in server.requests] == ["p", "p", "e", "t", "v", "g"]
+    # base_generator takes the sub-goal as its query, so the executor's model is not asked.
+    assert [r.model for r in server.requests] == ["p", "p", "t", "v", "g"]
 
 
 def test_solve_json_prints_the_whole_trajectory(tmp_path: Path, server: ScriptedOpenAIServer) -> None:
@@ -78,7 +78,7 @@ def test_solve_json_prints_the_whole_trajectory(tmp_path: Path, server: Scripted
     result = agentflow("solve", "Which planet is largest?", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     trajectory = from_json(result.stdout, Trajectory)
-    assert {c.role for c in trajectory.module_calls()} == {"planner", "executor", "verifier", "generator"}
+    assert {c.role for c in trajectory.module_calls()} == {"planner", "verifier", "generator"}
     assert trajectory.steps[0].result.output.startswith("Jupiter")  # type: ignore[union-attr]
 
 

@@ -445,3 +445,29 @@ def test_the_plugin_the_concepts_page_shows_registers_a_working_tool() -> None:
 
     assert isinstance(counted, ToolSuccess) and counted.output == "3"
     assert isinstance(refused, ToolFailure) and refused.kind is ToolErrorKind.BAD_ARGUMENTS
+
+
+def readme_python_example() -> str:
+    """The README's "From Python" example, as a newcomer would paste it."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## From Python", 1)[1]
+    found = re.search(r"^```python\n(.*?)^```", section, re.S | re.M)
+    assert found is not None, "the README has no Python example under 'From Python'"
+    return found.group(1)
+
+
+@pytest.mark.slow
+def test_the_readme_python_example_runs_in_a_fresh_folder(tmp_path: Path) -> None:
+    """No agentflow.toml and no AGENTFLOW_* variable, as on a fresh clone: the example must still run."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "example.py"
+    script.write_text(readme_python_example(), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTFLOW_", "OPENAI_"))}
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "StopReason." in result.stdout, result.stdout  # it printed the answer, the stop reason and the usage

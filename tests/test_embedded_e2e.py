@@ -1,7 +1,8 @@
 """``agentflow solve`` on the real embedded model: no server, no key, nothing configured.
 
 Slow (a real 135M-parameter model on the CPU) but part of the default suite: it is the README's
-first command.
+first command. Every solve also goes through the copied-text check: no sub-goal, tool argument or
+answer may repeat the wording of the prompts or of the tools' schemas (issue 34).
 """
 
 from __future__ import annotations
@@ -12,29 +13,45 @@ import pytest
 
 from agentflow_core import Trajectory
 from agentflow_core.serde import from_json
+from agentflow_core.testing import assert_no_copied_text, registry_with, tool_texts
+from agentflow_rl.benchmarks.extract import answer_line
 from tests.test_cli import agentflow
 
 pytestmark = pytest.mark.slow
 
 
-def test_solve_on_the_embedded_model(tmp_path: Path) -> None:
-    result = agentflow(
-        "solve", "What is the capital of France?", "--max-steps", "2", "--json", cwd=tmp_path, timeout=600
-    )
+def solve(tmp_path: Path, question: str, *flags: str) -> Trajectory:
+    result = agentflow("solve", question, "--json", *flags, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
     trajectory = from_json(result.stdout, Trajectory)
-
     assert trajectory.error is None
+    assert_no_copied_text(trajectory, instructions=tool_texts([t.spec for t in registry_with().tools.values()]))
+    return trajectory
+
+
+def test_solve_on_the_embedded_model(tmp_path: Path) -> None:
+    trajectory = solve(tmp_path, "What is the capital of France?", "--max-steps", "2", "--tools", "base_generator")
+
     assert set(trajectory.engines.values()) == {"llamacpp:smollm2"}
     assert trajectory.analysis is not None and trajectory.analysis.text
     assert 1 <= len(trajectory.steps) <= 2
     for step in trajectory.steps:
-        assert step.decision.call is not None and step.tool_call.call is not None
+        assert step.decision.call is not None and step.decision.tool == "base_generator"
+        assert step.tool_call.arguments == {"query": step.decision.sub_goal}  # no executor call for a query tool
         assert step.verdict is not None and step.verdict.call is not None
-        assert step.decision.tool == "base_generator"
-    assert trajectory.final_answer is not None and trajectory.final_answer.text
+    assert trajectory.final_answer is not None and answer_line(trajectory.final_answer.text)
     roles = {call.role for call in trajectory.module_calls()}
-    assert roles == {"planner", "executor", "verifier", "generator"}
-    structured = [c for c in trajectory.module_calls() if c.purpose in ("next_step", "command", "check")]
+    assert roles == {"planner", "verifier", "generator"}
+    structured = [c for c in trajectory.module_calls() if c.purpose in ("next_step", "check", "final_answer")]
     assert structured and all(c.parse_error is None for c in structured), [c.parse_error for c in structured]
     assert all(c.usage.completion_tokens > 0 for c in trajectory.module_calls())
+
+
+def test_exact_arithmetic_runs_in_the_sandbox(tmp_path: Path, sandbox_image: str) -> None:
+    """The README's python_coder line, on the embedded model: the sandbox prints the product exactly."""
+    trajectory = solve(tmp_path, "What is 17 * 23?", "--max-steps", "1", "--tools", "python_coder")
+
+    [step] = trajectory.steps
+    assert step.decision.tool == "python_coder" and step.tool_call.arguments == {"query": step.decision.sub_goal}
+    assert step.result.output.startswith("Output:\n391\n"), step.result  # type: ignore[union-attr]
+    assert trajectory.final_answer is not None and answer_line(trajectory.final_answer.text)

@@ -112,7 +112,7 @@ def test_base_mode_asks_the_generator_alone(tmp_path: Path, server: ScriptedOpen
     result = run_agentflow(*args, "--run-dir", "base", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert [r.model for r in server.requests] == ["g", "g", "g"]
-    assert all(r.response_format is None for r in server.requests)
+    assert all(r.response_format["json_schema"]["name"] == "answer" for r in server.requests)
     records = list(RunDir(tmp_path / "base").read().values())
     assert all(r.mode is Mode.BASE and r.trajectory is not None and r.trajectory.steps == () for r in records)
     assert [r.score.correct for r in records] == [True, True, True]

@@ -38,9 +38,7 @@ def write_config(path: Path, server: ScriptedOpenAIServer, tools: list[str], mcp
 
 
 def script_one_call(server: ScriptedOpenAIServer, tool: str, arguments: dict[str, Any]) -> None:
-    server.enqueue(
-        "p", Reply("One tool call will do."), scripted_json({"context": "", "sub_goal": "ask", "tool": tool})
-    )
+    server.enqueue("p", Reply("One tool call will do."), scripted_json({"question": "ask", "tool": tool}))
     server.enqueue("e", scripted_json({"explanation": "ask the server", "arguments": arguments}))
     server.enqueue("v", scripted_json({"analysis": "answered", "decision": "STOP"}))
 

@@ -116,7 +116,7 @@ async def test_exposed_tools_and_concurrent_solves_over_http(
     config = write_config(tmp_path / "agentflow.toml", server, ["t.echo", "t.rendezvous"], {"t": scripted_server()})
     url = http_agentflow(config, "--expose-tools")
     # Two solves at once take replies in no set order, so each module answers by what it is asked.
-    step = {"context": "", "sub_goal": "meet", "tool": "t.rendezvous"}
+    step = {"question": "meet", "tool": "t.rendezvous"}
     server.set_responder("p", lambda r: scripted_json(step) if r.response_format else Reply("Meet."))
     server.set_responder("e", lambda r: scripted_json({"explanation": "meet", "arguments": {"party": 2}}))
     server.set_responder("v", lambda r: scripted_json({"analysis": "met", "decision": "STOP"}))

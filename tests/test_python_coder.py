@@ -16,7 +16,8 @@ from agentflow_core.engine import Engine
 from agentflow_core.records import ToolErrorKind
 from agentflow_core.registry import Registry
 from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, scripted_json
-from agentflow_tools.python_coder import PythonCoder, extract_code
+from agentflow_tools.arithmetic import arithmetic_expression
+from agentflow_tools.python_coder import PythonCoder, extract_code, readiness
 from agentflow_tools.sandbox import DEFAULT_TAG
 from tests.helpers import engine_table
 
@@ -141,15 +142,91 @@ async def test_a_missing_image_is_one_line_and_costs_no_tokens(
     assert server.requests == []
 
 
+async def test_a_program_that_prints_nothing_goes_back_for_a_repair(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
+) -> None:
+    silent = code_reply("def product(a, b):\n    return a * b")  # what SmolLM2 writes: a function never called
+    server.enqueue("m-tool", silent, code_reply(f"print({TASK_CODE})"))
+    async with coder(engine, image=sandbox_image) as tool:
+        observation = await tool.run({"query": TASK})
+    assert observation.startswith(f"Output:\n{PRODUCT}\n")
+    feedback = server.requests_for("m-tool")[1].messages[3]["content"]
+    assert feedback.startswith("The program ran but printed nothing; it must print its result with print().")
+
+
+@pytest.mark.parametrize(
+    ("query", "printed", "code"),
+    [
+        ("What is 17 * 23?", "391", "print(17 * 23)"),
+        ("123456789 times 987654321", str(PRODUCT), "print(123456789 * 987654321)"),
+        ("Compute 2^100.", str(2**100), "print(2 ** 100)"),
+    ],
+)
+async def test_arithmetic_runs_as_written_without_asking_the_engine(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str, query: str, printed: str, code: str
+) -> None:
+    async with coder(engine, image=sandbox_image) as tool:
+        observation = await tool.run({"query": query})
+    assert observation == f"Output:\n{printed}\nCode:\n```python\n{code}\n```"
+    assert server.requests == []  # exact arithmetic never depends on the model's code
+
+
+async def test_arithmetic_that_fails_is_a_tool_error_not_a_repair(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
+) -> None:
+    async with coder(engine, image=sandbox_image) as tool:
+        with pytest.raises(ToolError, match=r"ZeroDivisionError: division by zero"):
+            await tool.run({"query": "What is 1 / 0?"})
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expression"),
+    [
+        ("What is 17 * 23?", "17 * 23"),
+        ("17*23=?", "17 * 23"),
+        ("what's (3 + 4) × 2", "(3 + 4) * 2"),
+        ("Calculate 7 divided by 2.", "7 / 2"),
+        ("Compute 2^10 minus 1,000.", "2 ** 10 - 1000"),
+        ("What is 2 to the power of 20?", "2 ** 20"),
+        ("Find the value of -5 + 3.5", "-5 + 3.5"),
+        ("How many feet are in 3.5 miles?", None),
+        ("Compute 123456789 * 987654321 exactly.", None),  # more than an expression: the engine writes it
+        ("What is 15% of 240?", None),
+        ("42", None),
+        ("print(1)", None),
+        ("x * 2", None),
+        ("1 < 2", None),
+        ("__import__('os')", None),
+    ],
+)
+def test_only_a_request_that_is_nothing_but_arithmetic_is_an_expression(
+    request_text: str, expression: str | None
+) -> None:
+    assert arithmetic_expression(request_text) == expression
+
+
+def test_readiness_says_why_python_coder_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")  # nothing listens on the discard port
+    why = readiness({})
+    assert why is not None and "\n" not in why
+    assert why.startswith("exact arithmetic needs its Docker sandbox, and no Docker daemon answers")
+    assert "agentflow sandbox build" in why
+
+
+def test_readiness_finds_the_built_image_and_names_a_missing_one(sandbox_image: str) -> None:
+    assert readiness({}) is None  # the image `agentflow sandbox build` makes
+    assert readiness({"image": sandbox_image}) is None
+    why = readiness({"image": "agentflow-no-such-image:1"})
+    assert why is not None and "the sandbox image is missing" in why
+
+
 # -- through the solver -------------------------------------------------------------------------
 
 
 def step(sub_goal: str = TASK) -> Reply:
-    return scripted_json({"context": "needs exact arithmetic", "sub_goal": sub_goal, "tool": "python_coder"})
-
-
-def args(query: str = TASK) -> Reply:
-    return scripted_json({"explanation": "let the tool compute it", "arguments": {"query": query}})
+    """The planner's turn; the sub-goal is python_coder's query as it stands (no executor call)."""
+    return scripted_json({"tool": "python_coder", "question": sub_goal})
 
 
 def verdict(decision: str) -> Reply:
@@ -177,7 +254,7 @@ def solver_config(server: ScriptedOpenAIServer, image: str, repair_attempts: int
 async def test_solve_answers_with_the_computed_product(
     server: ScriptedOpenAIServer, registry: Registry, sandbox_image: str
 ) -> None:
-    server.enqueue("m", Reply("Exact multiplication: use python_coder."), step(), args(), verdict("STOP"))
+    server.enqueue("m", Reply("Exact multiplication: use python_coder."), step(), verdict("STOP"))
     server.enqueue("m-tool", code_reply("print(123456789 * 987654321)"))
     server.set_responder("m-gen", answer_from_memory)
     async with Solver(solver_config(server, sandbox_image), registry=registry) as solver:
@@ -197,10 +274,8 @@ async def test_failing_code_shows_in_memory_and_the_loop_goes_on(
         "m",
         Reply("Exact multiplication: use python_coder."),
         step(),
-        args(),
         verdict("CONTINUE"),
         step("Compute 123456789 * 987654321 again, without helper functions."),
-        args(),
         verdict("STOP"),
     )
     server.enqueue("m-tool", code_reply("print(multiply(123456789, 987654321))"), code_reply(f"print({PRODUCT})"))
@@ -214,7 +289,7 @@ async def test_failing_code_shows_in_memory_and_the_loop_goes_on(
     assert "exit code 1" in first.result.error
     assert "NameError: name 'multiply' is not defined" in first.result.error
     assert isinstance(second.result, ToolSuccess) and str(PRODUCT) in second.result.output
-    second_plan = server.requests_for("m")[4].messages[-1]["content"]
+    second_plan = server.requests_for("m")[3].messages[-1]["content"]
     assert "TOOL ERROR (failed)" in second_plan and "NameError" in second_plan
     assert str(PRODUCT) in (trajectory.answer or "")
 
@@ -254,7 +329,7 @@ def test_agentflow_solve_with_python_coder_prints_the_computed_product(
     user's config names no image: after `agentflow sandbox build` the tool finds the built one."""
     from tests.test_cli import agentflow
 
-    server.enqueue("m", Reply("Exact multiplication: use python_coder."), step(), args(), verdict("STOP"))
+    server.enqueue("m", Reply("Exact multiplication: use python_coder."), step(), verdict("STOP"))
     server.enqueue("m-tool", code_reply("a, b = 123456789, 987654321\nprint(a * b)"))
     server.set_responder("m-gen", answer_from_memory)
     config = tmp_path / "agentflow.toml"

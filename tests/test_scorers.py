@@ -8,7 +8,7 @@ from agentflow_core import BenchmarkItem
 from agentflow_rl.benchmarks import PAPER_BENCHMARKS, FileBenchmark
 from agentflow_rl.benchmarks import math as math_scorer
 from agentflow_rl.benchmarks.choice import score_choice
-from agentflow_rl.benchmarks.extract import boxed, candidates, extract_answer, tagged
+from agentflow_rl.benchmarks.extract import answer_line, boxed, candidates, explicit_answer, extract_answer, tagged
 from agentflow_rl.benchmarks.game24 import check_24, score_game24
 from agentflow_rl.benchmarks.normalize import normalize_answer
 from agentflow_rl.benchmarks.qa import exact_match, score_qa, token_f1
@@ -35,7 +35,14 @@ def test_qa_accepts_every_gold_and_rejects_others(name: str) -> None:
     benchmark, items = _items(name)
     for index, item in enumerate(items):
         for gold in item.answers:
-            for reply in (gold, f"<answer>{gold}</answer>", f"{gold.upper()}.\nIt says so on the page.", f"**{gold}**"):
+            generator = f"The results name it.\n\nAnswer: {gold}"  # how AgentFlow's generator ends a reply
+            for reply in (
+                gold,
+                f"<answer>{gold}</answer>",
+                f"{gold.upper()}.\nIt says so on the page.",
+                f"**{gold}**",
+                generator,
+            ):
                 assert benchmark.score(item, reply).correct, (item.id, reply)
         wrong = _other_gold(items, index)
         assert not benchmark.score(item, wrong).correct, (item.id, wrong)
@@ -53,6 +60,7 @@ def test_math_accepts_every_gold_and_rejects_neighbours(name: str) -> None:
             f"The final answer is $\\boxed{{{gold}}}$.",
             f"<answer>{gold}</answer>",
             f"{gold}\n\nsince x = 7",
+            f"Since x = 7 and 2x = 14, it is {int(gold) + 3} minus 3.\n\nAnswer: {gold}",
         ):
             assert benchmark.score(item, reply).correct, (item.id, reply)
         wrong_lead = f"The answer is ${int(gold) + 1}$, which is $2 \\times 3 = {gold}$"  # working after the answer
@@ -72,6 +80,7 @@ def test_medqa_accepts_letter_or_text_and_rejects_other_options() -> None:
             f"{letter}. {text}",
             f"The answer is {letter}.",
             f"<answer>{text}</answer>",
+            f"A. {item.choices['A']} B. {item.choices['B']} are wrong here.\n\nAnswer: {letter}",
         ):
             assert benchmark.score(item, reply).correct, (item.id, reply)
         for other, other_text in item.choices.items():
@@ -90,6 +99,7 @@ def test_game24_accepts_all_listed_solutions_and_rejects_broken_ones() -> None:
             solutions += 1
             assert benchmark.score(item, solution).correct, (item.id, solution)
             assert benchmark.score(item, f"<answer>{solution} = 24</answer>").correct, (item.id, solution)
+            assert benchmark.score(item, f"Try it.\n\nAnswer: {solution}").correct, (item.id, solution)
         first = item.answers[0]
         assert not benchmark.score(item, first + "+1").correct  # a number that is not given
         assert not benchmark.score(item, first + f"+{numbers[0]}-{numbers[0]}").correct  # a number used twice
@@ -127,6 +137,20 @@ def test_extraction_prefers_tags_then_boxes_then_labels() -> None:
     assert extract_answer("one\ntwo\n\n") == "two"
     assert candidates("<answer>Paris</answer> but maybe Rome") == ["Paris"]
     assert "Paris" in candidates("Paris. It is the capital.")  # the generator starts with the answer
+
+
+def test_a_last_answer_line_is_the_short_answer_scorers_use() -> None:
+    reply = 'The answer to the question "Where?" would be Boston.\n\nAnswer: Boston'
+    assert answer_line(reply) == "Boston" and candidates(reply) == ["Boston"]
+    assert answer_line("**Final answer:** 42.") == "42"
+    assert explicit_answer("Answer: \\boxed{7}") == "7"
+    assert explicit_answer("Answer: The answer is 12") == "12"
+    assert answer_line("Answer: 41\nOn second thought it is 42.") is None  # the reply did not end with it
+    assert answer_line("The answer: is not here") is None  # prose, not a line of its own
+    item = BenchmarkItem("demo", "0", "Where?", ("Boston",))
+    assert score_qa(item, reply).correct
+    assert not score_qa(item, "Boston, I think.\n\nAnswer: Chicago").correct  # held to the short answer
+    assert math_scorer.score_math(BenchmarkItem("demo", "0", "?", ("391",)), "17 * 23 is big.\n\nAnswer: 391").correct
 
 
 def test_qa_rules_follow_search_r1() -> None:

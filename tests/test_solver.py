@@ -30,35 +30,41 @@ def server():
 
 
 def step(tool: str = "base_generator", sub_goal: str = "What is 6 times 7?") -> Reply:
-    return scripted_json({"context": "nothing yet", "sub_goal": sub_goal, "tool": tool})
+    return scripted_json({"tool": tool, "question": sub_goal})
 
 
 def args(**arguments: object) -> Reply:
-    return scripted_json({"explanation": "ask the model", "arguments": arguments})
+    return scripted_json({"arguments": arguments})
 
 
 def verdict(decision: str) -> Reply:
     return scripted_json({"analysis": "looks fine", "decision": decision})
 
 
-async def test_one_turn_each_module_on_its_own_model(server: ScriptedOpenAIServer, registry: Registry) -> None:
-    server.enqueue("m-plan", Reply("Needs arithmetic; base_generator can do it."), step())
-    server.enqueue("m-exec", args(query="What is 6 times 7?"))
+async def test_one_turn_each_module_on_its_own_model(server: ScriptedOpenAIServer) -> None:
+    registry = registry_with(TestTools())
+    server.enqueue("m-plan", Reply("Needs arithmetic; base_generator can do it."), step(), step("upper", "say hi"))
+    server.enqueue("m-exec", args(text="hi"))
     server.enqueue("m-tool", Reply("The product is 42."))
-    server.enqueue("m-verify", verdict("STOP"))
-    server.enqueue("m-gen", Reply("42"))
-    async with Solver(config_for(server, **MODELS), registry=registry) as solver:
+    server.enqueue("m-verify", verdict("CONTINUE"), verdict("STOP"))
+    server.enqueue("m-gen", scripted_json({"reasoning": "The tool multiplied them.", "answer": "42"}))
+    config = config_for(server, tools=("base_generator", "upper"), **MODELS)
+    async with Solver(config, registry=registry) as solver:
         trajectory = await solver.asolve("What is 6 times 7?")
 
     assert trajectory.error is None
     assert trajectory.stop_reason is StopReason.VERIFIER_STOP
-    assert trajectory.answer == "42"
-    [only] = trajectory.steps
-    assert only.decision.tool == "base_generator"
-    assert only.tool_call.arguments == {"query": "What is 6 times 7?"}
-    assert only.result == ToolSuccess("The product is 42.", only.result.elapsed_s)
+    assert trajectory.answer == "The tool multiplied them.\n\nAnswer: 42"
+    first, second = trajectory.steps
+    assert first.decision.tool == "base_generator"
+    # base_generator takes a request: the sub-goal is its query as it stands, with no executor call.
+    assert first.tool_call.arguments == {"query": "What is 6 times 7?"} and first.tool_call.call is None
+    assert first.result == ToolSuccess("The product is 42.", first.result.elapsed_s)
+    assert second.tool_call.arguments == {"text": "hi"} and second.result.output == "HI"  # type: ignore[union-attr]
     assert [(c.role, c.purpose, c.engine) for c in trajectory.module_calls()] == [
         ("planner", "analyze", "openai:m-plan"),
+        ("planner", "next_step", "openai:m-plan"),
+        ("verifier", "check", "openai:m-verify"),
         ("planner", "next_step", "openai:m-plan"),
         ("executor", "command", "openai:m-exec"),
         ("verifier", "check", "openai:m-verify"),
@@ -70,28 +76,31 @@ async def test_one_turn_each_module_on_its_own_model(server: ScriptedOpenAIServe
     assert "The product is 42." in server.requests_for("m-verify")[0].messages[-1]["content"]
     assert "The product is 42." in server.requests_for("m-gen")[0].messages[-1]["content"]
     # Every module call went to its own model; the tool's call to the tool's model.
-    assert [len(server.requests_for(m)) for m in MODELS.values()] == [2, 1, 1, 1, 1]
+    assert [len(server.requests_for(m)) for m in MODELS.values()] == [3, 1, 2, 1, 1]
     assert from_json(to_json(trajectory), Trajectory) == trajectory
 
 
-async def test_structured_calls_send_json_schemas(server: ScriptedOpenAIServer, registry: Registry) -> None:
-    server.enqueue("m-plan", Reply("analysis"), step())
-    server.enqueue("m-exec", args(query="q"))
-    server.enqueue("m-tool", Reply("tool answer"))
+async def test_structured_calls_send_json_schemas(server: ScriptedOpenAIServer) -> None:
+    server.enqueue("m-plan", Reply("analysis"), step("upper", "say q"))
+    server.enqueue("m-exec", args(text="q"))
     server.enqueue("m-verify", verdict("STOP"))
     server.enqueue("m-gen", Reply("done"))
-    async with Solver(config_for(server, **MODELS), registry=registry) as solver:
+    config = config_for(server, tools=("base_generator", "upper"), **MODELS)
+    async with Solver(config, registry=registry_with(TestTools())) as solver:
         await solver.asolve("q")
 
     analyze, next_step = server.requests_for("m-plan")
     assert analyze.response_format is None
     schema = next_step.response_format["json_schema"]["schema"]
     assert next_step.response_format["type"] == "json_schema"
-    assert schema["properties"]["tool"]["enum"] == ["base_generator"]
+    assert list(schema["properties"]) == ["tool", "question"]  # the choice first, constrained
+    assert schema["properties"]["tool"]["enum"] == ["base_generator", "upper"]
     command = server.requests_for("m-exec")[0].response_format["json_schema"]["schema"]
-    assert command["properties"]["arguments"]["required"] == ["query"]
+    assert command["properties"]["arguments"]["required"] == ["text"]
     check = server.requests_for("m-verify")[0].response_format["json_schema"]["schema"]
     assert check["properties"]["decision"]["enum"] == ["STOP", "CONTINUE"]
+    answer = server.requests_for("m-gen")[0].response_format["json_schema"]["schema"]
+    assert list(answer["properties"]) == ["reasoning", "answer"]
 
 
 async def test_tool_error_is_visible_and_the_loop_goes_on(server: ScriptedOpenAIServer) -> None:
@@ -136,18 +145,17 @@ async def test_garbage_from_the_model_is_survived(server: ScriptedOpenAIServer, 
     assert trajectory.answer == "I am a tiny model and I like turtles."
 
 
-async def test_unknown_tool_and_bad_arguments_become_tool_errors(
-    server: ScriptedOpenAIServer, registry: Registry
-) -> None:
+async def test_unknown_tool_and_bad_arguments_become_tool_errors(server: ScriptedOpenAIServer) -> None:
     server.enqueue(
         "m",
         Reply("analysis"),
-        step(),
-        scripted_json({"explanation": "", "arguments": {"q": 1}}),
+        step("upper", "say hi"),
+        scripted_json({"arguments": {"q": 1}}),
         verdict("STOP"),
         Reply("no idea"),
     )
-    async with Solver(config_for(server, default="m"), registry=registry) as solver:
+    config = config_for(server, tools=("upper",), default="m")
+    async with Solver(config, registry=registry_with(TestTools())) as solver:
         trajectory = await solver.asolve("q")
     [only] = trajectory.steps
     assert isinstance(only.result, ToolFailure) and only.result.kind is ToolErrorKind.BAD_ARGUMENTS
@@ -170,8 +178,7 @@ async def test_token_budget_stops_the_loop(server: ScriptedOpenAIServer, registr
     server.enqueue(
         "m",
         Reply("analysis", **big),
-        Reply(json.dumps({"context": "", "sub_goal": "s", "tool": "base_generator"}), **big),
-        args(query="s"),
+        Reply(json.dumps({"tool": "base_generator", "question": "s"}), **big),
         Reply("tool says hi", **big),
         verdict("CONTINUE"),
         Reply("answer"),
@@ -197,13 +204,11 @@ async def test_engine_failure_ends_with_a_one_line_error(server: ScriptedOpenAIS
 def _echo_flow(request: RecordedRequest) -> Reply:
     """Answers every call of a one-turn flow, repeating the query so leaks between solves show."""
     prompt = request.messages[-1]["content"]
-    found = re.search(r"^Question(?: being worked on)?: (.*)$", prompt, re.M)
+    found = re.search(r"^Question: (.*)$", prompt, re.M)
     query = found.group(1) if found else prompt
     name = (request.response_format or {}).get("json_schema", {}).get("name")
     if name == "next_step":
         return step(sub_goal=query)
-    if name == "base_generator_call":
-        return args(query=query)
     if name == "verification":
         return verdict("STOP")
     return Reply(f"about {query}")
@@ -255,7 +260,7 @@ def broken(server: ScriptedOpenAIServer, **modules: str) -> tuple[Registry, Conf
 
 async def test_a_module_that_raises_ends_the_loop_not_the_solve(server: ScriptedOpenAIServer) -> None:
     registry, config = broken(server, verifier="broken")
-    server.enqueue("m", Reply("analysis"), step(), args(query="6 times 7?"), Reply("42"), Reply("It is 42."))
+    server.enqueue("m", Reply("analysis"), step(), Reply("42"), Reply("It is 42."))
     async with Solver(config, registry=registry) as solver:
         trajectory = await solver.asolve("What is 6 times 7?")
 
@@ -272,7 +277,7 @@ async def test_a_module_that_raises_ends_the_loop_not_the_solve(server: Scripted
 
 async def test_a_generator_that_raises_leaves_the_steps_and_says_so(server: ScriptedOpenAIServer) -> None:
     registry, config = broken(server, generator="broken")
-    server.enqueue("m", Reply("analysis"), step(), args(query="q"), Reply("tool"), verdict("STOP"))
+    server.enqueue("m", Reply("analysis"), step(), Reply("tool"), verdict("STOP"))
     async with Solver(config, registry=registry) as solver:
         trajectory = await solver.asolve("q")
     assert trajectory.stop_reason is StopReason.MODULE_ERROR and trajectory.final_answer is None

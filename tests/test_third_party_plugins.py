@@ -178,7 +178,7 @@ def test_solve_with_symbolic_math_on_openai_models(
     openai_server.enqueue(
         "planner",
         Reply("A quadratic; solve it exactly."),
-        scripted_json({"context": "", "sub_goal": "Find the roots.", "tool": "symbolic_math"}),
+        scripted_json({"question": "Find the roots.", "tool": "symbolic_math"}),
     )
     arguments = {"expression": ROOTS[0], "operation": "solve", "variable": "x"}
     openai_server.enqueue("executor", scripted_json({"explanation": "solve it", "arguments": arguments}))
@@ -212,7 +212,7 @@ def test_solve_on_an_ollama_engine(venv: Venv, tmp_path: Path) -> None:
     with scripted.ScriptedOllamaServer() as ollama:
         ollama.enqueue(
             reply("A quadratic; solve it exactly."),
-            reply(json.dumps({"context": "", "sub_goal": "Find the roots.", "tool": "symbolic_math"})),
+            reply(json.dumps({"question": "Find the roots.", "tool": "symbolic_math"})),
             reply(json.dumps({"explanation": "solve", "arguments": {"expression": ROOTS[0], "operation": "solve"}})),
             reply(json.dumps({"analysis": "done", "decision": "STOP"})),
             reply("The roots are 2 and 3."),

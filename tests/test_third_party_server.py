@@ -3,7 +3,7 @@ server, serving the real SmolLM2-135M-Instruct GGUF on 127.0.0.1.
 
 It differs from our scripted server where it matters: it refuses ``response_format`` of type
 ``json_schema`` (with a 500) but constrains ``json_object`` to a schema, so the engine must find
-that out by itself and still get structured replies for the four modules.
+that out by itself and still get structured replies for the planner, verifier and generator.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from agentflow_core import Solver
 from agentflow_core.config import config_from_dict
 from agentflow_core.engines.embedded import smollm2_gguf_path
 from agentflow_core.registry import Registry
-from agentflow_core.testing import wait_until
+from agentflow_core.testing import assert_no_copied_text, tool_texts, wait_until
 from tests.helpers import closed_port
 
 
@@ -59,14 +59,15 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 async def test_solve_through_llama_cpp_server_gets_structured_replies(llama_server: str, registry: Registry) -> None:
     engine = {"model": "openai:smollm2", "base_url": llama_server, "temperature": 0.0, "timeout_s": 120}
-    config = config_from_dict({"agent": {"max_steps": 1}, "engines": {"default": engine}})
+    config = config_from_dict({"agent": {"max_steps": 1, "tools": ["base_generator"]}, "engines": {"default": engine}})
     async with Solver(config, registry=registry) as solver:
         trajectory = await solver.asolve("What is the capital of France?")
 
     assert trajectory.error is None
     assert trajectory.answer
+    assert_no_copied_text(trajectory, instructions=tool_texts([registry.tool("base_generator").spec]))
     [step] = trajectory.steps
-    structured = [step.decision.call, step.tool_call.call, step.verdict.call]
+    structured = [step.decision.call, step.verdict.call, trajectory.final_answer.call]
     # Constrained by the server's json_object + schema, every structured module reply parses.
     assert all(call is not None and call.parse_error is None for call in structured), [
         (c.purpose, c.parse_error, c.response[:120]) for c in structured if c is not None

@@ -35,14 +35,12 @@ def site() -> Iterator[LoopbackServer]:
 
 
 def script_one_turn(llm: ScriptedOpenAIServer, tool: str, arguments: dict[str, Any], answer: str) -> None:
-    llm.enqueue(
-        "m",
-        Reply("The question needs a lookup."),
-        scripted_json({"context": "nothing yet", "sub_goal": "look it up", "tool": tool}),
-        scripted_json({"explanation": "search for it", "arguments": arguments}),
-        scripted_json({"analysis": "the observation answers it", "decision": "STOP"}),
-        Reply(answer),
-    )
+    """One turn; a tool that takes a ``query`` gets the sub-goal as it, the others ask the executor."""
+    request = list(arguments) == ["query"]
+    plan = scripted_json({"tool": tool, "question": arguments["query"] if request else "look it up"})
+    command = [] if request else [scripted_json({"arguments": arguments})]
+    verdict = scripted_json({"analysis": "the observation answers it", "decision": "STOP"})
+    llm.enqueue("m", Reply("The question needs a lookup."), plan, *command, verdict, Reply(answer))
 
 
 async def solve(llm: ScriptedOpenAIServer, registry: Registry, tool: str, settings: dict[str, Any]) -> Trajectory:

@@ -143,9 +143,9 @@ def test_a_run_filters_to_wrong_answers_and_opens_trajectories(page: Any, runs: 
         assert page.locator(".turn").count() == 2
         assert page.locator(".turn .tool-result pre").first.inner_text() == "The answer is probably Frank Herbert."
         assert page.locator(".turn .verdict").all_inner_texts() == ["CONTINUE", "STOP"]
-        assert page.locator(".turn .field-value").first.inner_text() == "find the answer to item 1"
+        assert page.locator(".turn .field-value").first.inner_text() == "Who wrote Dune?"  # the sub-goal
         assert "Frank Herbert" in page.locator(".answers pre").first.inner_text()
-        assert page.locator(".timeline-bar .seg").count() >= 9  # analysis, 2 x (plan, command, tool, verify), answer
+        assert page.locator(".timeline-bar .seg").count() >= 8  # analysis, 2 x (plan, tool, verify), answer
         first_call = page.locator(".call").first
         assert not first_call.locator(".message pre").first.is_visible()
         first_call.locator("summary").click()  # the full prompt, one click away
@@ -222,8 +222,8 @@ def test_two_runs_compare_and_a_flip_opens_both_trajectories(page: Any, runs: di
         assert sides.nth(1).locator(".head .muted").first.inner_text() == "B: run-b"
         assert sides.nth(0).locator(".tool-result.failure").count() == 1  # A's tool call failed
         assert sides.nth(1).locator(".turn").count() == 2 and sides.nth(1).locator(".badge.correct").count() == 1
-        assert sides.nth(0).locator(".answers pre").first.inner_text() == "I do not know"
-        assert sides.nth(1).locator(".answers pre").first.inner_text() == "Jupiter"
+        assert sides.nth(0).locator(".answers pre").first.inner_text().endswith("\nAnswer: I do not know")
+        assert sides.nth(1).locator(".answers pre").first.inner_text().endswith("\nAnswer: Jupiter")
 
 
 def test_a_trajectory_file_from_solve_json(page: Any, runs: dict[str, Path]) -> None:
@@ -231,7 +231,8 @@ def test_a_trajectory_file_from_solve_json(page: Any, runs: dict[str, Path]) -> 
         page.goto(url)
         page.wait_for_selector(".turn")
         assert page.locator("h2.query").inner_text() == "Who wrote Dune?"
-        assert page.locator(".turn").count() == 2 and page.locator(".call").count() == 8
+        # analysis, then per turn the plan and the verdict (base_generator needs no executor call), the answer
+        assert page.locator(".turn").count() == 2 and page.locator(".call").count() == 6
 
 
 @pytest.fixture(scope="module")

@@ -74,21 +74,17 @@ class FlowScript:
     def modules(self, request: RecordedRequest) -> Reply:
         item = self.item(request)
         name = (request.response_format or {}).get("json_schema", {}).get("name")
-        if name == "next_step":
-            plan = {"context": "", "sub_goal": f"find the answer to item {item}", "tool": "base_generator"}
-            return Reply(json.dumps(plan))
-        if name == "base_generator_call":
-            arguments = {"explanation": "ask the generator", "arguments": {"query": ITEMS[int(item)][0]}}
-            return Reply(json.dumps(arguments))
+        if name == "next_step":  # the sub-goal is base_generator's query: the item's question
+            return Reply(json.dumps({"tool": "base_generator", "question": ITEMS[int(item)][0]}))
         if name == "verification":
             with self._lock:
                 self._verified[item] += 1
                 again = item in self.two_turns and self._verified[item] == 1
             verdict = {"analysis": "needs one more look" if again else "enough to answer", "decision": "STOP"}
             return Reply(json.dumps({**verdict, "decision": "CONTINUE" if again else "STOP"}))
-        system = str(request.messages[0].get("content", ""))
-        if system.startswith("You are the answer writer"):
-            return Reply(ITEMS[int(item)][1] if item in self.right else "I do not know")
+        if name == "answer":
+            answer = ITEMS[int(item)][1] if item in self.right else "I do not know"
+            return Reply(json.dumps({"reasoning": "The tool's answer.", "answer": answer}))
         return Reply(f"Item {item} asks for a short fact; base_generator can answer it.")
 
     def tool(self, request: RecordedRequest) -> Reply:

@@ -86,6 +86,9 @@ def solve(
         no_adapters=no_adapters,
     )
     with Solver(config) as solver:
+        if not quiet:
+            for name, why in solver.tools.left_out.items():
+                click.echo(f"note: {name} is off: {why}", err=True)
         trajectory = solver.solve(query, observe=None if quiet or as_json else render.show)
     with naming_storage_errors("stdout"):  # `> file` on a full disk: say so, not "a bug"
         if as_json:

@@ -1,34 +1,37 @@
 """The default Executor: turns the planner's sub-goal into concrete arguments for the chosen tool.
 
-It asks for JSON matching the tool's own input schema. It does not run the tool: the solver
-does, so that timeouts and failures are handled in one place for every executor.
+A tool whose only required input is a text ``query`` (every built-in tool) receives the sub-goal
+as that query, with no model call: the planner already wrote the request, and a model asked to restate it
+only paraphrases it, or (a small one) fills it with its own prompt's wording instead (issue 34). For
+any other tool the model writes JSON matching the tool's own input schema. The executor does not
+run the tool: the solver does, so that timeouts and failures are handled in one place for every
+executor.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from agentflow_core.engine import JsonSchema, Message
 from agentflow_core.module import FlowState, ModuleContext
+from agentflow_core.modules.toolbox import argument_list, takes_a_request
 from agentflow_core.records import PlannerDecision, ToolCall
 from agentflow_core.structured import ask_structured, object_schema
 from agentflow_core.tool import ToolSpec
 
-SYSTEM = "You are the executor of a tool-using assistant. You write the exact arguments of one tool call."
+SYSTEM = "You fill in the inputs of one tool call for an assistant that answers questions with tools."
 
-COMMAND = """Tool: {tool}: {description}
-Argument schema: {schema}
+COMMAND = """Question: {query}
 
-Question being worked on: {query}
-Context from earlier steps: {context}
-Sub-goal: {sub_goal}
+Request for {tool}: {sub_goal}
 
-Write the arguments of one call of {tool} that achieves the sub-goal. The tool sees nothing but these \
-arguments, so copy every value it needs into them. Reply with a JSON object with two keys: \
-"explanation" (one sentence) and "arguments" (an object that matches the argument schema)."""
+{tool}: {description}
+Inputs:
+{inputs}
+
+The tool sees nothing but its inputs, so put every value it needs into them. Reply with JSON with \
+the key "arguments", holding the inputs."""
 
 
 def command_schema(tool: ToolSpec) -> JsonSchema:
@@ -39,7 +42,7 @@ def command_schema(tool: ToolSpec) -> JsonSchema:
     only the characters OpenAI accepts there (an MCP tool is called ``server.tool``).
     """
     arguments = {k: v for k, v in tool.input_schema.items() if k not in _ROOT_ONLY}
-    schema = object_schema({"explanation": {"type": "string"}, "arguments": arguments})
+    schema = object_schema({"arguments": arguments})
     schema.update({k: tool.input_schema[k] for k in ("$defs", "definitions") if k in tool.input_schema})
     return JsonSchema(name=re.sub(r"[^A-Za-z0-9_-]", "_", f"{tool.name}_call")[:64], schema=schema)
 
@@ -59,13 +62,14 @@ class DefaultExecutor:
             return ToolCall(
                 tool=decision.tool, arguments={}, explanation="the planner chose a tool that is not enabled"
             )
+        if takes_a_request(tool):
+            return ToolCall(tool=tool.name, arguments={"query": decision.sub_goal}, explanation="the sub-goal")
         prompt = COMMAND.format(
             query=state.query.text,
             tool=tool.name,
             description=tool.description,
-            schema=json.dumps(tool.input_schema, ensure_ascii=False),
+            inputs=argument_list(tool.input_schema),
             sub_goal=decision.sub_goal,
-            context=decision.context or "(none)",
         )
         messages = [Message("system", SYSTEM), Message("user", prompt)]
         parsed, call = await ask_structured(
@@ -77,18 +81,5 @@ class DefaultExecutor:
             max_tokens=384,
         )
         arguments = parsed.values.get("arguments")
-        if not isinstance(arguments, Mapping):
-            arguments = fallback_arguments(tool, decision)
-        return ToolCall(
-            tool=tool.name, arguments=dict(arguments), explanation=parsed.values.get("explanation", ""), call=call
-        )
-
-
-def fallback_arguments(tool: ToolSpec, decision: PlannerDecision) -> dict[str, Any]:
-    """When the model gave no usable arguments: a tool with one required text input gets the sub-goal."""
-    properties = tool.input_schema.get("properties", {})
-    required = list(tool.input_schema.get("required", ()))
-    text_inputs = [name for name in required if properties.get(name, {}).get("type") == "string"]
-    if len(required) == 1 and text_inputs:
-        return {text_inputs[0]: decision.sub_goal}
-    return {}
+        # Unreadable arguments go to the tool as nothing: its schema check then reports what is missing.
+        return ToolCall(tool=tool.name, arguments=dict(arguments) if isinstance(arguments, Mapping) else {}, call=call)

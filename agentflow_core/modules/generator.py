@@ -1,26 +1,45 @@
-"""The default Generator: writes the final answer from memory (and, on request, a direct one)."""
+"""The default Generator: writes the final answer from memory (and, on request, a direct one).
+
+Its reply is ``{"reasoning": TEXT, "answer": TEXT}``, and the answer it returns reads as the
+reasoning followed by a last line ``Answer: <answer>``. The full text stays in the trajectory and
+what a person reads; scorers take the last line (``agentflow_rl.benchmarks.extract.answer_line``),
+so "…would be Boston." no longer hides a right ``Boston`` (issue 34). A reply that is not the JSON
+asked for (a server that ignores schemas) is kept as it came.
+"""
 
 from __future__ import annotations
 
-from agentflow_core.engine import Message
+from agentflow_core.engine import JsonSchema, Message
 from agentflow_core.module import FlowState, ModuleContext
 from agentflow_core.records import Answer
-from agentflow_core.structured import ask
+from agentflow_core.structured import ask_structured, object_schema
 
-SYSTEM = "You are the answer writer of a tool-using assistant. You answer from the evidence you are given."
+SYSTEM = "You write the final answer of an assistant that answers questions with tools."
 
-FINAL = """Question: {query}
+REPLY = """Reply with JSON with the keys "reasoning" and "answer": first how you reach the answer, \
+then the answer alone, as few words as it takes."""
 
-Actions taken and their results:
-{memory}
+FINAL = f"""Question: {{query}}
 
-Using these results, answer the question. Start with the answer itself, stated plainly (a number, \
-a name, a short phrase or a sentence, whatever the question asks for), then at most two sentences \
-of justification. If a tool reported an error, do not rely on that step."""
+Done so far:
+{{memory}}
 
-DIRECT = """Question: {query}
+Answer the question from these results. {REPLY}"""
 
-Answer the question. Start with the answer itself, stated plainly, then at most two sentences of justification."""
+DIRECT = f"""Question: {{query}}
+
+Answer the question. {REPLY}"""
+
+SCHEMA = JsonSchema(
+    name="answer", schema=object_schema({"reasoning": {"type": "string"}, "answer": {"type": "string"}})
+)
+
+
+def answer_text(reasoning: str, answer: str) -> str:
+    """What the answer reads as: the reasoning, then the short answer on a last line of its own."""
+    short = f"Answer: {' '.join(answer.split())}"
+    reasoning = reasoning.strip()
+    return f"{reasoning}\n\n{short}" if reasoning else short
 
 
 class DefaultGenerator:
@@ -36,5 +55,10 @@ class DefaultGenerator:
 
     async def _answer(self, purpose: str, prompt: str) -> Answer:
         messages = [Message("system", SYSTEM), Message("user", prompt)]
-        completion, call = await ask(self.engine, role="generator", purpose=purpose, messages=messages, max_tokens=384)
-        return Answer(completion.text.strip(), call=call)
+        parsed, call = await ask_structured(
+            self.engine, role="generator", purpose=purpose, messages=messages, schema=SCHEMA, max_tokens=384
+        )
+        answer = str(parsed.values.get("answer", "")).strip()
+        if not answer:
+            return Answer(call.response.strip(), call=call)
+        return Answer(answer_text(str(parsed.values.get("reasoning", "")), answer), call=call)

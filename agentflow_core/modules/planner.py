@@ -1,9 +1,16 @@
-"""The default Planner: analyses the query once, then picks a sub-goal and one tool per turn.
+"""The default Planner: analyses the query once, then picks one tool and a sub-goal per turn.
 
-This is the module Flow-GRPO trains, so its calls keep the engine's token trace.
+This is the module Flow-GRPO trains, so its calls keep the engine's token trace. Its reply is
+``{"tool": NAME, "question": TEXT}``: the tool first, as a choice the schema constrains to the enabled
+names, then the request for it, recorded as the step's sub-goal; for most tools it is exactly what
+the tool receives (see the executor).
+The prompts show no example values and the schema carries no descriptions: a small model echoes
+whatever sample text it is shown (issue 34).
 """
 
 from __future__ import annotations
+
+import re
 
 from agentflow_core.engine import JsonSchema, Message
 from agentflow_core.module import FlowState, ModuleContext
@@ -11,45 +18,36 @@ from agentflow_core.modules.toolbox import describe_tools, tool_menu
 from agentflow_core.records import PlannerDecision, QueryAnalysis
 from agentflow_core.structured import ask, ask_structured, object_schema
 
-SYSTEM = (
-    "You are the planner of an assistant that answers questions by calling tools. "
-    "You think about what a question needs and choose one tool call at a time."
-)
+SYSTEM = "You plan how an assistant answers a question with tools, one tool call at a time."
 
 ANALYZE = """Question: {query}
 
-Tools you can use:
+Tools:
 {tools}
 
-Before acting, study the question. In a few sentences say: what exactly is asked and in what form \
-the answer should be; which skills or facts are needed; which tools fit and why; what could go wrong."""
+Briefly: what is asked, what form should the answer take, and which tool can help?"""
 
+#: The tools first: every turn's prompt opens alike (a batch forwards that once), and the question
+#: sits right above the reply, where a small model looks for what to ask. "question" as the key, not
+#: "sub_goal": SmolLM2 fills a key named like an identifier with identifiers ("boiling_point"), and one
+#: named "question" with a question, most often the one it was asked (8 of 10 against 4 of 10).
 NEXT_STEP = """Tools:
 {menu}
 
-Your analysis of the question: {analysis}
-
-Actions taken so far:
+Done so far:
 {memory}
 
 Question: {query}
 
-This is turn {turn} of at most {max_steps}. Choose the one next action that brings the answer closest. \
-Reply with a JSON object with three keys: "context" (the earlier results this action builds on), \
-"sub_goal" (what the tool must achieve; self-contained, with every number, name or fact it needs), \
-"tool" (the name of exactly one tool from the list: {names})."""
+Turn {turn} of {max_steps}. Choose the tool for the next call and write its question: the request \
+that tool receives, complete in itself. When one call can answer the whole question, the question is \
+the question. Reply with JSON with the keys "tool" and "question"."""
 
 
 def decision_schema(tool_names: list[str]) -> JsonSchema:
     return JsonSchema(
         name="next_step",
-        schema=object_schema(
-            {
-                "context": {"type": "string", "description": "earlier results this step builds on"},
-                "sub_goal": {"type": "string", "description": "what this one tool call must achieve"},
-                "tool": {"type": "string", "enum": tool_names},
-            }
-        ),
+        schema=object_schema({"tool": {"type": "string", "enum": tool_names}, "question": {"type": "string"}}),
     )
 
 
@@ -60,32 +58,40 @@ class DefaultPlanner:
     async def analyze(self, state: FlowState) -> QueryAnalysis:
         prompt = ANALYZE.format(query=state.query.text, tools=describe_tools(state.tools))
         messages = [Message("system", SYSTEM), Message("user", prompt)]
-        completion, call = await ask(self.engine, role="planner", purpose="analyze", messages=messages, max_tokens=256)
+        completion, call = await ask(self.engine, role="planner", purpose="analyze", messages=messages, max_tokens=160)
         return QueryAnalysis(completion.text.strip(), call=call)
 
     async def next_step(self, state: FlowState) -> PlannerDecision:
         names = [t.name for t in state.tools]
-        schema = decision_schema(names)
         prompt = NEXT_STEP.format(
             query=state.query.text,
-            analysis=state.analysis.text if state.analysis else "",
             menu=tool_menu(state.tools),
             memory=state.memory_text,
             turn=len(state.steps) + 1,
             max_steps=state.max_steps,
-            names=", ".join(names),
         )
         messages = [Message("system", SYSTEM), Message("user", prompt)]
         parsed, call = await ask_structured(
-            self.engine, role="planner", purpose="next_step", messages=messages, schema=schema, max_tokens=256
+            self.engine,
+            role="planner",
+            purpose="next_step",
+            messages=messages,
+            schema=decision_schema(names),
+            max_tokens=160,
         )
         values = parsed.values
         # A turn must name a real tool; when the model did not, take the first enabled one so the
         # loop goes on, and let the recorded parse error show what happened.
-        tool = values.get("tool") or (names[0] if names else "")
         return PlannerDecision(
-            context=values.get("context", ""),
-            sub_goal=values.get("sub_goal") or state.query.text,
-            tool=tool,
+            context="",
+            sub_goal=request(str(values.get("question", "")), state.query.text),
+            tool=values.get("tool") or (names[0] if names else ""),
             call=call,
         )
+
+
+def request(written: str, question: str) -> str:
+    """The request as one line; one with no word in it (``""``, ``"{"``: issue 34) asks nothing, so the
+    question goes instead, the one request that is never wrong to send."""
+    line = " ".join(written.split())
+    return line if re.search(r"\w", line) else question

@@ -1,37 +1,59 @@
-"""How tools are described to the planner and the executor."""
+"""How tools are described to the planner and the executor.
+
+Only what a tool *is* reaches the prompt: its name, what it does and returns, when to use it, its
+limits, and (for the executor) its inputs by name. Worked examples and input descriptions stay out:
+a small model copies them as values (issue 34: a tool's example question became the sub-goal, a
+schema description the argument).
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from agentflow_core.tool import ToolSpec
 
 
 def describe_tools(tools: Sequence[ToolSpec]) -> str:
-    """The full metadata of every enabled tool, for query analysis."""
-    return "\n\n".join(describe_tool(t) for t in tools) or "(no tools are enabled)"
+    """The metadata of every enabled tool, for query analysis."""
+    return "\n".join(describe_tool(t) for t in tools) or "(no tools are enabled)"
 
 
 def describe_tool(tool: ToolSpec) -> str:
-    lines = [f"- {tool.name}: {tool.description}", f"  returns: {tool.output}"]
-    inputs = tool.input_schema.get("properties", {})
-    if inputs:
-        lines.append(
-            "  inputs: "
-            + "; ".join(
-                f"{k} ({v.get('type', 'any')}): {v.get('description', '')}".rstrip(": ") for k, v in inputs.items()
-            )
-        )
-    if tool.limitations:
-        lines.append("  limitations: " + " ".join(tool.limitations))
-    if tool.best_practices:
-        lines.append("  best practices: " + " ".join(tool.best_practices))
-    for example in tool.examples[:1]:
-        lines.append(f"  example ({example.description}): {json.dumps(dict(example.arguments), ensure_ascii=False)}")
+    lines = [f"- {tool.name}: {tool.description} It returns {_sentence(tool.output)}"]
+    lines += [f"  {_sentence(line)}" for line in (*tool.best_practices, *tool.limitations)]
     return "\n".join(lines)
 
 
 def tool_menu(tools: Sequence[ToolSpec]) -> str:
     """One line per tool, for the per-turn planning prompt."""
     return "\n".join(f"- {t.name}: {t.description}" for t in tools) or "(no tools are enabled)"
+
+
+def argument_list(schema: Mapping[str, Any]) -> str:
+    """The inputs of a tool by name and type, choices spelled out, for the executor."""
+    properties: Mapping[str, Mapping[str, Any]] = schema.get("properties", {})
+    required = set(schema.get("required", ()))
+    lines = []
+    for name, prop in properties.items():
+        kind = " or ".join(map(str, prop["enum"])) if "enum" in prop else str(prop.get("type", "any"))
+        lines.append(f"- {name}: {kind}{'' if name in required else ', optional'}")
+    return "\n".join(lines) or "(no inputs)"
+
+
+def takes_a_request(tool: ToolSpec) -> bool:
+    """Whether the tool's one required input is a free-text ``query``, the shape ``query_input`` makes.
+
+    Such a tool takes a request in words (every built-in tool does), so the planner's sub-goal is its
+    input as it stands. A single text input with another name (a time zone, a file path) is a value,
+    not a request, and is left to the model.
+    """
+    properties = tool.input_schema.get("properties", {})
+    return (
+        list(tool.input_schema.get("required", ())) == ["query"] and properties.get("query", {}).get("type") == "string"
+    )
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."

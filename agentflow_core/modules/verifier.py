@@ -1,4 +1,9 @@
-"""The default Verifier: reads memory and says STOP (enough to answer) or CONTINUE."""
+"""The default Verifier: reads memory and says STOP (enough to answer) or CONTINUE.
+
+Its reply is ``{"analysis": TEXT, "decision": "STOP" | "CONTINUE"}``, the decision a choice the schema
+constrains. The prompt names the keys and the two choices but shows no sample values, which a small
+model would copy (issue 34).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,18 @@ from agentflow_core.module import FlowState, ModuleContext
 from agentflow_core.records import Decision, Verdict
 from agentflow_core.structured import ask_structured, object_schema
 
-SYSTEM = "You are the verifier of a tool-using assistant. You judge whether the work done so far suffices."
+SYSTEM = "You check whether an assistant has done enough work to answer a question."
 
 CHECK = """Question: {query}
 
-Analysis of the question: {analysis}
+Notes on the question: {analysis}
 
-Actions taken and their results:
+Done so far:
 {memory}
 
-Do these results contain everything needed to answer the question correctly and completely? Look for \
-missing parts, tool errors and results that contradict each other. Answer STOP if the question can be \
-answered now (or if further tool calls cannot help), CONTINUE if another action is needed.
-Reply with JSON: {{"analysis": "a few sentences", "decision": "STOP or CONTINUE"}}"""
+Can the question be answered correctly from these results? Look for missing parts, tool errors and \
+results that disagree. Decide STOP when it can (or when more tool calls cannot help) and CONTINUE \
+when another tool call is needed. Reply with JSON with the keys "analysis" and "decision"."""
 
 SCHEMA = JsonSchema(
     name="verification",
@@ -36,12 +40,12 @@ class DefaultVerifier:
     async def check(self, state: FlowState) -> Verdict:
         prompt = CHECK.format(
             query=state.query.text,
-            analysis=state.analysis.text if state.analysis else "",
+            analysis=state.analysis.text if state.analysis else "(none)",
             memory=state.memory_text,
         )
         messages = [Message("system", SYSTEM), Message("user", prompt)]
         parsed, call = await ask_structured(
-            self.engine, role="verifier", purpose="check", messages=messages, schema=SCHEMA, max_tokens=256
+            self.engine, role="verifier", purpose="check", messages=messages, schema=SCHEMA, max_tokens=160
         )
         # Unreadable verdicts mean CONTINUE: the step limit still bounds the loop, and stopping
         # early on noise would throw away turns the planner might use.

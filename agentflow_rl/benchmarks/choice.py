@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 
 from agentflow_core import BenchmarkItem, Score
-from agentflow_rl.benchmarks.extract import boxed, candidates, labelled, tagged
+from agentflow_rl.benchmarks.extract import candidates, explicit_answer, labelled
 from agentflow_rl.benchmarks.normalize import normalize_answer
 
 # Letters are upper case and followed by punctuation or the end, so that the article in "A patient ..." is no answer.
@@ -74,7 +74,7 @@ def score_choice(item: BenchmarkItem, response: str) -> Score:
     spans = candidates(response)
     if len(listed_options(response, item.choices)) > 1:
         # Only an explicit commitment counts after an echo of the options; its last line is just option D.
-        explicit = tagged(response) or boxed(response) or labelled(response)
+        explicit = explicit_answer(response) or labelled(response)
         spans = [explicit] if explicit else []
     for span in spans:
         letter = pick_option(span, item.choices)

@@ -1,16 +1,19 @@
 """Finding the answer inside a model's reply.
 
-Replies range from a bare ``42`` to a page of reasoning. In order of trust: the last
-``<answer>…</answer>`` (the format the paper's prompts ask for), the last ``\\boxed{…}`` (math
-models), a labelled ``Answer: …`` / ``the final answer is …`` line, and finally the last non-empty
-line. ``candidates`` adds the first line and first sentence, because AgentFlow's generator is told to
-*start* with the answer; scorers that compare exactly (EM, option letters) try each candidate.
+Replies range from a bare ``42`` to a page of reasoning. In order of trust: a last line that starts
+with ``Answer:`` (how AgentFlow's generator ends every reply: its reasoning, then the short answer on
+a line of its own), the last ``<answer>…</answer>`` (the format the paper's prompts ask for), the last
+``\\boxed{…}`` (math models), a labelled ``the final answer is …`` phrase, and finally the last
+non-empty line. Without an explicit answer, ``candidates`` adds the first line and first sentence, for
+replies that *start* with the answer; scorers that compare exactly (EM, option letters) try each
+candidate.
 """
 
 from __future__ import annotations
 
 import re
 
+_ANSWER_LINE = re.compile(r"^[ \t*_#>]*(?:final\s+)?answer[ \t*_]*:[ \t*_]*(.*?)[ \t]*$", re.I | re.M)
 _TAGGED = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S | re.I)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _LABELLED = re.compile(
@@ -18,6 +21,30 @@ _LABELLED = re.compile(
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _YES_NO = re.compile(r"^\W*(yes|no)\b\s*[,.!;:]", re.I)
+
+
+def answer_line(text: str) -> str | None:
+    """The short answer of a reply that ends with an ``Answer: …`` line (``**Final answer:** …`` too).
+
+    Only the last non-empty line counts: a reply that says ``Answer:`` earlier and goes on did not end
+    with its answer, and "The answer is ..." in prose is :func:`labelled`'s job.
+    """
+    found = _ANSWER_LINE.fullmatch(last_line(text))
+    if found is None:
+        return None
+    return _strip_decoration(found.group(1)) or None
+
+
+def explicit_answer(text: str) -> str | None:
+    """The answer a reply commits to: its ``Answer:`` line, else its last ``<answer>`` tag or ``\\boxed{}``.
+
+    An ``Answer:`` line may itself hold a tag, a box or a phrase (``Answer: \\boxed{42}``, ``Answer: The
+    answer is 42``); then that is the answer.
+    """
+    line = answer_line(text)
+    if line is not None:
+        return tagged(line) or boxed(line) or labelled(line) or line
+    return tagged(text) or boxed(text)
 
 
 def tagged(text: str) -> str | None:
@@ -65,7 +92,7 @@ def first_sentence(text: str) -> str:
 
 def extract_answer(text: str) -> str:
     """The single most trustworthy answer span of ``text`` (see the module docstring)."""
-    for finder in (tagged, boxed, labelled):
+    for finder in (explicit_answer, labelled):
         found = finder(text)
         if found:
             return found
@@ -75,10 +102,10 @@ def extract_answer(text: str) -> str:
 def candidates(text: str) -> list[str]:
     """Answer spans to try, most trusted first, without duplicates or empties.
 
-    An explicit ``<answer>`` or ``\\boxed{}`` is the only candidate: a reply that commits to an
-    answer is held to it.
+    An explicit answer (``Answer:`` line, ``<answer>``, ``\\boxed{}``) is the only candidate: a reply
+    that commits to an answer is held to it.
     """
-    explicit = tagged(text) or boxed(text)
+    explicit = explicit_answer(text)
     if explicit:
         return list(dict.fromkeys(s for s in (explicit, _strip_decoration(explicit)) if s))
     spans = [extract_answer(text), first_sentence(text), first_line(text)]

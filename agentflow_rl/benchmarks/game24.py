@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from agentflow_core import BenchmarkItem, Score
-from agentflow_rl.benchmarks.extract import boxed, labelled, tagged
+from agentflow_rl.benchmarks.extract import explicit_answer, labelled
 
 _TYPOGRAPHY = str.maketrans({"×": "*", "✕": "*", "∗": "*", "·": "*", "⋅": "*", "÷": "/", "−": "-", "–": "-", "—": "-"})
 _BINARY = {
@@ -77,7 +77,7 @@ def check_24(expression: str, numbers: Sequence[int], target: int = 24) -> bool:
 
 def expressions_in(text: str) -> list[str]:
     """Candidate expressions in a reply: the explicit answer first, then any arithmetic run, longest first."""
-    explicit = [found for found in (tagged(text), boxed(text), labelled(text)) if found]
+    explicit = [found for found in (explicit_answer(text), labelled(text)) if found]
     runs = [run.strip() for run in _EXPRESSION.findall(_clean_all(text)) if re.search(r"\d\D+\d", run)]
     return list(dict.fromkeys([*explicit, *sorted(runs, key=len, reverse=True)]))
 

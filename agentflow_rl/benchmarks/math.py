@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from agentflow_core import BenchmarkItem, Score
-from agentflow_rl.benchmarks.extract import boxed, candidates, tagged
+from agentflow_rl.benchmarks.extract import candidates, explicit_answer
 
 _FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(-?\d+)\s*\}")
 _CLAUSE = re.compile(r",\s|;\s|\s(?:which|because|since|so|as|and)\s", re.I)
@@ -70,7 +70,7 @@ def last_number(text: str) -> Fraction | None:
 def score_math(item: BenchmarkItem, response: str) -> Score:
     """Each answer span is checked (see ``extract.candidates``); math-verify decides when it can parse one."""
     spans = candidates(response)
-    if not (tagged(response) or boxed(response)):
+    if not explicit_answer(response):
         # "The answer is $1.5$ pounds, which is 1.5 x 3 = 4": the stated answer leads; what follows is working.
         spans = list(dict.fromkeys(_CLAUSE.split(span, maxsplit=1)[0].strip() for span in spans))
     parsed_any = False

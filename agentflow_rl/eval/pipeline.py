@@ -150,7 +150,7 @@ def _info(request: EvalRequest, solver: Solver, config: Config, tasks: Sequence[
         seed=request.seed,
         engines=engines,
         max_steps=config.agent.max_steps if request.mode is Mode.AGENT else 0,
-        tools=config.agent.tools if request.mode is Mode.AGENT else (),
+        tools=solver.tools.names if request.mode is Mode.AGENT else (),
         judge=request.judge.model if request.judge else None,
     )
     items = [(t.item.benchmark, t.item.id, t.item.question, t.item.answers) for t in tasks]

@@ -49,7 +49,8 @@ def run_settings(
         settings.update(_engine(role, config.engines.for_module(role)))
     if info.mode is Mode.AGENT:
         settings.update({f"agent.{key}": _text(value) for key, value in to_dict(config.agent).items()})
-        for name in config.agent.tools:
+        settings["agent.tools"] = _text(info.tools)  # the tools enabled, which defaults make depend on the machine
+        for name in info.tools:
             if f"tool:{name}" in info.engines:  # only tools that call an engine have one
                 settings.update(_engine(f"tools.{name}", config.tool_engine(name)))
             if config.tool_settings(name):

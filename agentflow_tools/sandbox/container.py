@@ -9,6 +9,7 @@ that ended) is an ``Outcome`` that is not healthy, and the pool throws the conta
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import time
@@ -160,13 +161,13 @@ class RunnerContainer:
         return ExecutionResult("", f"{why} {tail}".strip(), -9 if code == 137 else code, elapsed_s=elapsed)
 
 
-def connect(max_pool_size: int = 10) -> Any:
+def connect(max_pool_size: int = 10, timeout_s: float = 60) -> Any:
     """A docker client, or one ``SandboxError`` line saying how to get a daemon."""
     import docker  # imported here: only code that runs a sandbox needs the SDK
 
     where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
-        client = docker.from_env(timeout=60, max_pool_size=max_pool_size)
+        client = docker.from_env(timeout=math.ceil(timeout_s), max_pool_size=max_pool_size)  # whole seconds in the SDK
         client.ping()
     except Exception as exc:
         raise SandboxError(

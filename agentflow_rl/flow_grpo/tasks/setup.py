@@ -64,8 +64,8 @@ def build_task(task: TaskConfig) -> TaskSetup:
     chosen = {role: name for role in MODULE_ROLES if (name := task.module(role)) is not None}
     agent = attrs.evolve(agent, modules=attrs.evolve(agent.modules, **chosen))
     if task.reward == "tool_choice":
-        _check_gold_tools(train, task.train_file, agent.agent.tools)
-        _check_gold_tools(held_out, task.eval_file, agent.agent.tools)
+        _check_gold_tools(train, task.train_file, agent.agent.tools or ())
+        _check_gold_tools(held_out, task.eval_file, agent.agent.tools or ())
     return TaskSetup(train, held_out, _scorer(task.scorer), (), True, agent)
 
 

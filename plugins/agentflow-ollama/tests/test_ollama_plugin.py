@@ -27,8 +27,7 @@ def test_a_solve_runs_every_module_on_ollama(
     config.write_text(f'[engines]\ndefault = {{ model = "ollama:tiny", base_url = "{ollama.base_url}" }}\n')
     ollama.enqueue(
         OllamaReply("Needs one fact."),  # planner: analysis
-        OllamaReply(json.dumps({"context": "", "sub_goal": "Name the author.", "tool": "base_generator"})),
-        OllamaReply(json.dumps({"explanation": "ask", "arguments": {"query": "Who wrote Dune?"}})),  # executor
+        OllamaReply(json.dumps({"tool": "base_generator", "question": "Who wrote Dune?"})),  # its query as it stands
         OllamaReply("Frank Herbert wrote Dune."),  # the base_generator tool, on the generator's engine
         OllamaReply(json.dumps({"analysis": "answered", "decision": "STOP"})),  # verifier
         OllamaReply("Frank Herbert"),  # generator
@@ -39,6 +38,6 @@ def test_a_solve_runs_every_module_on_ollama(
     assert isinstance(trajectory.steps[0].result, ToolSuccess)
     assert trajectory.final_answer is not None and trajectory.final_answer.text == "Frank Herbert"
     assert set(trajectory.engines.values()) == {"ollama:tiny"}
-    assert trajectory.usage.prompt_tokens == 7 * 5  # the modules' calls, counted from prompt_eval_count
+    assert trajectory.usage.prompt_tokens == 7 * 4  # the modules' calls, counted from prompt_eval_count
     assert all(r.body["model"] == "tiny" and r.body["stream"] is False for r in ollama.requests)
     assert "format" in ollama.requests[1].body  # the planner's decision asked for structured output

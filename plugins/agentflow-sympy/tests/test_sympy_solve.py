@@ -43,9 +43,9 @@ def script(server: ScriptedOpenAIServer, arguments: dict[str, str]) -> None:
     server.enqueue(
         "planner",
         Reply("A quadratic: solve it exactly."),
-        scripted_json({"context": "", "sub_goal": "Find the roots.", "tool": "symbolic_math"}),
+        scripted_json({"question": "Find the roots.", "tool": "symbolic_math"}),
     )
-    server.enqueue("executor", scripted_json({"explanation": "solve for x", "arguments": arguments}))
+    server.enqueue("executor", scripted_json({"arguments": arguments}))
     server.enqueue("verifier", scripted_json({"analysis": "done", "decision": "STOP"}))
     server.enqueue("generator", Reply("The roots are 2 and 3."))
 

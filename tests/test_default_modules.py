@@ -1,0 +1,134 @@
+"""The default modules' prompts and replies: nothing a small model could copy as a value, a sub-goal
+that reaches a request-taking tool as it stands, and an answer that ends with its short form (issue 34)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from agentflow_core import FlowState, Query, Solver, ToolExample, ToolSpec, hookimpl
+from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, registry_with, scripted_json
+from tests.helpers import config_for
+
+EXAMPLE_VALUE = "In one sentence, what does photosynthesis produce?"
+INPUT_DESCRIPTION = "the unit to convert into, spelled out in full"
+
+
+class ConvertTool:
+    """A third-party tool whose spec carries exactly what a small model copies: an example and descriptions."""
+
+    spec = ToolSpec(
+        name="convert",
+        description="Converts a quantity between units.",
+        input_schema={
+            "type": "object",
+            "properties": {
+                "amount": {"type": "number", "description": "the amount to convert, as a plain number"},
+                "unit": {"type": "string", "description": INPUT_DESCRIPTION},
+            },
+            "required": ["amount", "unit"],
+        },
+        output="the converted amount",
+        examples=(ToolExample("a conversion", {"amount": 3, "unit": EXAMPLE_VALUE}),),
+    )
+
+    async def run(self, arguments: Mapping[str, Any]) -> str:
+        return f"{arguments['amount']} {arguments['unit']}"
+
+    async def aclose(self) -> None:
+        pass
+
+
+class ConvertPlugin:
+    @hookimpl
+    def register_tools(self, register: Any) -> None:
+        register(ConvertTool.spec, lambda context: ConvertTool())
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedOpenAIServer]:
+    with ScriptedOpenAIServer() as server:
+        yield server
+
+
+def _texts(requests: list[RecordedRequest]) -> str:
+    return "\n".join(str(m.get("content")) for r in requests for m in r.messages)
+
+
+async def test_no_prompt_shows_a_worked_example_or_an_input_description(server: ScriptedOpenAIServer) -> None:
+    server.enqueue(
+        "m",
+        Reply("Convert it."),
+        scripted_json({"tool": "convert", "question": "3 miles in feet"}),
+        scripted_json({"arguments": {"amount": 3, "unit": "feet"}}),
+        scripted_json({"analysis": "done", "decision": "CONTINUE"}),
+        scripted_json({"tool": "base_generator", "question": "Check 3 miles in feet"}),
+        scripted_json({"analysis": "done", "decision": "STOP"}),
+        scripted_json({"reasoning": "The tool converted it.", "answer": "15840 feet"}),
+    )
+    server.set_responder("t", lambda request: Reply("It is 15840 feet."))
+    registry = registry_with(ConvertPlugin())
+    config = config_for(server, tools=("base_generator", "convert", "python_coder"), default="m", tool="t")
+    async with Solver(config, registry=registry) as solver:
+        trajectory = await solver.asolve("How many feet are in 3 miles?")
+
+    assert trajectory.error is None and len(trajectory.steps) == 2
+    shown = _texts(server.requests)
+    for spec in (ConvertTool.spec, *(registry.tool(n).spec for n in ("base_generator", "python_coder"))):
+        for prop in spec.input_schema["properties"].values():
+            assert prop.get("description", "\0") not in shown
+        for example in spec.examples:
+            assert all(str(value) not in shown for value in example.arguments.values() if len(str(value)) > 3)
+    assert EXAMPLE_VALUE not in shown and INPUT_DESCRIPTION not in shown
+    # The executor still learns the inputs by name and type, and the schema it answers carries them.
+    command = server.requests_for("m")[2]
+    assert "- amount: number\n- unit: string" in command.messages[-1]["content"]
+    schema = command.response_format["json_schema"]["schema"]
+    assert schema["properties"]["arguments"]["properties"]["unit"]["description"] == INPUT_DESCRIPTION
+
+
+async def test_a_request_taking_tool_gets_the_sub_goal_and_one_without_words_is_the_question(
+    server: ScriptedOpenAIServer,
+) -> None:
+    server.enqueue(
+        "m",
+        Reply("analysis"),
+        scripted_json({"tool": "base_generator", "question": "  Who wrote\n Dune?  "}),
+        scripted_json({"analysis": "more", "decision": "CONTINUE"}),
+        scripted_json({"tool": "base_generator", "question": "{"}),
+        scripted_json({"analysis": "enough", "decision": "STOP"}),
+        Reply("Frank Herbert."),  # not the JSON asked for: kept as it came
+    )
+    server.set_responder("t", lambda request: Reply(f"asked: {request.messages[-1]['content']}"))
+    async with Solver(config_for(server, default="m", tool="t"), registry=registry_with()) as solver:
+        trajectory = await solver.asolve("Who wrote the novel Dune?")
+
+    first, second = trajectory.steps
+    assert first.tool_call.arguments == {"query": "Who wrote Dune?"} and first.tool_call.call is None
+    assert second.tool_call.arguments == {"query": "Who wrote the novel Dune?"}
+    assert [r.messages[-1]["content"] for r in server.requests_for("t")] == [
+        "Who wrote Dune?",
+        "Who wrote the novel Dune?",
+    ]
+    assert trajectory.answer == "Frank Herbert."
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        ({"reasoning": "The tool printed it.", "answer": " 391\n"}, "The tool printed it.\n\nAnswer: 391"),
+        ({"reasoning": "", "answer": "Paris"}, "Answer: Paris"),
+        ({"reasoning": "I cannot tell.", "answer": ""}, '{"reasoning": "I cannot tell.", "answer": ""}'),
+    ],
+)
+async def test_the_answer_is_the_reasoning_then_a_last_answer_line(
+    server: ScriptedOpenAIServer, reply: dict[str, str], answer: str
+) -> None:
+    server.enqueue("m", Reply(json.dumps(reply)))
+    async with Solver(config_for(server, default="m"), registry=registry_with()) as solver:
+        state_answer = await solver.generator.direct_answer(FlowState(query=Query("What is 17 * 23?"), tools=()))
+    assert state_answer.text == answer
+    assert state_answer.call is not None and state_answer.call.response == json.dumps(reply)
