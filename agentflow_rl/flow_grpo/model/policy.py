@@ -29,17 +29,26 @@ def load_policy(config: PolicyConfig, vocabulary: Sequence[str] | None = None) -
         tokenizer = build_tokenizer(vocabulary)
         model, tokenizer = build_policy(tokenizer, config.tiny).to(dtype), tokenizer
     else:
-        model, tokenizer = _from_pretrained(config.source.removeprefix("hf:"), dtype)
+        model, tokenizer = _from_pretrained(config, dtype)
     return contiguous_head_input(model), tokenizer
 
 
-def _from_pretrained(name: str, dtype: Any) -> tuple[Any, Any]:
-    import transformers
-
-    source = name
+def model_folder(config: PolicyConfig) -> str:
+    """What transformers (or a vLLM server) loads for ``policy.source``: a folder or hub id as given,
+    and for a GGUF file (``hf:smollm2`` included) the folder converted from it once, in ``policy.dtype``."""
+    name = config.source.removeprefix("hf:")
+    if config.source == "tiny":
+        raise ConfigError("policy.source = 'tiny' is built in code; it has no model folder")
     if is_embedded_alias(name) or name.endswith(".gguf"):
         path = smollm2_gguf_path() if is_embedded_alias(name) else Path(name).expanduser()
-        source = str(converted_gguf(path, str(dtype).removeprefix("torch.")))
+        return str(converted_gguf(path, config.dtype.value))
+    return name
+
+
+def _from_pretrained(config: PolicyConfig, dtype: Any) -> tuple[Any, Any]:
+    import transformers
+
+    name, source = config.source.removeprefix("hf:"), model_folder(config)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source)
         model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
