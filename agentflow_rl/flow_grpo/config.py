@@ -196,7 +196,7 @@ class VllmLaunchConfig:
     count: int = attrs.field(default=1, validator=_ge1)
     #: More ``vllm serve`` arguments, after the trainer's own (so they win), e.g. ``["--max-model-len", "4096"]``.
     args: tuple[str, ...] = ()
-    #: More environment for the servers, e.g. ``{ CUDA_VISIBLE_DEVICES = "1", VLLM_CPU_KVCACHE_SPACE = "2" }``.
+    #: More environment variables for the servers (which GPUs they see, how much KV cache a CPU server keeps).
     env: dict[str, str] = attrs.field(factory=dict)
     #: Seconds all servers together may take to load the model and answer ``/health``.
     startup_s: float = attrs.field(default=900.0, validator=_gt0)
@@ -214,8 +214,7 @@ class VllmRolloutConfig:
     min_servers: int = attrs.field(default=1, validator=_ge1)
     #: Seconds one request (a completion, an adapter load) may take before its server is dropped.
     timeout_s: float = attrs.field(default=300.0, validator=_gt0)
-    #: Where each step's trained weights are written for the servers to load; every server must read
-    #: it at the same path (a shared filesystem for servers elsewhere). Default: ``<run.output_dir>/served``.
+    #: Where each step's weights go, read by every server at this path; default ``<run.output_dir>/served``.
     weights_dir: str | None = None
 
     @urls.validator

@@ -59,6 +59,21 @@ def _from_pretrained(config: PolicyConfig, dtype: Any) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def untied_copy(source: str | Path, out: str | Path) -> Path:
+    """``source``'s model saved to ``out`` with an output head of its own, a copy of its embeddings (so
+    it computes the same numbers): what full-weight training served by vLLM needs, whose weight reload
+    keeps the old head of a model that ties the two (``model/backends/fleet.py``)."""
+    import torch
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    model.config.tie_word_embeddings = False
+    model.lm_head.weight = torch.nn.Parameter(model.get_input_embeddings().weight.detach().clone())
+    model.save_pretrained(out, safe_serialization=True)
+    transformers.AutoTokenizer.from_pretrained(source).save_pretrained(out)
+    return Path(out)
+
+
 def converted_gguf(path: Path, dtype: str = "float32") -> Path:
     """A transformers folder made once from a GGUF file, then reused (``~/.cache/agentflow/models``).
 

@@ -57,6 +57,8 @@ class FleetBackend:
             raise ConfigError("rollout.backend = 'vllm' needs a [rollout.vllm] table with urls or launch")
         if context.copies:
             raise ConfigError("rollout.backend = 'vllm' under FSDP is not supported yet; use DDP")
+        if not context.modules.adapters:
+            _check_reloadable(context)
         self._context = context
         self._settings: VllmRolloutConfig = context.rollout.vllm
         self._loop = _LoopThread()
@@ -212,6 +214,19 @@ class FleetBackend:
         if kind == "failed":
             raise RolloutBackendError(value)
         return value  # type: ignore[no-any-return]
+
+
+def _check_reloadable(context: BackendContext) -> None:
+    """Full weights reach the servers through vLLM's ``reload_weights``, which (vLLM 0.32) refreshes a
+    model's embeddings but puts the old output head back when the two are tied: the servers would
+    then sample from weights the trainer never held."""
+    model = context.modules.unwrapped(context.modules.roles[0])
+    if getattr(model.config, "tie_word_embeddings", False):
+        raise ConfigError(
+            f"rollout.backend = 'vllm' with full weights: {context.policy.source} ties its output head to its "
+            "embeddings, and vLLM's weight reload keeps the old head of such a model; set policy.lora, or train "
+            "a copy with untied embeddings (agentflow_rl.flow_grpo.model.policy.untied_copy writes one)"
+        )
 
 
 def serve_args(context: BackendContext) -> tuple[str, ...]:
