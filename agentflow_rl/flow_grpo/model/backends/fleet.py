@@ -182,6 +182,8 @@ class FleetBackend:
             startup_s=launch.startup_s,
             served_name=self._context.modules.roles[0] if full else BASE,
         )
+        if self._servers is not None:  # a connection that failed after the launch: start afresh
+            self._servers.stop()
         self._servers = ServerFleet(spec, Path(self._context.output_dir) / "servers")
         self._servers.__enter__()
         return self._servers.urls
