@@ -199,7 +199,7 @@ class VllmLaunchConfig:
     #: More environment variables for the servers (which GPUs they see, how much KV cache a CPU server keeps).
     env: dict[str, str] = attrs.field(factory=dict)
     #: Seconds all servers together may take to load the model and answer ``/health``.
-    startup_s: float = attrs.field(default=900.0, validator=_gt0)
+    startup_s: float = attrs.field(default=900.0, validator=attrs.validators.gt(0.0))
 
 
 @attrs.frozen
@@ -213,7 +213,7 @@ class VllmRolloutConfig:
     #: The fewest servers that must still answer for a step to go on; with fewer the step fails.
     min_servers: int = attrs.field(default=1, validator=_ge1)
     #: Seconds one request (a completion, an adapter load) may take before its server is dropped.
-    timeout_s: float = attrs.field(default=300.0, validator=_gt0)
+    timeout_s: float = attrs.field(default=300.0, validator=attrs.validators.gt(0.0))
     #: Where each step's weights go, read by every server at this path; default ``<run.output_dir>/served``.
     weights_dir: str | None = None
 
