@@ -93,6 +93,10 @@ class TokenTrace:
     #: log-probability is recorded as 0; the policy chose nothing there, so a trainer leaves them
     #: out of the loss even where the vocabulary could have spelt that text in other tokens.
     filled: tuple[int, ...] = ()
+    #: Which version of the trained weights sampled it, where the engine serves versions (a Flow-GRPO
+    #: rollout fleet: the training step whose adapter its server held from request to reply); ``None``
+    #: where the engine samples with whatever weights it holds at the time.
+    policy_version: int | None = None
 
 
 @attrs.frozen

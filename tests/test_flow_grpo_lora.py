@@ -65,7 +65,7 @@ def test_lora_trains_the_adapters_only_and_keeps_no_reference_copy(tmp_path: Pat
     assert not any(moved[n] for n in moved if "lora_" not in n)  # the base never changes
     assert modules.reference is None  # the reference is the base with the adapter off
     assert values[-1]["loss/kl"] > 0  # ... and the KL to it is really computed
-    assert all(v["loss/logprob_gap"] < 1e-4 for v in values)
+    assert all(v["rollout/logprob_gap_max"] < 1e-4 for v in values)
 
 
 def test_a_bfloat16_base_trains_float32_adapters(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_a_bfloat16_base_trains_float32_adapters(tmp_path: Path) -> None:
     assert all(not torch.equal(weights["before"][n], weights["after"][n]) for n in dtypes if "lora_" in n)
     assert modules.reference is None
     # The rollout decoded through the same bf16 base, so the first pass still replays it closely.
-    assert all(0 <= v["loss/logprob_gap"] < 0.05 and v["loss/kl"] >= 0 for v in values), values
+    assert all(0 <= v["rollout/logprob_gap_max"] < 0.05 and v["loss/kl"] >= 0 for v in values), values
 
 
 def test_last_layers_adapts_only_the_top_layers_and_no_graph_reaches_below(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_last_layers_adapts_only_the_top_layers_and_no_graph_reaches_below(tmp_p
     adapters = [n for n in weights["before"] if "lora_" in n]
     assert adapters and all(".layers.1." in n for n in adapters), adapters
     assert all(not torch.equal(weights["before"][n], weights["after"][n]) for n in adapters)
-    assert all(v["loss/logprob_gap"] < 1e-4 for v in values)
+    assert all(v["rollout/logprob_gap_max"] < 1e-4 for v in values)
     model = modules.unwrapped("planner")
     assert model.peft_config["planner"].layers_to_transform == [1]
 

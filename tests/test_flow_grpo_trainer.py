@@ -53,7 +53,7 @@ def test_a_few_steps_change_every_trainable_parameter(tmp_path: Path) -> None:
         before = build_policy(session.tokenizer, TinyPolicyConfig())
         for _ in range(3):
             values = trainer.train_step(session)
-        assert values["loss/logprob_gap"] < 1e-4  # the trainer sees what the engine sampled
+        assert values["rollout/logprob_gap_max"] < 1e-4  # the trainer sees what the engine sampled
         changed = {
             name: not torch.equal(param, dict(before.named_parameters())[name])
             for name, param in session.model.named_parameters()
@@ -71,7 +71,7 @@ def test_batched_rollouts_record_what_the_trainer_recomputes(tmp_path: Path) -> 
         values = [trainer.train_step(session) for _ in range(2)]
     finally:
         trainer.close_session(session)
-    assert all(v["loss/logprob_gap"] < 1e-4 for v in values)  # padded batch decoding, same log-probabilities
+    assert all(v["rollout/logprob_gap_max"] < 1e-4 for v in values)  # padded batch decoding, same log-probabilities
 
 
 def test_a_run_stopped_by_the_clock_ends_with_a_held_out_figure(
@@ -154,7 +154,7 @@ def test_bf16_activation_checkpointing_and_micro_batches_train(tmp_path: Path) -
     finally:
         trainer.close_session(session)
     assert all(math.isfinite(v) for v in values.values())
-    assert 0 <= values["loss/logprob_gap"] < 0.05  # a bf16 update against fp32 rollouts: close
+    assert 0 <= values["rollout/logprob_gap_max"] < 0.05  # a bf16 update against fp32 rollouts: close
 
 
 def test_a_memory_budgeted_step_trims_the_heaps_after_the_rollouts_and_each_micro_batch(

@@ -174,7 +174,7 @@ class HFEngine:
             schema = fit_schema_to_budget(request.json_schema.schema, max_tokens)
             constraint = self._grammar_factory().constraint(schema)
         return _Row(
-            _prompt_ids(tokenizer, request.messages), _Sampling(temperature, self._rng()), max_tokens, constraint
+            chat_prompt_ids(tokenizer, request.messages), _Sampling(temperature, self._rng()), max_tokens, constraint
         )
 
     def _decode_rows(self, rows: list[_Row]) -> list[_Decoded]:
@@ -402,7 +402,7 @@ def _pick(logits: torch.Tensor, sampling: _Sampling, constraint: Constraint | No
     return token, float(logprobs[token])
 
 
-def _prompt_ids(tokenizer: Any, messages: Sequence[Message]) -> list[int]:
+def chat_prompt_ids(tokenizer: Any, messages: Sequence[Message]) -> list[int]:
     """Renders the chat with the tokenizer's template; a bare ``role: text`` layout when it has none.
 
     Rendering to text first and tokenising without special tokens keeps the template's own BOS

@@ -6,9 +6,11 @@ the same way (what rows share prefilled once, with the same cache and keep-the-l
 arguments, the same hook on the output head), replay the recorded grammar with the engine's
 tokenizer and stop tokens, and unpack its allowed sets. It also generates through an engine that
 holds the very model being trained, or asks servers for tokens (a rollout fleet: the HTTP client,
-the pool that spreads requests over servers, and the grammar text a server constrains to, so the
-trainer replays the same one). These names are that contract; the modules behind them
-(``prefix``, ``grammar``, ``hf_engine``, ``embedded``) may change, this list only deliberately.
+the pool that spreads requests over servers, the grammar text a server constrains to, so the
+trainer replays the same one, and the engine's own chat rendering and schema fitting, so a served
+prompt and grammar are what the in-process engine would have used). These names are that
+contract; the modules behind them (``prefix``, ``grammar``, ``hf_engine``, ``embedded``) may
+change, this list only deliberately.
 Importing it loads neither torch nor transformers.
 """
 
@@ -20,10 +22,10 @@ from typing import Any
 
 from agentflow_core.engine import Engine, EngineConfig
 from agentflow_core.engines.chat_http import ChatHTTP
-from agentflow_core.engines.embedded import SerialWorker, is_embedded_alias, smollm2_gguf_path
+from agentflow_core.engines.embedded import SerialWorker, fit_schema_to_budget, is_embedded_alias, smollm2_gguf_path
 from agentflow_core.engines.endpoints import EndpointPool, server_trouble
 from agentflow_core.engines.grammar import GrammarFactory, json_schema_ebnf, unpack
-from agentflow_core.engines.hf_engine import HFEngine, grammar_factory, stop_ids
+from agentflow_core.engines.hf_engine import HFEngine, chat_prompt_ids, grammar_factory, stop_ids
 from agentflow_core.engines.prefix import Prefilled, contiguous_head_input, forward_arguments, inner_model, prefill
 from agentflow_core.engines.retry import CallFailure
 
@@ -34,8 +36,10 @@ __all__ = [
     "GrammarFactory",
     "Prefilled",
     "SerialWorker",
+    "chat_prompt_ids",
     "contiguous_head_input",
     "engine_for_model",
+    "fit_schema_to_budget",
     "forward_arguments",
     "grammar_factory",
     "inner_model",

@@ -39,7 +39,7 @@ The rooms, each with its own map:
                    metrics, tracking, alerts, kept_rollouts, memory
     tasks/         what a run trains on: setup, records, data/, choice, tool_choice,
                    tool_choice_questions, synthetic/
-    fleet/         rollouts from vLLM servers: launcher, watchdog, servers, publisher, versions, client
+    fleet/         rollouts from vLLM servers: launcher, watchdog, servers, publisher, weights, versions, client
     configs/       the bundled training TOMLs and accelerate configs
 
 Importing this package is cheap: torch, transformers and accelerate load with the trainer.

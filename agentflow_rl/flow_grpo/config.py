@@ -199,6 +199,56 @@ class TrainModulesConfig:
 
 
 @attrs.frozen
+class VllmLaunchConfig:
+    """vLLM servers the trainer starts on this machine before the first step and stops with the run."""
+
+    #: An interpreter that imports vLLM (it pins its own libraries, so usually a venv of its own).
+    python: str
+    #: How many servers, each on a free loopback port.
+    count: int = attrs.field(default=1, validator=_ge1)
+    #: More ``vllm serve`` arguments, after the trainer's own (so they win), e.g. ``["--max-model-len", "4096"]``.
+    args: tuple[str, ...] = ()
+    #: More environment variables for the servers (which GPUs they see, how much KV cache a CPU server keeps).
+    env: dict[str, str] = attrs.field(factory=dict)
+    #: Seconds all servers together may take to load the model and answer ``/health``.
+    startup_s: float = attrs.field(default=900.0, validator=attrs.validators.gt(0.0))
+
+
+@attrs.frozen
+class VllmRolloutConfig:
+    """``[rollout.vllm]``: the vLLM servers the trained modules generate on (``rollout.backend = "vllm"``)."""
+
+    #: ``/v1`` URLs of servers started elsewhere (Slurm, Kubernetes, Ray), e.g. ``["http://gpu-3:8000/v1"]``.
+    urls: tuple[str, ...] = attrs.field(default=())
+    #: Servers the trainer starts itself instead; give this or ``urls``.
+    launch: VllmLaunchConfig | None = None
+    #: The fewest servers that must still answer for a step to go on; with fewer the step fails.
+    min_servers: int = attrs.field(default=1, validator=_ge1)
+    #: Seconds one request (a completion, an adapter load) may take before its server is dropped.
+    timeout_s: float = attrs.field(default=300.0, validator=attrs.validators.gt(0.0))
+    #: Where each step's weights go, read by every server at this path; default ``<run.output_dir>/served``.
+    weights_dir: str | None = None
+
+    @urls.validator
+    def _check_urls(self, _: Any, value: tuple[str, ...]) -> None:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"urls: {url!r} is not an http(s) URL (e.g. http://gpu-3:8000/v1)")
+        if len({url.rstrip("/") for url in value}) != len(value):
+            raise ValueError("urls names a server more than once")
+
+    def __attrs_post_init__(self) -> None:
+        if bool(self.urls) == (self.launch is not None):
+            raise ValueError(
+                "give either urls (servers started elsewhere) or launch (servers the trainer starts), "
+                "not both and not neither"
+            )
+        servers = self.launch.count if self.launch is not None else len(self.urls)
+        if self.min_servers > servers:
+            raise ValueError(f"min_servers = {self.min_servers}, but there are only {servers} servers")
+
+
+@attrs.frozen
 class RolloutConfig:
     #: Trajectories sampled per question (G).
     group_size: int = attrs.field(default=8, validator=attrs.validators.ge(2))
@@ -232,10 +282,13 @@ class RolloutConfig:
     #: the step and counted (``train/timed_out_groups``) instead of stalling the run. 0: no deadline.
     timeout_s: float = attrs.field(default=600.0, validator=_non_negative)
     #: Where the trained modules generate, by name in the ``register_rollout_backends`` registry:
-    #: ``hf`` (in the training process) or ``hf_worker`` (a separate process, synced each step).
+    #: ``hf`` (in the training process), ``hf_worker`` (a separate process, synced each step) or
+    #: ``vllm`` (vLLM servers, ``[rollout.vllm]``).
     backend: str = "hf"
     #: How long a worker backend may take to answer one call or take new weights; 0: no limit.
     worker_timeout_s: float = attrs.field(default=300.0, validator=_non_negative)
+    #: The servers of ``backend = "vllm"``.
+    vllm: VllmRolloutConfig | None = None
 
     @module_temperatures.validator
     def _check_module_temperatures(self, _: Any, value: dict[str, float]) -> None:
@@ -398,6 +451,37 @@ class TrainConfig:
             _check_trained("policy.lora.init", self.policy.lora.init, self.train.roles)
         if self.run.export_merged and self.policy.lora is None:
             raise ValueError("run.export_merged merges LoRA adapters; it needs policy.lora (full weights export as is)")
+        _check_served(self)
+
+
+#: The rollout backend that reads ``[rollout.vllm]``.
+VLLM_BACKEND = "vllm"
+
+
+def _check_served(config: TrainConfig) -> None:
+    """What a vLLM fleet cannot do, refused at load rather than at the first step."""
+    rollout = config.rollout
+    if rollout.backend != VLLM_BACKEND:
+        if rollout.vllm is not None:
+            raise ValueError(f"rollout.vllm is read only by rollout.backend = 'vllm' (it is {rollout.backend!r})")
+        return
+    if rollout.vllm is None:
+        raise ValueError("rollout.backend = 'vllm' needs a [rollout.vllm] table with urls or launch")
+    if config.policy.source == "tiny":
+        raise ValueError(
+            "rollout.backend = 'vllm' cannot serve policy.source = 'tiny' (built in code, not a model folder); "
+            "give a real model, e.g. 'hf:smollm2'"
+        )
+    if rollout.jump_forward:
+        raise ValueError(
+            "rollout.backend = 'vllm' samples every token (vLLM has no jump-forward decoding): set "
+            "rollout.jump_forward = false too (docs/flow-grpo.md says what that costs)"
+        )
+    if config.policy.lora is None and len(config.train.roles) > 1:
+        raise ValueError(
+            f"rollout.backend = 'vllm' with full weights serves one trained module (each server holds one model), "
+            f"but train.modules = {list(config.train.roles)}: train one, or set policy.lora for an adapter each"
+        )
 
 
 def bundled_config(name: str) -> Path:

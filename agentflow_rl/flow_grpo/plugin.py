@@ -34,11 +34,14 @@ def register_rewards(register: RewardRegistrar) -> None:
 
 @hookimpl
 def register_rollout_backends(register: RolloutBackendRegistrar) -> None:
+    from agentflow_rl.flow_grpo.config import VLLM_BACKEND
+    from agentflow_rl.flow_grpo.model.backends.fleet import FleetBackend
     from agentflow_rl.flow_grpo.model.backends.inprocess import InProcessBackend
     from agentflow_rl.flow_grpo.model.backends.worker import WorkerBackend
 
     register("hf", InProcessBackend, description="generate in the training process, with the live weights")
     register("hf_worker", WorkerBackend, description="generate in a separate process, synced after each step")
+    register(VLLM_BACKEND, FleetBackend, description="generate on vLLM servers that load each step's weights")
 
 
 @hookimpl

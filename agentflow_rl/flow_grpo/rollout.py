@@ -22,6 +22,7 @@ from agentflow_core import EngineRegistrar, Solver, TokenTrace, Trajectory, hook
 from agentflow_core.engine import EngineFactory
 from agentflow_core.engines.token_runtime import SerialWorker, engine_for_model
 from agentflow_core.records import ModuleRole
+from agentflow_rl.flow_grpo.model.backends.base import RolloutBackendError
 from agentflow_rl.flow_grpo.tasks.records import TrainRecord
 
 #: The provider name under which the live policy is registered.
@@ -85,6 +86,26 @@ def trained_turns(trajectory: Trajectory, roles: Collection[ModuleRole]) -> tupl
 def planner_turns(trajectory: Trajectory) -> tuple[TokenTrace, ...]:
     """The planner's recorded calls (analysis included when it used the model)."""
     return tuple(turn.trace for turn in trained_turns(trajectory, PLANNER_ONLY))
+
+
+def refuse_stale(rollouts: Sequence[Rollout], expected: int | None) -> None:
+    """Fail the step, in one line, on a trained turn sampled by other weights than the ones just published.
+
+    ``expected`` is the backend's (``RolloutBackend.expected_version``); ``None`` checks nothing.
+    Never trained on silently: a stale turn's log-probabilities belong to a policy the trainer no
+    longer holds, and its ratio would be against the wrong weights.
+    """
+    if expected is None:
+        return
+    for rollout in rollouts:
+        for turn in rollout.turns:
+            got = turn.trace.policy_version
+            if got != expected:
+                sampled = "weights of no single version" if got is None else f"weights version {got}"
+                raise RolloutBackendError(
+                    f"{turn.role}: a sample came from {sampled}, but the trainer published version {expected} "
+                    "for this batch; refusing to train on a stale sample"
+                )
 
 
 @attrs.frozen

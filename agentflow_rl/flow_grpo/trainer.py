@@ -22,7 +22,7 @@ from agentflow_core.plugins import build_registry
 from agentflow_core.records import MODULE_ROLES, ModuleRole
 from agentflow_core.registry import Registry
 from agentflow_rl.flow_grpo.advantages import advantages, failed_groups
-from agentflow_rl.flow_grpo.collation import build_samples
+from agentflow_rl.flow_grpo.collation import TurnSample, build_samples
 from agentflow_rl.flow_grpo.config import OptimConfig, TaskKind, TrainConfig
 from agentflow_rl.flow_grpo.masking import GrammarReplay
 from agentflow_rl.flow_grpo.model import lora
@@ -32,7 +32,7 @@ from agentflow_rl.flow_grpo.model.sharded import RolloutCopy, shards_parameters
 from agentflow_rl.flow_grpo.model.trained import TrainedModules
 from agentflow_rl.flow_grpo.registry import TrainingRegistry
 from agentflow_rl.flow_grpo.rewards import RewardFn, context_for
-from agentflow_rl.flow_grpo.rollout import PolicyEngines, RolloutBatch, rollout_batch
+from agentflow_rl.flow_grpo.rollout import PolicyEngines, RolloutBatch, refuse_stale, rollout_batch
 from agentflow_rl.flow_grpo.run import alerts, logs, memory, metrics
 from agentflow_rl.flow_grpo.run.checkpoint import Progress, latest_checkpoint, save_checkpoint
 from agentflow_rl.flow_grpo.run.export import export_policy
@@ -43,7 +43,7 @@ from agentflow_rl.flow_grpo.run.tracking import JsonlTracker, read_metrics
 from agentflow_rl.flow_grpo.tasks.records import RecordStream, TrainRecord
 from agentflow_rl.flow_grpo.tasks.setup import TaskSetup, build_task, solver_config
 from agentflow_rl.flow_grpo.tasks.tool_choice import dry_run
-from agentflow_rl.flow_grpo.update import UpdateContext, learnable, policy_update
+from agentflow_rl.flow_grpo.update import UpdateContext, UpdateStats, anchored, learnable, policy_update
 
 
 @attrs.frozen
@@ -112,7 +112,9 @@ def start_session(config: TrainConfig) -> _Session:
     resume_run(accelerator, config, progress, optimizer)
     purge = {"tensorboard": {"purge_step": logs.tensorboard_purge_step(progress.step)}}
     accelerator.init_trackers("flow_grpo", config=metrics.flat_config(config), init_kwargs=purge)
-    context = BackendContext(config.policy, config.rollout, modules, tokenizer, task.vocabulary, copies)
+    context = BackendContext(
+        config.policy, config.rollout, modules, tokenizer, task.vocabulary, copies, output_dir=config.run.output_dir
+    )
     registry, backend, reward = _plugins(config, task, context)
     update = UpdateContext(
         accelerator=accelerator,
@@ -330,7 +332,7 @@ def train_step(session: _Session) -> dict[str, float]:
         kl_on_zero_advantage=config.loss.kl_on_zero_advantage,
         failed_group_entropy=config.loss.failed_group_entropy,
     )
-    updates = [policy_update(session.update, samples, first_pass=i == 0) for i in range(config.optim.updates_per_batch)]
+    updates = _updates(session, samples)
     session.progress.step += 1
     if accelerator.is_main_process:  # a few rollouts for `agentflow view`; every process would append its own
         keep_rollouts(
@@ -352,10 +354,22 @@ def train_step(session: _Session) -> dict[str, float]:
     )
     values = metrics.mean_across(accelerator, values)
     values["train/minutes"] = session.minutes()
+    version = session.backend.expected_version()
+    if version is not None:  # a served backend: the weights version every trained turn was checked to carry
+        values["rollout/policy_version"] = float(version)
     accelerator.log(values, step=session.progress.step)
     for line in alerts.crossed(values, config.alerts, config.train.roles):
         accelerator.print(f"step {session.progress.step}: {line}")
     return values
+
+
+def _updates(session: _Session, samples: list[TurnSample]) -> list[UpdateStats]:
+    """``optim.updates_per_batch`` optimizer steps on one batch; the passes after the first take their
+    ratio against the first pass's log-probabilities, never the rollout engine's."""
+    first = policy_update(session.update, samples)
+    samples = anchored(samples, first)
+    passes = session.config.optim.updates_per_batch
+    return [first, *(policy_update(session.update, samples, first_pass=False) for _ in range(passes - 1))]
 
 
 def _rollouts(session: _Session, solver: Solver, records: Sequence[TrainRecord], size: int) -> RolloutBatch:
@@ -364,6 +378,7 @@ def _rollouts(session: _Session, solver: Solver, records: Sequence[TrainRecord],
     timeout = session.config.rollout.timeout_s or None
     batch = session.runner.run(rollout_batch(solver, records, size, session.config.train.roles, timeout_s=timeout))
     session.backend.check()  # a dead or stuck generator fails the step here, in one line
+    refuse_stale(batch.rollouts, session.backend.expected_version())
     if session.update.release_memory:
         memory.trim()  # the KV caches' and activations' small blocks, before the update's
     return batch

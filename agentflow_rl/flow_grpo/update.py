@@ -1,5 +1,12 @@
 """One policy update: forward the turns in micro-batches, accumulate the weighted loss, step.
 
+The importance ratio is the trainer's own: on the first pass over a rollout batch its "old"
+log-probabilities are that pass's recomputation, detached (the weights have not moved yet, so the
+ratio is 1), and later passes use what the first one computed (:func:`anchored`). The engine's
+recorded log-probabilities only measure how far the rollout's numbers are from the trainer's (the
+``logprob_gap`` figures): a vLLM server's kernels round differently, and a ratio against its
+numbers would clip tokens the policy never moved.
+
 Turns are grouped by trained module (each forward pass runs one module's adapter or model) and
 accumulated without gradient synchronisation except on each model's last micro-batch, so a
 multi-GPU run all-reduces once per model and optimizer step. A process that has nothing to learn
@@ -48,8 +55,12 @@ class UpdateStats:
     ratio_mean: float = 0.0
     clip_low_fraction: float = 0.0
     clip_high_fraction: float = 0.0
-    #: Largest |recomputed - recorded| log-probability on the first pass (rollout/trainer mismatch).
+    #: Largest |recomputed - recorded| log-probability of a trained token on the first pass: how far
+    #: the rollout engine's numbers are from the trainer's.
     logprob_gap: float = 0.0
+    #: The same gap, averaged over the trained tokens, and its 99th percentile.
+    logprob_gap_mean: float = 0.0
+    logprob_gap_p99: float = 0.0
     grad_norm: float = 0.0
     #: Completion tokens trained on (the loss's tokens).
     tokens: int = 0
@@ -57,6 +68,9 @@ class UpdateStats:
     sequence_tokens: int = 0
     #: The same figures per trained module.
     by_role: dict[str, UpdateStats] = attrs.field(factory=dict)
+    #: The first pass's log-probabilities of each sample's completion, in the order of the samples
+    #: (empty after a later pass): the old policy of the passes after it.
+    recomputed: list[tuple[float, ...]] = attrs.field(factory=list)
 
 
 def learnable(
@@ -74,9 +88,14 @@ def learnable(
 
 
 def policy_update(ctx: UpdateContext, samples: Sequence[TurnSample], *, first_pass: bool = True) -> UpdateStats:
-    """Accumulate gradients over all ``samples`` and take one optimizer step."""
+    """Accumulate gradients over all ``samples`` and take one optimizer step.
+
+    On the ``first_pass`` the ratio's old log-probabilities are the pass's own; later passes take
+    ``samples`` re-anchored on them (:func:`anchored`).
+    """
     ctx.modules.train_mode(True)
     sums: dict[str, _Sums] = defaultdict(_Sums)
+    recomputed: dict[int, tuple[float, ...]] = {}
     by_role: dict[ModuleRole, list[TurnSample]] = defaultdict(list)
     for sample in samples:
         by_role[sample.role].append(sample)
@@ -86,7 +105,7 @@ def policy_update(ctx: UpdateContext, samples: Sequence[TurnSample], *, first_pa
         for index, chunk in enumerate(chunks):
             sync = index == len(chunks) - 1 and last_of_model[ctx.modules.prepared(role)] == role
             with contextlib.nullcontext() if sync else ctx.accelerator.no_sync(ctx.modules.prepared(role)):
-                _micro_step(ctx, role, chunk, sums[role], first_pass)
+                _micro_step(ctx, role, chunk, sums[role], recomputed if first_pass else None)
             if ctx.release_memory:
                 memory.trim()
     if not samples:
@@ -97,12 +116,25 @@ def policy_update(ctx: UpdateContext, samples: Sequence[TurnSample], *, first_pa
         stats.grad_norm = float(ctx.accelerator.clip_grad_norm_(parameters, ctx.max_grad_norm))
     ctx.optimizer.step()
     ctx.optimizer.zero_grad(set_to_none=True)
+    if first_pass:
+        stats.recomputed = [recomputed[id(sample)] for sample in samples]
     return stats
 
 
+def anchored(samples: Sequence[TurnSample], first: UpdateStats) -> list[TurnSample]:
+    """``samples`` with the first pass's log-probabilities as their old ones, for the passes after it."""
+    return [attrs.evolve(s, old_logprobs=old) for s, old in zip(samples, first.recomputed, strict=True)]
+
+
 def _micro_step(
-    ctx: UpdateContext, role: ModuleRole, chunk: Sequence[TurnSample], sums: _Sums, first_pass: bool
+    ctx: UpdateContext,
+    role: ModuleRole,
+    chunk: Sequence[TurnSample],
+    sums: _Sums,
+    recomputed: dict[int, tuple[float, ...]] | None,
 ) -> None:
+    """One micro-batch's loss, backward. ``recomputed`` is given on the first pass only: it gets each
+    sample's log-probabilities, which are also that pass's old ones."""
     batch = collate(chunk, ctx.pad_id, ctx.accelerator.device)
     with ctx.accelerator.autocast():
         reference = None
@@ -116,17 +148,17 @@ def _micro_step(
         bonus = ctx.settings.failed_group_entropy > 0 and bool(batch.failed_groups.any())
         with ctx.modules.training(role) as model:
             logp, entropy = completion_logprobs(model, batch, share_prompts=ctx.share_prompts, entropy_grad=bonus)
-    terms = token_terms(
-        logp, batch.old_logprobs, batch.advantages, ctx.settings, reference, entropy, batch.failed_groups
-    )
+    old = logp.detach() if recomputed is not None else batch.old_logprobs
+    terms = token_terms(logp, old, batch.advantages, ctx.settings, reference, entropy, batch.failed_groups)
     loss = weighted_loss(terms, batch.weights, batch.completion_mask)
     ctx.accelerator.backward(loss)
     mask = batch.completion_mask
     sums.add(loss, terms, entropy, mask)
     sums.sequence += float(batch.attention_mask.sum())
-    if first_pass:
-        gap = ((logp.detach() - batch.old_logprobs).abs() * mask).max()
-        sums.gap = max(sums.gap, float(gap))
+    if recomputed is not None:
+        sums.add_gap((old - batch.old_logprobs).abs()[mask.bool()])
+        for row, sample in enumerate(chunk):
+            recomputed[id(sample)] = tuple(old[row, : len(sample.completion_ids)].tolist())
 
 
 def _zero_backward(ctx: UpdateContext) -> None:
@@ -144,7 +176,8 @@ class _Sums:
     high: float = 0.0
     tokens: float = 0.0
     sequence: float = 0.0
-    gap: float = 0.0
+    #: Every trained token's |recomputed - recorded| log-probability on the first pass.
+    gaps: list[float] = attrs.field(factory=list)
 
     def add(self, loss: Any, terms: Any, entropy: Any, mask: Any) -> None:
         self.loss += float(loss.detach())
@@ -156,15 +189,19 @@ class _Sums:
         self.high += float((terms.high_clipped * mask).sum())
         self.tokens += float(mask.sum())
 
+    def add_gap(self, gaps: Any) -> None:
+        self.gaps += gaps.float().cpu().tolist()
+
     def merge(self, other: _Sums) -> None:
         for field in attrs.fields(_Sums):
-            if field.name in ("kl_max", "gap"):
+            if field.name == "kl_max":
                 setattr(self, field.name, max(getattr(self, field.name), getattr(other, field.name)))
             else:
                 setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
     def finish(self) -> UpdateStats:
         n = max(self.tokens, 1.0)
+        gaps = sorted(self.gaps) or [0.0]
         return UpdateStats(
             loss=self.loss,
             kl=self.kl / n,
@@ -173,7 +210,9 @@ class _Sums:
             ratio_mean=self.ratio / n,
             clip_low_fraction=self.low / n,
             clip_high_fraction=self.high / n,
-            logprob_gap=self.gap,
+            logprob_gap=gaps[-1],
+            logprob_gap_mean=sum(gaps) / len(gaps),
+            logprob_gap_p99=gaps[min(len(gaps) - 1, int(0.99 * len(gaps)))],
             tokens=int(self.tokens),
             sequence_tokens=int(self.sequence),
         )

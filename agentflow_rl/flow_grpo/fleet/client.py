@@ -58,11 +58,19 @@ class FleetClient:
         max_tokens: int,
         temperature: float = 1.0,
         schema: Mapping[str, Any] | None = None,
+        model: str | None = None,
+        versioned: bool = True,
     ) -> FleetCompletion:
-        """Sample ``module``'s reply to ``prompt_ids`` on the least busy live server."""
+        """Sample ``module``'s reply to ``prompt_ids`` on the least busy live server.
+
+        ``model`` is the name the servers serve it under (default: ``module``, its adapter; the base
+        model's name when the servers hold a module's full weights). ``versioned = False`` asks a
+        model nothing was published for (the untrained base): no server needs a version of it, and
+        the completion carries none.
+        """
         schema_text = json.dumps(schema, separators=(",", ":")) if schema is not None else None
         body: dict[str, Any] = {
-            "model": module,
+            "model": model or module,
             "prompt": list(prompt_ids),
             "max_tokens": max_tokens,
             "temperature": temperature,
@@ -73,13 +81,15 @@ class FleetClient:
             body["structured_outputs"] = {"grammar": json_schema_ebnf(schema_text)}
 
         async def on(url: str) -> FleetCompletion:
-            return await self._on(url, module, body, schema_text)
+            return await self._on(url, module, body, schema_text, versioned)
 
         return await self.fleet.pool.call(on, trouble=_trouble)
 
-    async def _on(self, url: str, module: str, body: Mapping[str, Any], schema: str | None) -> FleetCompletion:
+    async def _on(
+        self, url: str, module: str, body: Mapping[str, Any], schema: str | None, versioned: bool
+    ) -> FleetCompletion:
         before = self.fleet.versions.of(url, module)
-        if before is None:
+        if before is None and versioned:
             raise EngineError(
                 f"{self.fleet.name}: {url} holds no published adapter of {module}: publish version 0 first"
             )

@@ -29,8 +29,10 @@ from agentflow_core.engines.token_runtime import CallFailure
 from agentflow_rl.flow_grpo.fleet.servers import Fleet
 
 
-class AdapterPublisher:
-    """Publishes adapter versions to every live server of ``fleet``, keeping the last ``keep`` on disk."""
+class Publisher:
+    """Publishing a version of the trained weights: written once under ``<root>/v<version>/``, loaded on
+    every live server of ``fleet`` (a server whose load fails or does not take is dropped), the last
+    ``keep`` versions kept on disk. Subclasses say what is written and how a server loads and shows it."""
 
     def __init__(self, fleet: Fleet, root: str | Path, *, keep: int = 2) -> None:
         self.fleet = fleet
@@ -38,39 +40,76 @@ class AdapterPublisher:
         self.keep = max(1, keep)
 
     async def publish(self, model: Any, tokenizer: Any, modules: Sequence[str], version: int) -> dict[str, Path]:
-        """Write ``modules``' adapters of the peft ``model`` as ``version`` and load them everywhere.
+        """Write ``modules``' weights of ``model`` as ``version`` and load them everywhere.
 
         Returns each module's folder. Raises :class:`~agentflow_core.engines.endpoints.NoLiveEndpoint`
         when fewer than ``min_servers`` servers hold the new version afterwards.
         """
-        folders = await asyncio.to_thread(self._write, model, tokenizer, modules, version)
+        folders = await asyncio.to_thread(self.write, model, tokenizer, modules, self.folder(version))
         await self.load(folders, version)
         self._prune(version)
         return folders
 
     async def load(self, folders: Mapping[str, Path], version: int) -> None:
-        """Load already written ``folders`` (module -> adapter folder) as ``version`` on every live server."""
-        await asyncio.gather(*(self._load_on(url, folders, version) for url in self.fleet.live()))
+        """Load already written ``folders`` (module -> folder) as ``version`` on every live server."""
+        await asyncio.gather(*(self.load_on(url, folders, version) for url in self.fleet.live()))
         self.fleet.pool.require_live()
 
-    def _write(self, model: Any, tokenizer: Any, modules: Sequence[str], version: int) -> dict[str, Path]:
+    async def confirm(self, folders: Mapping[str, Path], version: int) -> None:
+        """Record ``version`` for every live server that shows it holds ``folders`` (another process
+        loaded them: the other ranks of a run that shares one fleet); drop the servers that do not."""
+        await asyncio.gather(*(self.check_on(url, folders, version) for url in self.fleet.live()))
+        self.fleet.pool.require_live()
+
+    def folder(self, version: int) -> Path:
+        return self.root / f"v{version:06d}"
+
+    def write(self, model: Any, tokenizer: Any, modules: Sequence[str], folder: Path) -> dict[str, Path]:
+        """Each module's weights under ``folder``, readable by the servers; returns module -> folder."""
+        raise NotImplementedError
+
+    async def load_on(self, url: str, folders: Mapping[str, Path], version: int) -> None:
+        """Have ``url`` load ``folders``, then :meth:`check_on` it."""
+        raise NotImplementedError
+
+    async def check_on(self, url: str, folders: Mapping[str, Path], version: int) -> None:
+        """Record ``version`` for ``url`` if the server shows it holds ``folders``; else drop it."""
+        raise NotImplementedError
+
+    def _prune(self, version: int) -> None:
+        for old in self.root.glob("v[0-9]*"):
+            number = old.name[1:]
+            if number.isdigit() and int(number) <= version - self.keep:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+class AdapterPublisher(Publisher):
+    """Publishes each module's LoRA adapter to every live server of ``fleet``, keeping the last ``keep`` on disk."""
+
+    def write(self, model: Any, tokenizer: Any, modules: Sequence[str], folder: Path) -> dict[str, Path]:
         from agentflow_rl.flow_grpo.model import lora
         from agentflow_rl.flow_grpo.run.export import readable_as_umask
 
-        folder = self._folder(version)
         folders = lora.export_adapters(model, tokenizer, modules, folder)
         readable_as_umask(folder)  # a server running as another user must read the weights too
         return folders
 
-    async def _load_on(self, url: str, folders: Mapping[str, Path], version: int) -> None:
+    async def load_on(self, url: str, folders: Mapping[str, Path], version: int) -> None:
         http = self.fleet.http(url)
         try:
             for module, folder in folders.items():
                 body = {"lora_name": module, "lora_path": str(folder), "load_inplace": True}
                 await http.post(body, path="load_lora_adapter")
-            served = _adapter_roots(await http.get("models"))
         except CallFailure as failure:
             self.fleet.drop(url, f"loading adapter version {version} failed: {failure.detail}")
+            return
+        await self.check_on(url, folders, version)
+
+    async def check_on(self, url: str, folders: Mapping[str, Path], version: int) -> None:
+        try:
+            served = _adapter_roots(await self.fleet.http(url).get("models"))
+        except CallFailure as failure:
+            self.fleet.drop(url, f"checking adapter version {version} failed: {failure.detail}")
             return
         stale = {m: served.get(m) for m, folder in folders.items() if served.get(m) != str(folder)}
         if stale:
@@ -79,15 +118,6 @@ class AdapterPublisher:
             return
         for module in folders:
             self.fleet.versions.record(url, module, version)
-
-    def _folder(self, version: int) -> Path:
-        return self.root / f"v{version:06d}"
-
-    def _prune(self, version: int) -> None:
-        for old in self.root.glob("v[0-9]*"):
-            number = old.name[1:]
-            if number.isdigit() and int(number) <= version - self.keep:
-                shutil.rmtree(old, ignore_errors=True)
 
 
 def _adapter_roots(models_body: str) -> dict[str, str]:

@@ -8,9 +8,11 @@ not come back within the run; ``min_servers`` is how few may remain before a ste
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
-from agentflow_core.engines.token_runtime import ChatHTTP, EndpointPool
+from agentflow_core.engines.token_runtime import CallFailure, ChatHTTP, EndpointPool
+from agentflow_core.errors import EngineError
 from agentflow_rl.flow_grpo.fleet.versions import AdapterVersions
 
 #: vLLM servers started without ``--api-key`` take any bearer token.
@@ -28,7 +30,9 @@ class Fleet:
         urls = [url.rstrip("/") for url in urls]
         self.pool = EndpointPool(urls, name=name, revive_after_s=None, min_live=min_servers)
         self.versions = AdapterVersions()
+        self.timeout_s = timeout_s
         self._http = {url: ChatHTTP(base_url=url, api_key=_NO_KEY, timeout_s=timeout_s) for url in self.pool.urls}
+        self._root_http: dict[str, ChatHTTP] = {}
 
     @property
     def name(self) -> str:
@@ -40,6 +44,24 @@ class Fleet:
     def http(self, url: str) -> ChatHTTP:
         return self._http[url]
 
+    def root_http(self, url: str) -> ChatHTTP:
+        """The server's own routes, beside ``/v1`` (``/collective_rpc``, ``/weight_info``...)."""
+        if url not in self._root_http:
+            root = url.removesuffix("/v1")
+            self._root_http[url] = ChatHTTP(base_url=root, api_key=_NO_KEY, timeout_s=self.timeout_s)
+        return self._root_http[url]
+
+    async def served_base(self) -> str:
+        """The name the live servers serve the base model under (the ``/v1/models`` card with no parent)."""
+        url = self.live()[0]
+        try:
+            cards = json.loads(await self.http(url).get("models"))["data"]
+            return next(str(card["id"]) for card in cards if not card.get("parent"))
+        except CallFailure as failure:
+            raise EngineError(f"{self.name}: {url}/models did not answer: {failure.detail}") from None
+        except (ValueError, KeyError, TypeError, StopIteration):
+            raise EngineError(f"{self.name}: {url}/models lists no base model") from None
+
     def drop(self, url: str, reason: str) -> None:
         """Stop using ``url`` for the rest of the run (one warning line), then insist on ``min_servers``."""
         if url in self.live():
@@ -47,5 +69,5 @@ class Fleet:
         self.pool.require_live()
 
     async def aclose(self) -> None:
-        for client in self._http.values():
+        for client in [*self._http.values(), *self._root_http.values()]:
             await client.aclose()

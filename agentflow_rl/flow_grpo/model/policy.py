@@ -29,17 +29,26 @@ def load_policy(config: PolicyConfig, vocabulary: Sequence[str] | None = None) -
         tokenizer = build_tokenizer(vocabulary)
         model, tokenizer = build_policy(tokenizer, config.tiny).to(dtype), tokenizer
     else:
-        model, tokenizer = _from_pretrained(config.source.removeprefix("hf:"), dtype)
+        model, tokenizer = _from_pretrained(config, dtype)
     return contiguous_head_input(model), tokenizer
 
 
-def _from_pretrained(name: str, dtype: Any) -> tuple[Any, Any]:
-    import transformers
-
-    source = name
+def model_folder(config: PolicyConfig) -> str:
+    """What transformers (or a vLLM server) loads for ``policy.source``: a folder or hub id as given,
+    and for a GGUF file (``hf:smollm2`` included) the folder converted from it once, in ``policy.dtype``."""
+    name = config.source.removeprefix("hf:")
+    if config.source == "tiny":
+        raise ConfigError("policy.source = 'tiny' is built in code; it has no model folder")
     if is_embedded_alias(name) or name.endswith(".gguf"):
         path = smollm2_gguf_path() if is_embedded_alias(name) else Path(name).expanduser()
-        source = str(converted_gguf(path, str(dtype).removeprefix("torch.")))
+        return str(converted_gguf(path, config.dtype.value))
+    return name
+
+
+def _from_pretrained(config: PolicyConfig, dtype: Any) -> tuple[Any, Any]:
+    import transformers
+
+    name, source = config.source.removeprefix("hf:"), model_folder(config)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source)
         model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
@@ -48,6 +57,21 @@ def _from_pretrained(name: str, dtype: Any) -> tuple[Any, Any]:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def untied_copy(source: str | Path, out: str | Path) -> Path:
+    """``source``'s model saved to ``out`` with an output head of its own, a copy of its embeddings (so
+    it computes the same numbers): what full-weight training served by vLLM needs, whose weight reload
+    keeps the old head of a model that ties the two (``model/backends/fleet.py``)."""
+    import torch
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    model.config.tie_word_embeddings = False
+    model.lm_head.weight = torch.nn.Parameter(model.get_input_embeddings().weight.detach().clone())
+    model.save_pretrained(out, safe_serialization=True)
+    transformers.AutoTokenizer.from_pretrained(source).save_pretrained(out)
+    return Path(out)
 
 
 def converted_gguf(path: Path, dtype: str = "float32") -> Path:

@@ -58,6 +58,7 @@ def step_metrics(record: StepRecord, rollout_s: float, update_s: float) -> dict[
         "train/advantage_abs": _mean([abs(a) for a in advantages]),
         "train/timed_out_groups": float(record.timed_out),
         **_loss_metrics("loss/", first, last),
+        **_gap_metrics("rollout/", first),
         "loss/forced_fraction": _forced_fraction(completion_tokens, record.samples),
         "perf/rollout_s": rollout_s,
         "perf/update_s": update_s,
@@ -91,6 +92,7 @@ def _module_metrics(record: StepRecord, role: ModuleRole) -> dict[str, float]:
     last = record.updates[-1].by_role.get(role)
     if first is not None and last is not None:
         values.update({k: v for k, v in _loss_metrics(prefix, first, last).items() if not k.endswith("grad_norm")})
+        values.update(_gap_metrics(prefix, first))
     return values
 
 
@@ -103,8 +105,16 @@ def _loss_metrics(prefix: str, first: UpdateStats, last: UpdateStats) -> dict[st
         prefix + "ratio_mean": last.ratio_mean,
         prefix + "clip_low_fraction": last.clip_low_fraction,
         prefix + "clip_high_fraction": last.clip_high_fraction,
-        prefix + "logprob_gap": first.logprob_gap,
         prefix + "grad_norm": first.grad_norm,  # clipped jointly: a whole-step figure
+    }
+
+
+def _gap_metrics(prefix: str, first: UpdateStats) -> dict[str, float]:
+    """How far the rollout engine's log-probabilities are from the trainer's, per trained token."""
+    return {
+        prefix + "logprob_gap_mean": first.logprob_gap_mean,
+        prefix + "logprob_gap_p99": first.logprob_gap_p99,
+        prefix + "logprob_gap_max": first.logprob_gap,
     }
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from agentflow_core import AgentFlowError, Engine, EngineConfig
+from agentflow_core import AgentFlowError, Completion, Engine, EngineConfig, GenerationRequest
 from agentflow_core.records import ModuleRole
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ class BackendContext:
     vocabulary: tuple[str, ...] | None = None
     #: Unsharded twins of FSDP-sharded modules, by role.
     copies: dict[ModuleRole, RolloutCopy] = attrs.field(factory=dict)
+    #: The run's ``run.output_dir``, where a backend keeps what it writes (server logs, published weights).
+    output_dir: str = "."
 
 
 class RolloutBackend(Protocol):
@@ -51,4 +54,23 @@ class RolloutBackend(Protocol):
     def check(self) -> None:
         """Raise :class:`RolloutBackendError` when the backend cannot generate any more."""
 
+    def expected_version(self) -> int | None:
+        """The ``TokenTrace.policy_version`` every completion since the last ``sync`` must carry, or
+        ``None`` when this backend's completions carry none (they come from the weights as they are)."""
+
     def close(self) -> None: ...
+
+
+class ForwardingEngine:
+    """An engine that hands every request to the backend that made it (``generate(config, request)``)."""
+
+    def __init__(
+        self, generate: Callable[[EngineConfig, GenerationRequest], Awaitable[Completion]], config: EngineConfig
+    ) -> None:
+        self._generate, self.config, self.name = generate, config, config.model
+
+    async def generate(self, request: GenerationRequest) -> Completion:
+        return await self._generate(self.config, request)
+
+    async def aclose(self) -> None:
+        pass

@@ -40,6 +40,9 @@ class InProcessBackend:
         for role, copy in self._context.copies.items():
             copy.refresh(self._context.modules.prepared(role))  # collective: every process is here
 
+    def expected_version(self) -> int | None:
+        return None  # the trainer's own weights, as they are: nothing to tag
+
     def check(self) -> None:
         pass
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from agentflow_core import Completion, EngineConfig, EngineError, GenerationRequest
 from agentflow_core.serde import from_json, to_json
-from agentflow_rl.flow_grpo.model.backends.base import BackendContext, RolloutBackendError
+from agentflow_rl.flow_grpo.model.backends.base import BackendContext, ForwardingEngine, RolloutBackendError
 
 #: How long a worker may take to build its model and say it is ready.
 START_TIMEOUT_S = 600.0
@@ -52,8 +52,8 @@ class WorkerBackend:
 
     # -- the trainer's side ------------------------------------------------------------------------
 
-    def engine(self, config: EngineConfig) -> _WorkerEngine:
-        return _WorkerEngine(self, config)
+    def engine(self, config: EngineConfig) -> ForwardingEngine:
+        return ForwardingEngine(self.generate, config)
 
     def sync(self, step: int) -> None:
         if self._process is None:
@@ -79,6 +79,9 @@ class WorkerBackend:
             self._fail(f"rollout worker (pid {self.pid}) holds other weights than the trainer after a sync")
             self.check()
         self._synced_step = step
+
+    def expected_version(self) -> int | None:
+        return None  # synced and checked by checksum before every batch
 
     def check(self) -> None:
         if self._broken is not None:
@@ -196,17 +199,6 @@ class WorkerBackend:
             if kill and self._process.is_alive():
                 self._process.kill()  # works on a stopped process too
             self._process.join(timeout=timeout)
-
-
-class _WorkerEngine:
-    def __init__(self, backend: WorkerBackend, config: EngineConfig) -> None:
-        self._backend, self.config, self.name = backend, config, config.model
-
-    async def generate(self, request: GenerationRequest) -> Completion:
-        return await self._backend.generate(self.config, request)
-
-    async def aclose(self) -> None:
-        pass
 
 
 def _settle(future: asyncio.Future[Completion], ok: bool, value: Any) -> None:
