@@ -98,7 +98,7 @@ def script_hostile_flow(server: ScriptedOpenAIServer) -> None:
             return Reply(f"analysis {PAYLOAD}")
         second = "Action 1:" in request.messages[-1]["content"]
         tool = "h.fail" if second else "h.payload"
-        return scripted_json({"context": "", "sub_goal": f"goal {PAYLOAD}", "tool": tool})
+        return scripted_json({"tool": tool, "question": f"goal {PAYLOAD}"})
 
     def executor(request: RecordedRequest) -> Reply:
         name = (request.response_format or {}).get("json_schema", {}).get("name", "")
@@ -159,7 +159,8 @@ def test_json_output_and_the_trajectory_keep_the_exact_text(tmp_path: Path, serv
     trajectory = from_json(outcome.stdout, Trajectory)
     assert trajectory.analysis is not None and trajectory.analysis.text == f"analysis {PAYLOAD}"
     first, second = trajectory.steps
-    assert first.decision.sub_goal == f"goal {PAYLOAD}"
+    # The planner's request is one line by design (its whitespace folded); every other character is kept.
+    assert first.decision.sub_goal == " ".join(f"goal {PAYLOAD}".split())
     assert first.result.output == f"result {PAYLOAD}"  # type: ignore[union-attr]
     assert f"reason {PAYLOAD}" in second.result.error  # type: ignore[union-attr]
     assert trajectory.answer == f"answer {PAYLOAD}\nsecond line"

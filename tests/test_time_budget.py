@@ -50,9 +50,9 @@ def server():
 
 
 def script_turn(server: ScriptedOpenAIServer, tool: str = "base_generator") -> None:
-    server.enqueue("m", Reply("analysis"), scripted_json({"context": "", "sub_goal": "six times seven", "tool": tool}))
-    argument = "query" if tool == "base_generator" else "text"
-    server.enqueue("m", scripted_json({"explanation": "ask", "arguments": {argument: "6*7?"}}))
+    server.enqueue("m", Reply("analysis"), scripted_json({"tool": tool, "question": "6*7?"}))
+    if tool != "base_generator":  # base_generator takes the planner's question as it stands: no executor call
+        server.enqueue("m", scripted_json({"arguments": {"text": "6*7?"}}))
     server.enqueue("m", Reply("42"), scripted_json({"analysis": "done", "decision": "STOP"}))
 
 
