@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,7 @@ import pytest
 
 from agentflow_core.errors import EngineUnavailable
 from agentflow_core.testing import wait_until
+from agentflow_rl.flow_grpo.fleet import launcher
 from agentflow_rl.flow_grpo.fleet.launcher import FLEET_ARGS, ServerFleet, ServerSpec
 from tests.vllm_support import ROOT
 
@@ -79,6 +81,25 @@ def test_servers_start_on_free_ports_with_runtime_lora_and_stop_with_the_block(r
         assert " ".join(FLEET_ARGS) in " ".join(argv)
         assert report["runtime_lora"] == "True"
     wait_until(lambda: not any(alive(pid) for pid in pids), timeout_s=30, what="the servers and their children to end")
+
+
+def test_two_servers_never_get_the_same_port_even_when_the_kernel_offers_it_twice(
+    reports: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel may hand the same free port out twice before the first server binds it; the second
+    server would then die, and the first one's /health would answer for both."""
+    first, second = launcher.free_port(), launcher.free_port()
+    offered = iter([first, first, first, second])
+    real_socket = socket.socket
+
+    class Probe(real_socket):  # type: ignore[misc,valid-type]
+        def bind(self, address: object) -> None:
+            super().bind(("127.0.0.1", next(offered)))
+
+    monkeypatch.setattr(launcher.socket, "socket", Probe)
+    with ServerFleet(spec(reports), tmp_path / "logs") as fleet:
+        assert sorted(fleet.urls) == sorted(f"http://127.0.0.1:{port}/v1" for port in (first, second))
+        assert sorted(report.stem for report in reports.glob("*.json")) == sorted(map(str, (first, second)))
 
 
 PARENT = textwrap.dedent(

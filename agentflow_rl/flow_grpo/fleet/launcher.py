@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,8 +38,15 @@ API_SERVER = "vllm.entrypoints.openai.api_server"
 #: vLLM refuses ``/v1/load_lora_adapter`` without it.
 RUNTIME_LORA = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
 #: Before ``extra_args`` (which may override them): log-probabilities of the distribution each token
-#: was drawn from (tempered, constrained), and xgrammar for the grammars the client sends.
-FLEET_ARGS = ("--logprobs-mode", "processed_logprobs", "--structured-outputs-config", '{"backend": "xgrammar"}')
+#: was drawn from (tempered, constrained), and xgrammar for the grammars the client sends. Without
+#: ``disable_any_whitespace``, a JSON schema sent as ``response_format`` (the ``openai:`` engine of an
+#: eval does) lets a small model pad its JSON with newlines until it runs out of tokens.
+FLEET_ARGS = (
+    "--logprobs-mode",
+    "processed_logprobs",
+    "--structured-outputs-config",
+    '{"backend": "xgrammar", "disable_any_whitespace": true}',
+)
 
 
 @attrs.frozen
@@ -108,6 +116,12 @@ class ServerFleet:
             self.servers.append(self._launch(index, started))
         for server in self.servers:  # one deadline for all: they start side by side
             _wait_healthy(server, started + self.spec.startup_s)
+        for server in self.servers:  # one that lost its port to another answered through that one's /health
+            if server.process.poll() is not None:
+                raise EngineUnavailable(
+                    f"vLLM server {server.url} exited with {server.process.returncode} while starting: "
+                    f"{last_line(server.log)} (whole log: {server.log})"
+                )
 
     def stop(self) -> None:
         """Close every watchdog's pipe (each stops its server's group), then wait for the watchdogs."""
@@ -130,7 +144,9 @@ class ServerFleet:
         self.servers[index].process.wait()
 
     def _launch(self, index: int, started: float) -> RunningServer:
-        port = free_port()
+        # Not a port given to an earlier server that may not have bound it yet: the kernel can
+        # hand the same free port out twice in a row.
+        port = free_port(avoid={urllib.parse.urlsplit(server.url).port or 0 for server in self.servers})
         read_end, write_end = os.pipe()
         self._pipe_write_ends.append(write_end)
         log = self.log_dir / f"vllm-{index}.log"
@@ -162,11 +178,15 @@ def server_command(spec: ServerSpec, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def free_port() -> int:
-    """A port nothing listens on now; the server binds it a moment later (a race a busy box can lose)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def free_port(avoid: set[int] | frozenset[int] = frozenset()) -> int:
+    """A port nothing listens on now and not in ``avoid``; the server binds it a moment later (a race
+    with other programs a busy box can lose: the server then exits, and the start says so)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in avoid:
+            return port
 
 
 def _wait_healthy(server: RunningServer, deadline: float) -> None:
