@@ -48,14 +48,18 @@ def engine_table(model_dir: str) -> dict[str, Any]:
 
 async def checks(model_dir: str) -> dict[str, Any]:
     import agentflow_tools.plugin
+    from tests.helpers import TestTools
 
+    # "upper" takes a text the executor must write (a request tool such as base_generator needs no
+    # executor call), so every module of the loop generates on the vLLM engine.
     config = config_from_dict(
-        {"agent": {"tools": ["base_generator"], "max_steps": 1}, "engines": {"default": engine_table(model_dir)}}
+        {"agent": {"tools": ["upper"], "max_steps": 1}, "engines": {"default": engine_table(model_dir)}}
     )
-    solver = Solver(config, registry=load_registry(entry_points=False, bundled=False, extra=[agentflow_tools.plugin]))
+    plugins = [agentflow_tools.plugin, TestTools()]
+    solver = Solver(config, registry=load_registry(entry_points=False, bundled=False, extra=plugins))
     results: dict[str, Any] = {}
     try:
-        trajectory = await solver.asolve("What is the capital of France?")
+        trajectory = await solver.asolve("Write the name of the capital of France in capital letters.")
         results["solve"] = {
             "error": trajectory.error,
             "engines": sorted(set(trajectory.engines.values())),
