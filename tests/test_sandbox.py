@@ -1003,7 +1003,7 @@ def agentflow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
 
 
 def test_a_new_user_runs_code_in_the_built_image_without_any_config(sandbox_image: str, tmp_path: Path) -> None:
-    """The README's order: `agentflow sandbox build`, then `agentflow sandbox run`, nothing configured."""
+    """docs/sandbox.md's `agentflow sandbox run`, nothing configured: it runs in the local image."""
     assert sandbox_image == DEFAULT_TAG
     done = agentflow("sandbox", "run", "-c", "print(2**100)", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
