@@ -35,7 +35,7 @@ EMBEDDED_ENGINE = "llamacpp:smollm2"
 @attrs.frozen
 class AgentConfig:
     #: Tools the planner may choose from, by name; unset: the default tools that can run here
-    #: (``base_generator``, and ``python_coder`` where Docker and the sandbox image are present).
+    #: (``base_generator``, and ``python_coder`` where Docker runs; its image is built the first time).
     tools: tuple[str, ...] | None = None
     #: Turns of plan, execute, verify before the generator must answer.
     max_steps: int = attrs.field(default=5, validator=attrs.validators.ge(1))

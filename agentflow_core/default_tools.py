@@ -3,8 +3,8 @@
 ``[agent] tools`` (or ``--tools``) names the tools, and then exactly those are enabled. Left unset, a
 solver enables every tool registered with ``default=True`` and, where its readiness check says it
 can run on this machine, every tool registered with one: ``base_generator`` always, ``python_coder``
-where a Docker daemon answers and the sandbox image is built. A default tool that cannot run is
-left out with its reason, which ``agentflow solve`` shows as a note.
+where a Docker daemon answers (its check builds the local sandbox image when it is missing). A
+default tool that cannot run is left out with its reason, which ``agentflow solve`` shows as a note.
 """
 
 from __future__ import annotations

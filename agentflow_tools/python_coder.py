@@ -149,15 +149,19 @@ def readiness(settings: Mapping[str, Any]) -> str | None:
     """``None`` where python_coder can run (a Docker daemon answers, the sandbox image is there), else why not.
 
     Only then is it among the default tools: enabled without its sandbox, it would fail every call.
+    A missing local image is built here (``resolve_image``), before the first question, so that a
+    fresh clone's first solve has exact arithmetic; a configured image never is.
     """
     try:
-        client = connect(timeout_s=READINESS_TIMEOUT_S)
+        connect(timeout_s=READINESS_TIMEOUT_S).close()  # a quick "no" where no daemon runs
+        client = connect()  # the usual timeouts: a build uploads the image
     except SandboxError:
         return f"exact arithmetic needs its Docker sandbox, and no Docker daemon answers; {_SETUP}"
+    image = settings.get("image")
     try:
-        resolve_image(client, settings.get("image") if isinstance(settings.get("image"), str) else None)
-    except SandboxError:
-        return f"exact arithmetic needs its Docker sandbox, and the sandbox image is missing; {_SETUP}"
+        resolve_image(client, image if isinstance(image, str) else None)
+    except SandboxError as exc:
+        return f"exact arithmetic needs its Docker sandbox: {exc}"
     finally:
         client.close()
     return None
@@ -165,7 +169,10 @@ def readiness(settings: Mapping[str, Any]) -> str | None:
 
 #: How long the check at solver construction waits for a Docker daemon.
 READINESS_TIMEOUT_S = 3.0
-_SETUP = "start Docker, run `agentflow sandbox build` once, and it joins the default tools"
+_SETUP = (
+    "start Docker and it joins the default tools (its image is built the first time it is needed; "
+    "`agentflow sandbox build` builds it now)"
+)
 
 
 def _gave_up(failures: list[str]) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from agentflow_tools.sandbox import DEFAULT_TAG, DockerSandbox, DockerSettings
 from agentflow_tools.sandbox.container import connect
-from agentflow_tools.sandbox.image import build_image
+from agentflow_tools.sandbox.image import resolve_image
 from agentflow_tools.sandbox.settings import RUN_USER, container_options
 
 PROGRAM = "print(1)"
@@ -104,15 +104,11 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def ensure_image(tag: str) -> None:
-    import docker.errors
-
+def image_to_measure(configured: str | None) -> str:
+    """The named image, else the local one (built first when missing, as python_coder would)."""
     client = connect()
     try:
-        client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        print(f"building {tag} ...")
-        build_image(client, tag)
+        return resolve_image(client, configured)
     finally:
         client.close()
 
@@ -135,7 +131,7 @@ def report(found: dict[str, object]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", default=DEFAULT_TAG)
+    parser.add_argument("--image", help=f"default: {DEFAULT_TAG}, built when missing")
     parser.add_argument("--runs", type=int, default=300, help="warm runs")
     parser.add_argument("--cold", type=int, default=5, help="cold starts")
     parser.add_argument("--pool", type=int, default=4, help="pool size for the concurrent runs")
@@ -143,8 +139,7 @@ def main() -> None:
     parser.add_argument("--exec-runs", type=int, default=30, help="bare docker execs, for comparison")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-    if args.image == DEFAULT_TAG:
-        ensure_image(args.image)
+    args.image = image_to_measure(args.image)
     found = asyncio.run(measure(args))
     if args.json:
         print(json.dumps(found, indent=2))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,6 +100,25 @@ def sandbox_image(docker_daemon: None) -> str:
     finally:
         client.close()
     return SANDBOX_IMAGE
+
+
+@pytest.fixture
+def throwaway_local_tag(docker_daemon: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A local image name of this test's own, absent at the start and removed at the end: building or
+    removing it disturbs no test that runs in ``agentflow-sandbox:local`` at the same time."""
+    import uuid
+
+    import docker.errors
+
+    from agentflow_tools.sandbox.docker_sandbox import connect
+
+    tag = f"agentflow-sandbox:test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("AGENTFLOW_SANDBOX_TAG", tag)
+    yield tag
+    client = connect()
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client.images.remove(tag, force=True)
+    client.close()
 
 
 # -- accelerate -------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """The default tools: the configured ones win; else every default tool that can run on this machine.
 
-python_coder is a default tool where a Docker daemon answers and the sandbox image is built, and
-``agentflow solve`` says in one line why it is off where it is not (issue 34).
+python_coder is a default tool where a Docker daemon answers (its local image is built the first
+time), and ``agentflow solve`` says in one line why it is off where it is not (issue 34).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from agentflow_core import Solver, ToolSpec, hookimpl
 from agentflow_core.config import config_from_dict
 from agentflow_core.default_tools import choose_tools
 from agentflow_core.plugins import PluginLoadWarning
-from agentflow_core.testing import Reply, ScriptedOpenAIServer, registry_with, scripted_json
+from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, registry_with, scripted_json
 from tests.test_cli import agentflow
 
 
@@ -112,3 +113,47 @@ def test_solve_notes_in_one_line_that_exact_arithmetic_needs_the_sandbox(tmp_pat
     assert note.startswith("note: python_coder is off: exact arithmetic needs its Docker sandbox")
     assert "agentflow sandbox build" in note
     assert result.stdout.strip().endswith("Answer: 391")
+
+
+def _answer_from_the_sandbox(request: RecordedRequest) -> Reply:
+    """A generator that can only repeat what a program printed in its prompt."""
+    printed = re.findall(r"Output:\s*(\d+)", request.messages[-1]["content"])
+    return scripted_json({"reasoning": "python_coder printed it.", "answer": printed[-1] if printed else "unknown"})
+
+
+def test_a_fresh_clone_builds_the_missing_sandbox_image_and_answers_exactly(
+    throwaway_local_tag: str, tmp_path: Path
+) -> None:
+    """Issue 34's first command: Docker runs, no image was ever built, nothing is configured."""
+    import docker.errors
+
+    from agentflow_tools.sandbox.container import connect
+
+    client = connect()
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(throwaway_local_tag)
+    with ScriptedOpenAIServer() as server:
+        server.enqueue("m", Reply("Exact arithmetic."), scripted_json({"tool": "python_coder", "question": "17 * 23"}))
+        server.enqueue("m", scripted_json({"analysis": "done", "decision": "STOP"}))
+        server.set_responder("g", _answer_from_the_sandbox)
+        config = tmp_path / "agentflow.toml"
+        config.write_text(
+            f'[engines]\ndefault = {{ model = "openai:m", base_url = "{server.base_url}" }}\n'
+            f'generator = {{ model = "openai:g", base_url = "{server.base_url}" }}\n'
+        )
+        result = agentflow(
+            "solve",
+            "What is 17 * 23?",
+            "--config",
+            str(config),
+            cwd=tmp_path,
+            env={"AGENTFLOW_SANDBOX_TAG": throwaway_local_tag},
+            timeout=300,
+        )
+    assert result.returncode == 0, result.stderr
+    [building] = [line for line in result.stderr.splitlines() if "building the sandbox image" in line]
+    assert building.startswith(f"building the sandbox image {throwaway_local_tag} from this machine's Python")
+    assert "note:" not in result.stderr  # python_coder is on
+    assert result.stdout.strip().endswith("Answer: 391")
+    assert client.images.get(throwaway_local_tag).attrs["Size"] > 0
+    client.close()

@@ -48,7 +48,7 @@ def test_solve_on_the_embedded_model(tmp_path: Path) -> None:
 
 
 def test_exact_arithmetic_runs_in_the_sandbox(tmp_path: Path, sandbox_image: str) -> None:
-    """The README's python_coder line, on the embedded model: the sandbox prints the product exactly."""
+    """The README's first question, python_coder named, on the embedded model: the sandbox prints 391."""
     trajectory = solve(tmp_path, "What is 17 * 23?", "--max-steps", "1", "--tools", "python_coder")
 
     [step] = trajectory.steps

@@ -218,7 +218,7 @@ def test_readiness_finds_the_built_image_and_names_a_missing_one(sandbox_image: 
     assert readiness({}) is None  # the image `agentflow sandbox build` makes
     assert readiness({"image": sandbox_image}) is None
     why = readiness({"image": "agentflow-no-such-image:1"})
-    assert why is not None and "the sandbox image is missing" in why
+    assert why is not None and "image 'agentflow-no-such-image:1' is missing: `docker pull" in why  # not built
 
 
 # -- through the solver -------------------------------------------------------------------------

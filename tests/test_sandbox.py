@@ -947,16 +947,46 @@ async def test_missing_image_is_one_line_naming_the_fix(docker_daemon: None) -> 
     assert "\n" not in message
 
 
-def test_without_any_image_the_error_says_how_to_get_one(docker_daemon: None) -> None:
+def test_a_missing_local_image_is_built_once_and_a_configured_one_never(
+    throwaway_local_tag: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import docker.errors
+
+    client = connect()
+    try:
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(throwaway_local_tag)
+        assert resolve_image(client, None) == throwaway_local_tag
+        built = client.images.get(throwaway_local_tag).id
+        [line] = [r.getMessage() for r in caplog.records if "building the sandbox image" in r.getMessage()]
+        assert line.startswith(f"building the sandbox image {throwaway_local_tag} from this machine's Python")
+
+        caplog.clear()
+        assert resolve_image(client, None) == throwaway_local_tag  # there now: used as it is
+        assert client.images.get(throwaway_local_tag).id == built and not caplog.records
+
+        configured = throwaway_local_tag.replace("test-", "test-configured-")
+        with pytest.raises(SandboxError, match=f"Docker image '{configured}' is missing: `docker pull"):
+            resolve_image(client, configured)
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(configured)
+    finally:
+        client.close()
+
+
+def test_a_local_image_that_cannot_be_built_is_one_line_naming_the_fix(
+    throwaway_local_tag: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ldd: the build cannot list the libraries to copy
     client = connect()
     try:
         with pytest.raises(SandboxError) as info:
-            resolve_image(client, None, default="agentflow-sandbox:never-built")
+            resolve_image(client, None)
     finally:
         client.close()
     message = str(info.value)
-    assert message.startswith("no sandbox image: run `agentflow sandbox build`") and "\n" not in message
-    assert "[tools.python_coder] image" in message
+    assert message.startswith(f"no sandbox image, and building {throwaway_local_tag} from this machine's Python failed")
+    assert "`ldd` is not on PATH" in message and "[tools.python_coder] image" in message and "\n" not in message
 
 
 def agentflow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -973,7 +1003,7 @@ def agentflow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
 
 
 def test_a_new_user_runs_code_in_the_built_image_without_any_config(sandbox_image: str, tmp_path: Path) -> None:
-    """The README's order: `agentflow sandbox build`, then `agentflow sandbox run`, nothing configured."""
+    """docs/sandbox.md's `agentflow sandbox run`, nothing configured: it runs in the local image."""
     assert sandbox_image == DEFAULT_TAG
     done = agentflow("sandbox", "run", "-c", "print(2**100)", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

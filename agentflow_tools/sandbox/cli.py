@@ -21,7 +21,7 @@ from agentflow_tools.python_coder import Settings
 from agentflow_tools.sandbox.base import ExecutionResult
 from agentflow_tools.sandbox.container import connect, sandbox_containers
 from agentflow_tools.sandbox.docker_sandbox import DockerSandbox
-from agentflow_tools.sandbox.image import DEFAULT_TAG, build_image
+from agentflow_tools.sandbox.image import DEFAULT_TAG, TAG_VARIABLE, build_image, local_tag
 from agentflow_tools.sandbox.settings import OWNER_LABEL
 
 
@@ -31,14 +31,23 @@ def sandbox() -> None:
 
 
 @sandbox.command()
-@click.option("--tag", default=DEFAULT_TAG, show_default=True, help="Name of the image to make.")
+@click.option(
+    "--tag",
+    default=local_tag,
+    show_default=f"{DEFAULT_TAG}, or ${TAG_VARIABLE}",
+    help="Name of the image to make.",
+)
 def build(tag: str) -> None:
-    """Make a sandbox image from this machine's Python and standard library (no download)."""
+    """Make a sandbox image from this machine's Python and standard library (no download).
+
+    python_coder makes the local image by itself the first time it needs it; this makes it now, or
+    again (after a Python upgrade, say).
+    """
     client = connect()
     image_id = build_image(client, tag)
     size_mb = client.images.get(image_id).attrs.get("Size", 0) / 1e6
     click.echo(f"built {tag} ({image_id[:19]}, {size_mb:.0f} MB) from Python {sys.version.split()[0]}")
-    if tag == DEFAULT_TAG:
+    if tag == local_tag():
         click.echo("python_coder and `agentflow sandbox run` use it when no image is configured", err=True)
     else:
         click.echo(f'use it with [tools.python_coder] image = "{tag}"', err=True)
@@ -47,7 +56,9 @@ def build(tag: str) -> None:
 @sandbox.command()
 @click.argument("file", required=False, type=click.File("r", encoding="utf-8"))
 @click.option("-c", "code", help="Code to run instead of FILE.")
-@click.option("--image", help=f"Image to run in (default: [tools.python_coder] image, else {DEFAULT_TAG}).")
+@click.option(
+    "--image", help=f"Image to run in (default: [tools.python_coder] image, else {DEFAULT_TAG}, built if missing)."
+)
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), help="Wall-clock limit, seconds.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="agentflow.toml to read.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import shutil
@@ -28,9 +29,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from agentflow_core.errors import one_line
 from agentflow_tools.sandbox.base import SandboxError
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_TAG = "agentflow-sandbox:local"
+#: Names the local image instead of ``DEFAULT_TAG``.
+TAG_VARIABLE = "AGENTFLOW_SANDBOX_TAG"
 
 #: Standard-library parts a sandboxed script has no use for, and the bulk of the stdlib's size.
 _SKIP_DIRS = frozenset(
@@ -47,7 +53,7 @@ _GROUP = ("root:x:0:", "idle:x:65533:", "nogroup:x:65534:")
 _CHANGES = ["ENV PATH=/usr/local/bin:/usr/bin:/bin", 'CMD ["sleep", "infinity"]', "WORKDIR /sandbox"]
 
 
-def build_image(client: Any, tag: str = DEFAULT_TAG) -> str:
+def build_image(client: Any, tag: str) -> str:
     """Write the root filesystem of this interpreter and import it as ``tag``; returns the image id."""
     previous = _image_id(client, tag)
     with tempfile.TemporaryDirectory(prefix="agentflow-rootfs-") as tmp:
@@ -63,12 +69,24 @@ def build_image(client: Any, tag: str = DEFAULT_TAG) -> str:
     return str(built)
 
 
-def resolve_image(client: Any, configured: str | None, default: str = DEFAULT_TAG) -> str:
-    """The image to run: the configured one, else ``default``, the one ``agentflow sandbox build`` makes.
+def local_tag() -> str:
+    """The name of the image agentflow builds itself: ``AGENTFLOW_SANDBOX_TAG``, else ``agentflow-sandbox:local``.
+
+    A variable, not a config key: it names agentflow's own image (tests use their own so that none
+    removes the one others run in), while ``[tools.python_coder] image`` names one of yours.
+    """
+    return os.environ.get(TAG_VARIABLE, "").strip() or DEFAULT_TAG
+
+
+def resolve_image(client: Any, configured: str | None) -> str:
+    """The image to run: the configured one, else the local image, built here the first time it is needed.
 
     Never pulls: registries are often out of reach, and a pull in the middle of a solve is a surprise.
+    A configured image is never built either: it is the user's, and a missing one is one line naming
+    the fix. The local image is made from this machine's Python in a few seconds, so a fresh clone's
+    first solve has its sandbox without a setup step (issue 34); the one line logged says so.
     """
-    wanted = configured or default
+    wanted = configured or local_tag()
     try:
         found = _image_id(client, wanted)
     except Exception as exc:  # the daemon answered, but not about images
@@ -76,16 +94,30 @@ def resolve_image(client: Any, configured: str | None, default: str = DEFAULT_TA
     if found is not None:
         return wanted
     if configured is None:
-        raise SandboxError(
-            f"no sandbox image: run `agentflow sandbox build` (it makes {default} from this machine's Python, "
-            "no download), or set [tools.python_coder] image to an image with python3"
-        )
-    if configured == DEFAULT_TAG:
+        return _build_missing(client, wanted)
+    local = local_tag()
+    if configured == local:
         raise SandboxError(f"Docker image {configured!r} is missing: run `agentflow sandbox build`")
     raise SandboxError(
         f"Docker image {configured!r} is missing: `docker pull {configured}` (or build it), or run "
-        f'`agentflow sandbox build` and set [tools.python_coder] image = "{DEFAULT_TAG}" (or leave it unset)'
+        f'`agentflow sandbox build` and set [tools.python_coder] image = "{local}" (or leave it unset)'
     )
+
+
+def _build_missing(client: Any, tag: str) -> str:
+    logger.warning(
+        "building the sandbox image %s from this machine's Python (once, a few seconds, no download): "
+        "python_coder runs its programs in it",
+        tag,
+    )
+    try:
+        build_image(client, tag)
+    except Exception as exc:
+        raise SandboxError(
+            f"no sandbox image, and building {tag} from this machine's Python failed ({one_line(exc)}); "
+            "fix that and run `agentflow sandbox build`, or set [tools.python_coder] image to an image with python3"
+        ) from None
+    return tag
 
 
 def _image_id(client: Any, tag: str) -> str | None:

@@ -27,8 +27,9 @@ MAX_INODES = 16384
 class DockerSettings:
     """Every knob of a ``DockerSandbox``; ``[tools.python_coder]`` takes the same keys."""
 
-    #: Any image with ``python3`` (3.8+) and ``sleep`` on PATH. Unset: ``agentflow-sandbox:local``,
-    #: the image ``agentflow sandbox build`` makes; a clear error when it is not there either.
+    #: Any image with ``python3`` (3.8+) and ``sleep`` on PATH; never pulled or built. Unset: the local
+    #: image ``agentflow-sandbox:local`` (or ``$AGENTFLOW_SANDBOX_TAG``), built from this machine's Python
+    #: the first time it is needed (``agentflow sandbox build`` builds it now).
     image: str | None = None
     #: Wall-clock limit of one run (``run(timeout_s=...)`` overrides it), enforced in the container
     #: and again by a host watchdog.
