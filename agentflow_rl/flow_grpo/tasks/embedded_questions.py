@@ -10,10 +10,10 @@ Training and held-out questions share no template, no entity and no number range
 score measures what the modules learnt about *kinds* of questions, not the strings. The files are
 reproducible from the seed::
 
-    python -m agentflow_rl.flow_grpo.tasks.embedded_questions OUT_DIR   # embedded_{corpus,train,eval}.jsonl
+    python -m agentflow_rl.flow_grpo.tasks.embedded_questions OUT_DIR   # embedded_{corpus,train,eval,...}.jsonl
 
-The three files in ``data/`` are its output with the defaults (a test keeps them so). Rows carry ``kind`` and the gold first ``tool`` besides
-the question and its answers.
+The files in ``data/`` are its output with the defaults (a test keeps them so). Rows carry
+``kind`` and the gold first ``tool`` besides the question and its answers.
 """
 
 from __future__ import annotations
@@ -181,14 +181,21 @@ def _text(number: Fraction) -> str:
     return f"{float(number):.10f}".rstrip("0")
 
 
+#: The kinds one tool call answers: what the answer stage trains on, one turn per rollout.
+ONE_CALL = ("arithmetic", "fact")
+
+
 def write(folder: str | Path, train: int = 600, held_out: int = 90, seed: int = 0) -> tuple[Path, Path, Path]:
-    """The corpus, the training questions and the held-out questions, as three JSONL files."""
+    """The corpus, the training questions and the held-out questions, as JSONL files; also the
+    training questions of the :data:`ONE_CALL` kinds alone (``embedded_train_one_call.jsonl``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     world = World.make(seed)
     corpus, train_path, eval_path = (folder / f"embedded_{name}.jsonl" for name in ("corpus", "train", "eval"))
+    train_rows = questions(world, "train", train, seed)
     _write_jsonl(corpus, world.passages())
-    _write_jsonl(train_path, questions(world, "train", train, seed))
+    _write_jsonl(train_path, train_rows)
+    _write_jsonl(folder / "embedded_train_one_call.jsonl", [r for r in train_rows if r["kind"] in ONE_CALL])
     _write_jsonl(eval_path, questions(world, "eval", held_out, seed))
     return corpus, train_path, eval_path
 
