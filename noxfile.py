@@ -101,6 +101,18 @@ def train(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def train_embedded(session: nox.Session) -> None:
+    """The embedded default's shipped adapters, retrained: planner tool choice, then answers from tool
+    results, then GGUF into agentflow_core/adapters/smollm2 (docs/flow-grpo.md; needs Docker and the sandbox image)."""
+    session.install(TORCH)
+    session.install("-e", ".[local,rl,search]")
+    configs = Path("agentflow_rl/flow_grpo/configs")
+    session.run("agentflow", "train", str(configs / "embedded_planner.toml"), *session.posargs)
+    session.run("agentflow", "train", str(configs / "embedded_generator.toml"), *session.posargs)
+    session.run("agentflow", "adapters", "export-gguf", "runs/embedded-generator/policy", "agentflow_core/adapters/smollm2")
+
+
+@nox.session(python="3.11")
 def train_smoke(session: nox.Session) -> None:
     """The synthetic proof: a tiny policy to 90% held-out success on CPU, the no-advantage ablation, a curve PNG."""
     session.install(TORCH)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from agentflow_core import Trajectory
+from agentflow_core.engines import adapter_files
+from agentflow_core.records import MODULE_ROLES
 from agentflow_core.serde import from_json
 from agentflow_core.testing import assert_no_copied_text, registry_with, tool_texts
 from agentflow_rl.benchmarks.extract import answer_line
@@ -29,10 +31,18 @@ def solve(tmp_path: Path, question: str, *flags: str) -> Trajectory:
     return trajectory
 
 
+def _module_engines(trajectory: Trajectory) -> dict[str, str]:
+    return {role: engine for role, engine in trajectory.engines.items() if not role.startswith("tool:")}
+
+
 def test_solve_on_the_embedded_model(tmp_path: Path) -> None:
     trajectory = solve(tmp_path, "What is the capital of France?", "--max-steps", "2", "--tools", "base_generator")
 
-    assert set(trajectory.engines.values()) == {"llamacpp:smollm2"}
+    shipped = {path.stem for path in adapter_files.shipped_folder().glob("*.gguf")}
+    assert _module_engines(trajectory) == {
+        role: f"llamacpp:smollm2+{role}" if role in shipped else "llamacpp:smollm2" for role in MODULE_ROLES
+    }
+    assert "paris" in answer_line(trajectory.answer or "").lower()
     assert trajectory.analysis is not None and trajectory.analysis.text
     assert 1 <= len(trajectory.steps) <= 2
     for step in trajectory.steps:
@@ -55,3 +65,16 @@ def test_exact_arithmetic_runs_in_the_sandbox(tmp_path: Path, sandbox_image: str
     assert step.decision.tool == "python_coder" and step.tool_call.arguments == {"query": step.decision.sub_goal}
     assert step.result.output.startswith("Output:\n391\n"), step.result  # type: ignore[union-attr]
     assert trajectory.final_answer is not None and answer_line(trajectory.final_answer.text)
+
+
+def test_the_shipped_adapters_load_by_default_and_the_flag_turns_them_off(tmp_path: Path) -> None:
+    """The package's own adapters (not a test's stand-ins): the planner and generator Flow-GRPO trained."""
+    shipped = {path.stem for path in adapter_files.shipped_folder().glob("*.gguf")}
+    assert {"planner", "generator"} <= shipped
+    engines = {}
+    for name, flags in {"adapters": (), "off": ("--no-adapters",)}.items():
+        trajectory = solve(tmp_path, "What is the capital of France?", "--max-steps", "1", *flags)
+        engines[name] = {call.role: call.engine for call in trajectory.module_calls()}
+    assert engines["adapters"]["planner"] == "llamacpp:smollm2+planner"
+    assert engines["adapters"]["generator"] == "llamacpp:smollm2+generator"
+    assert set(engines["off"].values()) == {"llamacpp:smollm2"}

@@ -144,7 +144,8 @@ class TaskConfig:
     verifier: str | None = None
     #: The generator module by registered name; unset keeps the task's own.
     generator: str | None = None
-    #: How answers are scored (``records``): ``exact_match``.
+    #: How answers are scored (``records``): ``exact_match`` (the whole answer), or ``short_answer`` (its
+    #: ``Answer:`` line; numbers compared as numbers, F1 as the graded value).
     scorer: str = "exact_match"
     #: The reward, by name in the reward registry (``register_rewards``): ``outcome`` (the paper's:
     #: 1 when the scorer calls the final answer right) or ``tool_choice`` (1 when the planner's first

@@ -46,6 +46,8 @@ def register_rollout_backends(register: RolloutBackendRegistrar) -> None:
 
 @hookimpl
 def register_modules(register: ModuleRegistrar) -> None:
+    from agentflow_rl.flow_grpo.tasks.decisions_only import DecisionsOnlyPlanner
     from agentflow_rl.flow_grpo.tasks.tool_choice import register_tool_choice_modules
 
     register_tool_choice_modules(register)
+    register("planner", "default_decisions", DecisionsOnlyPlanner)

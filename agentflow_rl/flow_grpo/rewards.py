@@ -22,11 +22,17 @@ import re
 import string
 import unicodedata
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Protocol
 
 import attrs
 
 from agentflow_core import Score, Trajectory
+from agentflow_rl.benchmarks.extract import candidates
+from agentflow_rl.benchmarks.math import last_number
+from agentflow_rl.benchmarks.normalize import as_number
+from agentflow_rl.benchmarks.qa import exact_match as qa_exact_match
+from agentflow_rl.benchmarks.qa import token_f1
 from agentflow_rl.flow_grpo.tasks.records import TrainRecord
 
 #: Reads an answer against a record's gold answers (a benchmark's ``score`` fits).
@@ -42,6 +48,44 @@ def exact_match(record: TrainRecord, answer: str) -> Score:
     got = _normalise(answer)
     correct = any(got == _normalise(gold) for gold in record.answers)
     return Score(correct=correct, value=float(correct), method="exact_match", extracted=answer.strip())
+
+
+def short_answer(record: TrainRecord, answer: str) -> Score:
+    """The reply's short answer (its ``Answer:`` line) against the gold answers, as a benchmark would read it.
+
+    Where every gold answer is a number, the answer's last number must equal one: exactly for a whole
+    gold number, within rounding to two decimals otherwise (a printed ``19.308000000000003`` or a
+    rounded ``19.31`` for ``19.308``); the value is 0 or 1. Otherwise normalised exact match, with the
+    token F1 as the graded value.
+
+    >>> short_answer(TrainRecord("1", "q", ("391",)), "17 * 23 is 391.\\n\\nAnswer: 391").correct
+    True
+    >>> short_answer(TrainRecord("1", "q", ("391",)), "The product.\\n\\nAnswer: 17 * 23").correct
+    False
+    """
+    spans = candidates(answer)
+    golds = [as_number(gold) for gold in record.answers]
+    if golds and all(gold is not None for gold in golds):
+        for span in spans:
+            got = last_number(span)
+            if got is not None and any(_close(got, gold) for gold in golds if gold is not None):
+                return Score(correct=True, value=1.0, method="number", extracted=span)
+        return Score(correct=False, value=0.0, method="number", extracted=spans[0] if spans else "")
+    for span in spans:
+        if qa_exact_match(span, record.answers):
+            return Score(correct=True, value=1.0, method="exact_match", extracted=span)
+    f1 = max((token_f1(span, record.answers) for span in spans), default=0.0)
+    return Score(correct=False, value=f1, method="exact_match", extracted=spans[0] if spans else "")
+
+
+def _close(got: Fraction, gold: Fraction) -> bool:
+    if gold.denominator == 1:
+        return got == gold
+    return abs(got - gold) <= Fraction(1, 200)
+
+
+#: The scorers a records task can name (``[task] scorer``).
+SCORERS: dict[str, Scorer] = {"exact_match": exact_match, "short_answer": short_answer}
 
 
 @attrs.frozen

@@ -19,7 +19,7 @@ from agentflow_core.plugins import AgentFlowPluginManager, make_plugin_manager
 from agentflow_core.records import MODULE_ROLES, ModuleRole
 from agentflow_rl.flow_grpo.config import RolloutConfig, TaskConfig, TaskKind
 from agentflow_rl.flow_grpo.model.trained import BASE
-from agentflow_rl.flow_grpo.rewards import Scorer, exact_match
+from agentflow_rl.flow_grpo.rewards import SCORERS, Scorer
 from agentflow_rl.flow_grpo.rollout import POLICY_PROVIDER
 from agentflow_rl.flow_grpo.tasks.records import TrainRecord, load_records
 from agentflow_rl.flow_grpo.tasks.synthetic.plugin import SyntheticPlugin
@@ -87,9 +87,9 @@ def _check_gold_tools(records: Sequence[TrainRecord], path: str | None, enabled:
 
 
 def _scorer(name: str) -> Scorer:
-    if name != "exact_match":
-        raise ConfigError(f"task.scorer {name!r} is unknown; the built-in scorer is 'exact_match'")
-    return exact_match
+    if name not in SCORERS:
+        raise ConfigError(f"task.scorer {name!r} is unknown; the built-in scorers are {', '.join(map(repr, SCORERS))}")
+    return SCORERS[name]
 
 
 def policy_engine(name: str, rollout: RolloutConfig, *, temperature: float) -> EngineConfig:

@@ -1,0 +1,128 @@
+"""What the embedded default's adapters are trained on: the question files, the scorer, the planner's rollouts."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentflow_core import Solver
+from agentflow_core.config import config_from_dict
+from agentflow_core.testing import Reply, ScriptedOpenAIServer, registry_with, scripted_json
+from agentflow_rl.flow_grpo.config import bundled_config, load_train_config
+from agentflow_rl.flow_grpo.rewards import short_answer
+from agentflow_rl.flow_grpo.tasks.embedded_questions import write
+from agentflow_rl.flow_grpo.tasks.records import TrainRecord
+from tests.helpers import engine_table
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.parametrize("config", ["embedded_planner.toml", "embedded_generator.toml"])
+def test_the_shipped_question_files_are_what_the_generator_writes(tmp_path: Path, config: str) -> None:
+    _, _, held_out = write(tmp_path)
+    task = load_train_config(bundled_config(config)).task
+    assert task.train_file is not None and task.eval_file is not None
+    assert (tmp_path / Path(task.train_file).name).read_text() == Path(task.train_file).read_text()
+    assert held_out.read_text() == Path(task.eval_file).read_text()
+    for name in ("embedded_corpus.jsonl", "embedded_train_one_call.jsonl"):
+        assert (tmp_path / name).read_text() == (Path(task.eval_file).parent / name).read_text()
+
+
+def test_held_out_questions_share_no_name_number_or_template_with_training(tmp_path: Path) -> None:
+    _, train, held_out = write(tmp_path)
+    train_rows, eval_rows = _rows(train), _rows(held_out)
+    assert {r["kind"] for r in eval_rows} == {"arithmetic", "fact", "two_step"}
+
+    def names(text: str) -> set[str]:
+        return set(re.findall(r"\b[A-Z][a-z]+ [A-Z][a-z]+\b|\b[A-Z][a-z]{4,}\b", text))
+
+    def numbers(text: str) -> set[str]:
+        return set(re.findall(r"\d{3,}", text))
+
+    def template(text: str) -> str:
+        return re.sub(r"\b[A-Z][a-z]+( [A-Z][a-z]+)*\b|[\d.,]+", "_", text[1:])
+
+    seen_names = set().union(*(names(r["question"]) for r in train_rows))
+    seen_numbers = set().union(*(numbers(r["question"]) for r in train_rows))
+    seen_templates = {template(r["question"]) for r in train_rows}
+    for row in eval_rows:
+        assert not names(row["question"]) & seen_names, row
+        assert not numbers(row["question"]) & seen_numbers, row
+        assert template(row["question"]) not in seen_templates, row
+
+
+def test_every_fact_is_in_exactly_one_passage_of_the_corpus(tmp_path: Path) -> None:
+    corpus, train, held_out = write(tmp_path)
+    passages = [p["contents"] for p in _rows(corpus)]
+    for row in _rows(train)[:60] + _rows(held_out):
+        if row["kind"] == "fact":
+            [name] = [m for m in re.findall(r"[A-Z][a-z]+(?: [A-Z][a-z]+)*", row["question"][1:])]
+            holding = [p for p in passages if p.startswith(f'"{name}"')]
+            assert len(holding) == 1, name
+            assert any(answer in holding[0].replace(",", "") for answer in row["answers"]), (row, holding)
+
+
+@pytest.mark.parametrize(
+    ("gold", "reply", "correct"),
+    [
+        ("391", "The sandbox printed 391.\n\nAnswer: 391", True),
+        ("391", "The product of the two.\n\nAnswer: 17 * 23", False),
+        ("19.308", "Answer: 19.308000000000003", True),  # a float as Python prints it
+        ("19.308", "Answer: 19.31", True),  # rounded to cents
+        ("19.308", "Answer: 19.4", False),
+        ("48117", "Answer: 48,117 people", True),
+        ("Corin Keselo", "The passage names the mayor.\n\nAnswer: Corin Keselo", True),
+        ("Corin Keselo", "Answer: Keselo", False),
+    ],
+)
+def test_short_answers_are_read_from_the_answer_line(gold: str, reply: str, correct: bool) -> None:
+    assert short_answer(TrainRecord("1", "q", (gold,)), reply).correct is correct
+
+
+def test_a_wrong_name_earns_its_word_overlap_as_the_graded_value() -> None:
+    score = short_answer(TrainRecord("1", "q", ("Corin Keselo",)), "Answer: Keselo")
+    assert score.value == pytest.approx(2 / 3)
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedOpenAIServer]:
+    with ScriptedOpenAIServer() as server:
+        yield server
+
+
+async def test_the_decisions_only_planner_sends_the_shipped_planners_decision_prompt(
+    server: ScriptedOpenAIServer,
+) -> None:
+    """Training the planner without its analysis call teaches it the very prompt the shipped planner sends."""
+    replies = (
+        scripted_json({"tool": "base_generator", "question": "What is the capital of Peru?"}),
+        scripted_json({"analysis": "It answered.", "decision": "STOP"}),
+        scripted_json({"reasoning": "The tool said Lima.", "answer": "Lima"}),
+    )
+    server.set_responder("t", lambda request: Reply("Lima."))
+    prompts = {}
+    for planner in ("default", "default_decisions"):
+        server.enqueue("m", *(() if planner == "default_decisions" else (Reply("A capital is asked."),)), *replies)
+        config = config_from_dict(
+            {
+                "agent": {"tools": ["base_generator"], "max_steps": 1},
+                "modules": {"planner": planner},
+                "engines": {"default": engine_table(server, "m")},
+                "tools": {"base_generator": {"engine": engine_table(server, "t")}},
+            }
+        )
+        async with Solver(config, registry=registry_with()) as solver:
+            trajectory = await solver.asolve("What is the capital of Peru?")
+        assert trajectory.error is None and trajectory.answer is not None and trajectory.answer.endswith("Answer: Lima")
+        calls = [c for c in trajectory.module_calls() if c.role == "planner"]
+        prompts[planner] = [c.messages for c in calls if c.purpose == "next_step"]
+        assert [c.purpose for c in calls] == (
+            ["next_step"] if planner == "default_decisions" else ["analyze", "next_step"]
+        )
+    assert prompts["default_decisions"] == prompts["default"]
