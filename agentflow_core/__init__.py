@@ -61,7 +61,7 @@ from agentflow_core.registry import (
 )
 from agentflow_core.serde import converter
 from agentflow_core.solver import Solver
-from agentflow_core.tool import Tool, ToolContext, ToolExample, ToolSpec
+from agentflow_core.tool import Tool, ToolContext, ToolExample, ToolOutput, ToolSpec
 from agentflow_core.tool_source import ToolAnnouncer, ToolSource, ToolSourceContext
 
 __all__ = [
@@ -111,6 +111,7 @@ __all__ = [
     "ToolErrorKind",
     "ToolExample",
     "ToolFailure",
+    "ToolOutput",
     "ToolRegistrar",
     "ToolResult",
     "ToolSource",

@@ -79,6 +79,9 @@ class ToolErrorKind(enum.Enum):
 class ToolSuccess:
     output: str
     elapsed_s: float = 0.0
+    #: The result as one short value (a number, a name), when the tool gave one (``ToolOutput``):
+    #: the default generator offers it as the answer to choose, so a small model need not copy it.
+    value: str | None = None
 
 
 @attrs.frozen
@@ -141,6 +144,14 @@ class UnfinishedStep:
 class Answer:
     text: str
     call: ModuleCall | None = None
+    #: The generator's earlier call that offered the tools' short values as the answer, when none
+    #: was taken and ``call`` then wrote one (``agentflow_core.modules.generator``).
+    choice: ModuleCall | None = None
+
+    def module_calls(self) -> Iterator[ModuleCall]:
+        for call in (self.choice, self.call):
+            if call is not None:
+                yield call
 
 
 class StopReason(enum.Enum):
@@ -182,8 +193,8 @@ class Trajectory:
         if self.unfinished:
             yield from self.unfinished.module_calls()
         for answer in (self.final_answer, self.direct_answer):
-            if answer and answer.call:
-                yield answer.call
+            if answer:
+                yield from answer.module_calls()
 
     def usage_by_module(self) -> dict[str, Usage]:
         totals: dict[str, Usage] = {}

@@ -42,6 +42,19 @@ class ToolSpec:
 
 
 @attrs.frozen
+class ToolOutput:
+    """A result that boils down to one short value, returned instead of plain text.
+
+    ``text`` is the observation every module reads; ``value`` (a number, a name: what a reader
+    would quote) is offered to the generator as a ready answer to choose rather than to copy, which
+    a small model does badly: SmolLM2 answered ``17 * 23`` with the sandbox's ``391`` in front of it.
+    """
+
+    text: str
+    value: str | None = None
+
+
+@attrs.frozen
 class ToolContext:
     """Everything a tool factory may use. One per solver, so two solvers never share a tool."""
 
@@ -55,8 +68,8 @@ class ToolContext:
 class Tool(Protocol):
     spec: ToolSpec
 
-    async def run(self, arguments: Mapping[str, Any]) -> str:
-        """Do the work and return the observation text. Raise ``ToolError`` on failure."""
+    async def run(self, arguments: Mapping[str, Any]) -> str | ToolOutput:
+        """Do the work and return the observation text (or ``ToolOutput``). Raise ``ToolError`` on failure."""
         ...
 
     async def aclose(self) -> None: ...

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from agentflow_core.errors import EngineError, ToolError
 from agentflow_core.records import ToolCall, ToolErrorKind, ToolFailure, ToolResult, ToolSuccess
-from agentflow_core.tool import Tool, ToolSpec
+from agentflow_core.tool import Tool, ToolOutput, ToolSpec
 
 
 class Toolset:
@@ -34,7 +34,7 @@ class Toolset:
         result = await self._run(call)
         elapsed = time.perf_counter() - started
         if isinstance(result, ToolSuccess):
-            return ToolSuccess(result.output, elapsed_s=elapsed)
+            return ToolSuccess(result.output, elapsed_s=elapsed, value=result.value)
         return ToolFailure(result.kind, result.error, elapsed_s=elapsed)
 
     async def _run(self, call: ToolCall) -> ToolResult:
@@ -54,6 +54,9 @@ class Toolset:
             return ToolFailure(ToolErrorKind.FAILED, str(exc) or type(exc).__name__)
         except Exception as exc:  # plugin code: report it in memory rather than kill the solve
             return ToolFailure(ToolErrorKind.CRASHED, f"{call.tool} raised {type(exc).__name__}: {exc}")
+        if isinstance(output, ToolOutput) and isinstance(output.text, str):
+            value = " ".join(output.value.split()) if isinstance(output.value, str) else None
+            return ToolSuccess(output.text, value=value or None)
         if not isinstance(output, str):
             return ToolFailure(ToolErrorKind.CRASHED, f"{call.tool} returned {type(output).__name__}, not text")
         return ToolSuccess(output)

@@ -31,6 +31,7 @@ from agentflow_core import (
     Message,
     ToolContext,
     ToolError,
+    ToolOutput,
     ToolSpec,
     structure_settings,
 )
@@ -96,7 +97,7 @@ class PythonCoder:
         self._sandbox = DockerSandbox(settings=self._settings)
         self._starting = asyncio.Lock()
 
-    async def run(self, arguments: Mapping[str, Any]) -> str:
+    async def run(self, arguments: Mapping[str, Any]) -> ToolOutput:
         await self._start()  # first: a missing image or daemon fails before any tokens are spent
         expression = arithmetic_expression(str(arguments["query"]))
         if expression is not None:
@@ -115,7 +116,7 @@ class PythonCoder:
             else:
                 result = await self._sandbox.run(code, timeout_s=self._settings.timeout_s)
                 if result.ok and result.stdout.strip():
-                    return success_text(code, result, repaired=failures)
+                    return success_output(code, result, repaired=failures)
                 problem = failure_text(code, result, self._settings.timeout_s)
                 fix = "Fix the program. Reply with the complete corrected program in a single ```python code block."
             failures.append(problem)
@@ -124,12 +125,12 @@ class PythonCoder:
             # The engine sees what it wrote and what went wrong, as a chat: the usual shape of a repair.
             conversation += [Message("assistant", reply), Message("user", f"{problem}\n\n{fix}")]
 
-    async def _run_as_written(self, code: str) -> str:
+    async def _run_as_written(self, code: str) -> ToolOutput:
         """A program the tool wrote itself: its failure (``1 / 0``) is the request's, no engine would fix it."""
         result = await self._sandbox.run(code, timeout_s=self._settings.timeout_s)
         if not result.ok:
             raise ToolError(failure_text(code, result, self._settings.timeout_s))
-        return success_text(code, result)
+        return success_output(code, result)
 
     async def aclose(self) -> None:
         """The engine belongs to the solver's pool; the containers are ours."""
@@ -207,7 +208,8 @@ def _compiles(text: str) -> bool:
     return any(ch in text for ch in "(=\n")  # a lone word compiles too, but is no program
 
 
-def success_text(code: str, result: ExecutionResult, repaired: list[str] | None = None) -> str:
+def success_output(code: str, result: ExecutionResult, repaired: list[str] | None = None) -> ToolOutput:
+    """The output, then the code; a program that printed one short line has that line as its value."""
     # The output comes first: prompts cut long observations, and the code matters less than its result.
     lines = ["Output:", result.stdout.rstrip()]
     if result.truncated:
@@ -215,7 +217,19 @@ def success_text(code: str, result: ExecutionResult, repaired: list[str] | None 
     if repaired:
         first_line = repaired[-1].splitlines()[0]
         lines.append(f"(This program is a repair: {len(repaired)} earlier attempt(s) failed; the last: {first_line})")
-    return "\n".join([*lines, _code_block(code)])
+    return ToolOutput("\n".join([*lines, _code_block(code)]), value=printed_value(result))
+
+
+#: The longest printed line that still counts as one value rather than a sentence or a table.
+VALUE_CHARS = 60
+
+
+def printed_value(result: ExecutionResult) -> str | None:
+    """What the program printed, when that is a single short line (``391``, ``[2, 3]``)."""
+    printed = result.stdout.strip()
+    if result.truncated or not printed or "\n" in printed or len(printed) > VALUE_CHARS:
+        return None
+    return printed
 
 
 def failure_text(code: str, result: ExecutionResult, timeout_s: float) -> str:

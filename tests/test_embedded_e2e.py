@@ -64,17 +64,5 @@ def test_exact_arithmetic_runs_in_the_sandbox(tmp_path: Path, sandbox_image: str
     [step] = trajectory.steps
     assert step.decision.tool == "python_coder" and step.tool_call.arguments == {"query": step.decision.sub_goal}
     assert step.result.output.startswith("Output:\n391\n"), step.result  # type: ignore[union-attr]
-    assert trajectory.final_answer is not None and answer_line(trajectory.final_answer.text)
-
-
-def test_the_shipped_adapters_load_by_default_and_the_flag_turns_them_off(tmp_path: Path) -> None:
-    """The package's own adapters (not a test's stand-ins): the planner and generator Flow-GRPO trained."""
-    shipped = {path.stem for path in adapter_files.shipped_folder().glob("*.gguf")}
-    assert {"planner", "generator"} <= shipped
-    engines = {}
-    for name, flags in {"adapters": (), "off": ("--no-adapters",)}.items():
-        trajectory = solve(tmp_path, "What is the capital of France?", "--max-steps", "1", *flags)
-        engines[name] = {call.role: call.engine for call in trajectory.module_calls()}
-    assert engines["adapters"]["planner"] == "llamacpp:smollm2+planner"
-    assert engines["adapters"]["generator"] == "llamacpp:smollm2+generator"
-    assert set(engines["off"].values()) == {"llamacpp:smollm2"}
+    assert step.result.value == "391"  # type: ignore[union-attr]
+    assert trajectory.final_answer is not None and answer_line(trajectory.final_answer.text) == "391"

@@ -17,8 +17,9 @@ from agentflow_core.records import ToolErrorKind
 from agentflow_core.registry import Registry
 from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, scripted_json
 from agentflow_tools.arithmetic import arithmetic_expression
-from agentflow_tools.python_coder import PythonCoder, extract_code, readiness
+from agentflow_tools.python_coder import PythonCoder, extract_code, printed_value, readiness
 from agentflow_tools.sandbox import DEFAULT_TAG
+from agentflow_tools.sandbox.base import ExecutionResult
 from tests.helpers import engine_table
 
 PRODUCT = 123456789 * 987654321  # 121932631112635269
@@ -60,9 +61,11 @@ async def test_the_engine_writes_code_and_the_sandbox_runs_it(
 ) -> None:
     server.enqueue("m-tool", code_reply("a, b = 123456789, 987654321\nprint(a * b)"))
     async with coder(engine, image=sandbox_image) as tool:
-        observation = await tool.run({"query": TASK})
+        output = await tool.run({"query": TASK})
+    observation = output.text
     assert f"Output:\n{PRODUCT}" in observation
     assert "print(a * b)" in observation  # the code that ran is part of the observation
+    assert output.value == str(PRODUCT)  # one printed line: the generator is offered it as the answer
     [request] = server.requests_for("m-tool")
     assert "PRINTS the result" in request.messages[0]["content"]
     assert request.messages[-1]["content"] == f"Task: {TASK}"
@@ -106,7 +109,7 @@ async def test_a_failed_program_goes_back_with_its_traceback_and_the_repair_runs
     broken = code_reply("print(multiply(123456789, 987654321))")
     server.enqueue("m-tool", broken, code_reply(f"print({TASK_CODE})"))
     async with coder(engine, image=sandbox_image) as tool:
-        observation = await tool.run({"query": TASK})
+        observation = (await tool.run({"query": TASK})).text
     assert observation.startswith(f"Output:\n{PRODUCT}\n")
     assert "This program is a repair: 1 earlier attempt(s) failed" in observation
     first, second = server.requests_for("m-tool")
@@ -148,7 +151,7 @@ async def test_a_program_that_prints_nothing_goes_back_for_a_repair(
     silent = code_reply("def product(a, b):\n    return a * b")  # what SmolLM2 writes: a function never called
     server.enqueue("m-tool", silent, code_reply(f"print({TASK_CODE})"))
     async with coder(engine, image=sandbox_image) as tool:
-        observation = await tool.run({"query": TASK})
+        observation = (await tool.run({"query": TASK})).text
     assert observation.startswith(f"Output:\n{PRODUCT}\n")
     feedback = server.requests_for("m-tool")[1].messages[3]["content"]
     assert feedback.startswith("The program ran but printed nothing; it must print its result with print().")
@@ -166,8 +169,9 @@ async def test_arithmetic_runs_as_written_without_asking_the_engine(
     server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str, query: str, printed: str, code: str
 ) -> None:
     async with coder(engine, image=sandbox_image) as tool:
-        observation = await tool.run({"query": query})
-    assert observation == f"Output:\n{printed}\nCode:\n```python\n{code}\n```"
+        output = await tool.run({"query": query})
+    assert output.text == f"Output:\n{printed}\nCode:\n```python\n{code}\n```"
+    assert output.value == printed
     assert server.requests == []  # exact arithmetic never depends on the model's code
 
 
@@ -267,6 +271,31 @@ async def test_solve_answers_with_the_computed_product(
     assert trajectory.engines["tool:python_coder"] == "openai:m-tool"
 
 
+@pytest.mark.parametrize("choice", [str(PRODUCT), "none of these"])
+async def test_the_generator_chooses_the_printed_value_or_writes_its_own_answer(
+    server: ScriptedOpenAIServer, registry: Registry, sandbox_image: str, choice: str
+) -> None:
+    server.enqueue("m", Reply("Exact multiplication: use python_coder."), step(), verdict("STOP"))
+    server.enqueue("m-tool", code_reply("print(123456789 * 987654321)"))
+    server.enqueue("m-gen", scripted_json({"answer": choice}), scripted_json({"reasoning": "r", "answer": "own"}))
+    async with Solver(solver_config(server, sandbox_image), registry=registry) as solver:
+        trajectory = await solver.asolve("What is 123456789 times 987654321?")
+
+    [offer, *written] = server.requests_for("m-gen")
+    enum = offer.response_format["json_schema"]["schema"]["properties"]["answer"]["enum"]  # type: ignore[index]
+    assert enum == [str(PRODUCT), "none of these"]
+    assert str(PRODUCT) in offer.messages[-1]["content"]  # chosen with the result in view
+    answer = trajectory.final_answer
+    assert answer is not None
+    calls = [call.purpose for call in trajectory.module_calls() if call.role == "generator"]
+    if choice == str(PRODUCT):
+        assert written == [] and answer.text == f"python_coder returned {PRODUCT}.\n\nAnswer: {PRODUCT}"
+        assert calls == ["choose_result"]
+    else:  # declined: the answer is written, and the declined offer stays in the trajectory
+        assert len(written) == 1 and answer.text == "r\n\nAnswer: own"
+        assert calls == ["choose_result", "final_answer"]
+
+
 async def test_failing_code_shows_in_memory_and_the_loop_goes_on(
     server: ScriptedOpenAIServer, registry: Registry, sandbox_image: str
 ) -> None:
@@ -345,3 +374,18 @@ def test_agentflow_solve_with_python_coder_prints_the_computed_product(
     )
     assert result.returncode == 0, result.stderr
     assert str(PRODUCT) in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("stdout", "truncated", "value"),
+    [
+        ("391\n", False, "391"),
+        ("  [2, 3]  \n", False, "[2, 3]"),
+        ("first\nsecond\n", False, None),  # a table or a log is no single value
+        ("", False, None),
+        ("x" * 61, False, None),  # a sentence, not a value
+        ("123", True, None),  # cut output: the value may be the start of a longer one
+    ],
+)
+def test_only_one_short_printed_line_is_a_value(stdout: str, truncated: bool, value: str | None) -> None:
+    assert printed_value(ExecutionResult(stdout, "", 0, truncated=truncated)) == value

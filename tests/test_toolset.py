@@ -4,7 +4,7 @@ import pytest
 
 from agentflow_core.plugins import load_registry
 from agentflow_core.records import ToolCall, ToolErrorKind, ToolFailure, ToolSuccess
-from agentflow_core.tool import ToolContext
+from agentflow_core.tool import ToolContext, ToolOutput, ToolSpec
 from agentflow_core.toolset import Toolset
 from tests.helpers import TestTools
 
@@ -39,3 +39,38 @@ async def test_every_failure_is_a_tool_failure(
     assert isinstance(result, ToolFailure)
     assert result.kind is kind
     assert message in result.error
+
+
+class Valued:
+    """A tool that returns ``ToolOutput``: text for the modules, a short value for the generator."""
+
+    spec = ToolSpec("valued", "returns a value", {"type": "object", "properties": {}}, output="a value")
+
+    def __init__(self, output: object) -> None:
+        self.output = output
+
+    async def run(self, arguments: object) -> object:
+        return self.output
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("output", "value"),
+    [
+        (ToolOutput("Output:\n391", value="391"), "391"),
+        (ToolOutput("Output:\n391", value="  a\n b "), "a b"),  # one line, as a choice is offered
+        (ToolOutput("Output:\n391", value="   "), None),
+        (ToolOutput("Output:\n391"), None),
+        ("plain text", None),
+    ],
+)
+async def test_a_tool_may_return_a_short_value_beside_its_text(output: object, value: str | None) -> None:
+    result = await Toolset([Valued(output)], timeout_s=1).run(ToolCall("valued", {}))  # type: ignore[list-item]
+    assert isinstance(result, ToolSuccess) and result.output.startswith(("Output:", "plain")) and result.value == value
+
+
+async def test_a_tool_output_without_text_is_a_crash() -> None:
+    result = await Toolset([Valued(ToolOutput(b"bytes"))], timeout_s=1).run(ToolCall("valued", {}))  # type: ignore[arg-type,list-item]
+    assert isinstance(result, ToolFailure) and result.kind is ToolErrorKind.CRASHED

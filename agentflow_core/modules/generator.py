@@ -5,13 +5,20 @@ reasoning followed by a last line ``Answer: <answer>``. The full text stays in t
 what a person reads; scorers take the last line (``agentflow_rl.benchmarks.extract.answer_line``),
 so "…would be Boston." no longer hides a right ``Boston`` (issue 34). A reply that is not the JSON
 asked for (a server that ignores schemas) is kept as it came.
+
+When tools returned short values (``ToolOutput.value``: the number a program printed), the
+generator first chooses among them or "none of these" with one constrained call; only "none"
+leads to a written answer. SmolLM2-135M, asked to write the answer with the sandbox's ``391`` in
+its prompt, wrote ``17 * 23``; asked to choose, it takes the printed value (issue 34).
 """
 
 from __future__ import annotations
 
+import attrs
+
 from agentflow_core.engine import JsonSchema, Message
 from agentflow_core.module import FlowState, ModuleContext
-from agentflow_core.records import Answer
+from agentflow_core.records import Answer, ModuleCall, ToolSuccess
 from agentflow_core.structured import ask_structured, object_schema
 
 SYSTEM = "You write the final answer of an assistant that answers questions with tools."
@@ -30,6 +37,16 @@ DIRECT = f"""Question: {{query}}
 
 Answer the question. {REPLY}"""
 
+CHOOSE = """Question: {query}
+
+Done so far:
+{memory}
+
+Which of these results answers the question? Reply with JSON with the key "answer"."""
+
+#: The choice that sends the generator on to write an answer of its own.
+NONE_OF_THESE = "none of these"
+
 SCHEMA = JsonSchema(
     name="answer", schema=object_schema({"reasoning": {"type": "string"}, "answer": {"type": "string"}})
 )
@@ -42,13 +59,39 @@ def answer_text(reasoning: str, answer: str) -> str:
     return f"{reasoning}\n\n{short}" if reasoning else short
 
 
+def result_values(state: FlowState) -> dict[str, str]:
+    """The short values the turns' tools returned, each with the tool that returned it, latest first."""
+    values: dict[str, str] = {}
+    for step in reversed(state.steps):
+        if isinstance(step.result, ToolSuccess) and step.result.value and step.result.value != NONE_OF_THESE:
+            values.setdefault(step.result.value, step.tool_call.tool)
+    return values
+
+
 class DefaultGenerator:
     def __init__(self, context: ModuleContext) -> None:
         self.engine = context.engine
 
     async def final_answer(self, state: FlowState) -> Answer:
+        values = result_values(state)
+        choice = None
+        if values:
+            chosen, choice = await self._choose(state, values)
+            if chosen is not None:
+                return Answer(answer_text(f"{values[chosen]} returned {chosen}.", chosen), call=choice)
         prompt = FINAL.format(query=state.query.text, memory=state.memory_text)
-        return await self._answer("final_answer", prompt)
+        answer = await self._answer("final_answer", prompt)
+        return attrs.evolve(answer, choice=choice)
+
+    async def _choose(self, state: FlowState, values: dict[str, str]) -> tuple[str | None, ModuleCall]:
+        schema = JsonSchema(name="result_choice", schema=object_schema({"answer": {"enum": [*values, NONE_OF_THESE]}}))
+        prompt = CHOOSE.format(query=state.query.text, memory=state.memory_text)
+        messages = [Message("system", SYSTEM), Message("user", prompt)]
+        parsed, call = await ask_structured(
+            self.engine, role="generator", purpose="choose_result", messages=messages, schema=schema, max_tokens=64
+        )
+        chosen = parsed.values.get("answer")
+        return (chosen if chosen in values else None), call
 
     async def direct_answer(self, state: FlowState) -> Answer:
         return await self._answer("direct_answer", DIRECT.format(query=state.query.text))

@@ -168,9 +168,16 @@ def without_tokens(trajectory: Trajectory) -> Trajectory:
         trajectory,
         analysis=_strip(trajectory.analysis),
         steps=steps,
-        final_answer=_strip(trajectory.final_answer),
-        direct_answer=_strip(trajectory.direct_answer),
+        final_answer=_strip_answer(trajectory.final_answer),
+        direct_answer=_strip_answer(trajectory.direct_answer),
     )
+
+
+def _strip_answer(answer: Answer | None) -> Answer | None:
+    """An answer holds a second call when the generator declined its offered values."""
+    if answer is not None and answer.choice is not None:
+        answer = attrs.evolve(answer, choice=attrs.evolve(answer.choice, tokens=None))
+    return _strip(answer)
 
 
 _WithCall = TypeVar("_WithCall", QueryAnalysis, PlannerDecision, ToolCall, Verdict, Answer)
