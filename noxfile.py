@@ -109,7 +109,8 @@ def train_embedded(session: nox.Session) -> None:
     configs = Path("agentflow_rl/flow_grpo/configs")
     session.run("agentflow", "train", str(configs / "embedded_planner.toml"), *session.posargs)
     session.run("agentflow", "train", str(configs / "embedded_generator.toml"), *session.posargs)
-    session.run("agentflow", "adapters", "export-gguf", "runs/embedded-generator/policy", "agentflow_core/adapters/smollm2")
+    policy, shipped = "runs/embedded-generator/policy", "agentflow_core/adapters/smollm2"
+    session.run("agentflow", "adapters", "export-gguf", policy, shipped)
 
 
 @nox.session(python="3.11")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -151,7 +151,11 @@ TWO_STEP: dict[str, list[TwoStep]] = {
 def questions(world: World, split: str, count: int, seed: int = 0) -> list[dict[str, Any]]:
     """``count`` rows of ``split``, the three kinds in turn (so any prefix is balanced)."""
     rng = random.Random(f"embedded-questions-{seed}-{split}")
-    entities = {"town": world.towns[split], "person": world.people[split], "company": world.companies[split]}
+    entities: dict[str, Sequence[Any]] = {
+        "town": world.towns[split],
+        "person": world.people[split],
+        "company": world.companies[split],
+    }
     rows = []
     for i in range(count):
         kind = KINDS[i % len(KINDS)]

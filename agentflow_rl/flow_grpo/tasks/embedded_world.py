@@ -134,7 +134,9 @@ class World:
 
     def passages(self) -> list[dict[str, str]]:
         """The corpus, one passage per entity, in ``local_search``'s format (title in quotes, then text)."""
-        entities = [e for split in SPLITS for e in (*self.towns[split], *self.people[split], *self.companies[split])]
+        entities: list[Town | Person | Company] = []
+        for split in SPLITS:
+            entities += [*self.towns[split], *self.people[split], *self.companies[split]]
         return [{"id": str(n), "contents": f'"{e.name}"\n{describe(e)}'} for n, e in enumerate(entities, 1)]
 
 
