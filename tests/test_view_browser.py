@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from agentflow_core.serde import to_json
@@ -233,6 +234,26 @@ def test_a_trajectory_file_from_solve_json(page: Any, runs: dict[str, Path]) -> 
         assert page.locator("h2.query").inner_text() == "Who wrote Dune?"
         # analysis, then per turn the plan and the verdict (base_generator needs no executor call), the answer
         assert page.locator(".turn").count() == 2 and page.locator(".call").count() == 6
+
+
+def test_an_answer_with_a_declined_offer_shows_both_generator_calls_in_the_solver_s_order(
+    page: Any, runs: dict[str, Path]
+) -> None:
+    trajectory = RunDir(runs["a"]).read()[("bamboogle", "1")].trajectory
+    answer = trajectory.final_answer
+    assert answer is not None and answer.call is not None
+    offer = attrs.evolve(answer.call, purpose="choose_result", response='{"answer": "none of these"}')
+    trajectory = attrs.evolve(trajectory, final_answer=attrs.evolve(answer, choice=offer))
+    path = runs["root"] / "declined.json"
+    path.write_text(to_json(trajectory, indent=2))
+    calls = list(trajectory.module_calls())
+    with serve(path, cwd=runs["root"]) as url:
+        page.goto(url)
+        page.wait_for_selector(".answers .call")
+        assert page.locator(".call").count() == len(calls) == 7
+        shown = page.locator(".answers .call").evaluate_all("els => els.map(e => Number(e.dataset.call))")
+        assert shown == [calls.index(offer), calls.index(answer.call)] == [5, 6]
+        assert "choose_result" in page.locator(".answers .call").first.inner_text()
 
 
 @pytest.fixture(scope="module")

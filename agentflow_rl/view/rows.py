@@ -72,5 +72,6 @@ def lean(data: Any) -> Any:
 
 
 def _lean_holder(holder: Any) -> None:
-    if isinstance(holder, dict) and isinstance(holder.get("call"), dict):
-        holder["call"].update(messages=[], response="", tokens=None)
+    for key in ("call", "choice"):  # an answer's declined offer of values is a call too
+        if isinstance(holder, dict) and isinstance(holder.get(key), dict):
+            holder[key].update(messages=[], response="", tokens=None)

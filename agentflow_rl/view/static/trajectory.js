@@ -14,7 +14,13 @@ window.AF = window.AF || {};
     for (const step of t.steps) {
       for (const part of [step.decision, step.tool_call, step.verdict]) if (part && part.call) calls.push(part.call);
     }
-    for (const answer of [t.final_answer, t.direct_answer]) if (answer && answer.call) calls.push(answer.call);
+    if (t.unfinished) {
+      for (const part of [t.unfinished.decision, t.unfinished.tool_call]) if (part && part.call) calls.push(part.call);
+    }
+    for (const answer of [t.final_answer, t.direct_answer]) {
+      if (!answer) continue;
+      for (const call of [answer.choice, answer.call]) if (call) calls.push(call); /* a declined offer first */
+    }
     return calls;
   };
 
@@ -79,6 +85,7 @@ window.AF = window.AF || {};
       add(`turn ${step.index}: ${step.tool_call.tool}`, "tool", step.result.elapsed_s);
       if (step.verdict && step.verdict.call) add(`turn ${step.index}: verifier`, "verifier", step.verdict.call.latency_s);
     }
+    if (t.final_answer && t.final_answer.choice) add("generator: values offered", "generator", t.final_answer.choice.latency_s);
     if (t.final_answer && t.final_answer.call) add("generator: final answer", "generator", t.final_answer.call.latency_s);
     if (t.direct_answer && t.direct_answer.call) add("generator: direct answer", "generator", t.direct_answer.call.latency_s);
     const counted = parts.reduce((sum, p) => sum + p.seconds, 0);
@@ -130,6 +137,7 @@ window.AF = window.AF || {};
     for (const [name, answer] of [["final answer", t.final_answer], ["direct answer", t.direct_answer]]) {
       if (!answer) continue;
       AF.add(card, field(name, h("pre", { class: "answer" }, answer.text)));
+      if (answer.choice) AF.add(card, callBlock(answer.choice, ctx));
       if (answer.call) AF.add(card, callBlock(answer.call, ctx));
     }
     if (!t.final_answer && !t.direct_answer) AF.add(card, h("p", { class: "muted" }, "no answer was written"));
