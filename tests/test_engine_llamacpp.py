@@ -70,6 +70,25 @@ async def test_json_schema_output_validates(engine: LlamaCppEngine, prompt: str,
     assert completion.usage.completion_tokens <= max_tokens
 
 
+LAYOUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "tool": {"enum": ["python_coder", "local_search"]},
+        "numbers": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 3},
+        "detail": {"type": "object", "properties": {"sure": {"type": "boolean"}}, "required": ["sure"]},
+    },
+    "required": ["tool", "numbers", "detail"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("prompt", JSON_PROMPTS[:2])
+async def test_json_comes_in_the_layout_the_trainer_s_engines_write(engine: LlamaCppEngine, prompt: str) -> None:
+    """``json.dumps``'s spacing and no other: an adapter trained after ``{"tool": "`` is served after it."""
+    completion = await engine.generate(_ask(prompt, json_schema=JsonSchema("layout", LAYOUT_SCHEMA), max_tokens=64))
+    assert completion.text == json.dumps(json.loads(completion.text), ensure_ascii=False)
+
+
 async def test_concurrent_first_calls_load_once_and_all_succeed(
     engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -167,11 +167,29 @@ def _schema_grammar(schema_json: str) -> LlamaGrammar:
     from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
     gbnf = json_schema_to_gbnf(schema_json).replace(_LOOSE_JSON_CHAR, _STRICT_JSON_CHAR)
-    return LlamaGrammar.from_string(gbnf, verbose=False)
+    return LlamaGrammar.from_string(canonical_spacing(gbnf), verbose=False)
 
 
 _LOOSE_JSON_CHAR = r'char ::= [^"\\] '
 _STRICT_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] '
+
+
+def canonical_spacing(gbnf: str) -> str:
+    """The converter's grammar with one layout left: ``{"key": value, "other": [1, 2]}``.
+
+    The converter lets the model put an optional space after every token, and SmolLM2 takes it
+    (``{ "tool": "``). The trainer's engines write ``json.dumps``'s layout (xgrammar without free
+    whitespace), so a Flow-GRPO adapter learns its decisions after ``{"tool": "``; served with free
+    spaces, it would decide in a context it never saw. A grammar that another converter version
+    writes differently is left as it is.
+    """
+    if _FREE_SPACE not in gbnf:
+        return gbnf
+    gbnf = gbnf.replace('space ":" space', '": "').replace('"," space', '", "')
+    return gbnf.replace(_FREE_SPACE, 'space ::= ""')
+
+
+_FREE_SPACE = 'space ::= " "?'
 
 
 def _first_set(*values: Any) -> Any:
