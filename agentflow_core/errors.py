@@ -56,7 +56,15 @@ class ModuleError(AgentFlowError):
 
 
 class ToolError(AgentFlowError):
-    """A tool failed; the solver records it as a visible tool error and goes on."""
+    """A tool failed; the solver records it as a visible tool error and goes on.
+
+    ``calls`` are the LLM calls the tool made before it failed (``agentflow_core.records.ModuleCall``):
+    the trajectory keeps them, as it keeps a successful run's.
+    """
+
+    def __init__(self, *args: object, calls: tuple[object, ...] = ()) -> None:
+        super().__init__(*args)
+        self.calls = calls
 
 
 class ToolSourceError(AgentFlowError):

@@ -82,6 +82,9 @@ class ToolSuccess:
     #: The result as one short value (a number, a name), when the tool gave one (``ToolOutput``):
     #: the default generator offers it as the answer to choose, so a small model need not copy it.
     value: str | None = None
+    #: The LLM calls the tool made itself (python_coder's program), recorded as the module named by
+    #: its spec's ``engine_role``: they are in the trajectory, and trained with that module.
+    calls: tuple[ModuleCall, ...] = ()
 
 
 @attrs.frozen
@@ -89,6 +92,8 @@ class ToolFailure:
     kind: ToolErrorKind
     error: str
     elapsed_s: float = 0.0
+    #: As ``ToolSuccess.calls``: a failed program's calls are kept (and trained on) too.
+    calls: tuple[ModuleCall, ...] = ()
 
 
 ToolResult = ToolSuccess | ToolFailure
@@ -117,9 +122,13 @@ class Step:
     verdict: Verdict | None = None
 
     def module_calls(self) -> Iterator[ModuleCall]:
-        for record in (self.decision, self.tool_call, self.verdict):
-            if record is not None and record.call is not None:
+        """The planner's, the executor's, the tool's own (``ToolSuccess.calls``), then the verifier's."""
+        for record in (self.decision, self.tool_call):
+            if record.call is not None:
                 yield record.call
+        yield from self.result.calls
+        if self.verdict is not None and self.verdict.call is not None:
+            yield self.verdict.call
 
 
 @attrs.frozen

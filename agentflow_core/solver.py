@@ -56,7 +56,7 @@ class Solver:
         self._runner: asyncio.Runner | None = None
         self._sources = ToolSources(self.config, self.registry)
         #: The engine each module runs on, by name: ``llamacpp:smollm2+planner`` when it has an adapter.
-        self._module_engines: dict[str, str] = {}
+        self._engine_names: dict[str, str] = {}
         #: The tools this solver enables (the configured ones, else the defaults that can run here).
         self.tools: ToolChoice = choose_tools(self.config, self.registry)
         # Unknown names fail before any engine is made; a tool source may still announce a tool at start.
@@ -79,7 +79,7 @@ class Solver:
         engine = self._engine(
             engines.for_module(role), self.config.engine_key(role), module=role if engines.adapters else None
         )
-        self._module_engines[role] = engine.name
+        self._engine_names[role] = engine.name
         context = ModuleContext(engine=engine)
         return made(lambda: registered.factory(context), f"{role} module {registered.name!r} ({registered.source})")
 
@@ -94,7 +94,17 @@ class Solver:
     def _tool(self, registry: Registry, name: str) -> Tool:
         registered = registry.tool(name)
         uses = registered.spec.uses_engine
-        engine = self._engine(self.config.tool_engine(name), f"tools.{name}.engine") if uses else None
+        engine = (
+            self._engine(
+                self.config.tool_engine(name),
+                f"tools.{name}.engine",
+                module=registered.spec.engine_role if self.config.engines.adapters else None,
+            )
+            if uses
+            else None
+        )
+        if engine is not None:
+            self._engine_names[f"tool:{name}"] = engine.name  # a module's view (``+executor``) where it has one
         context = ToolContext(engine=engine, settings=self.config.tool_settings(name))
         try:
             tool: Tool = made(lambda: registered.factory(context), f"tool {name!r} ({registered.source})")
@@ -122,11 +132,7 @@ class Solver:
 
     @property
     def engines(self) -> dict[str, str]:
-        names: dict[str, str] = dict(self._module_engines)
-        for spec in self.toolset.specs:
-            if spec.uses_engine:
-                names[f"tool:{spec.name}"] = self.config.tool_engine(spec.name).model
-        return names
+        return dict(self._engine_names)
 
     async def asolve(self, query: str | Query, *, observe: Observer | None = None) -> Trajectory:
         await self.start()

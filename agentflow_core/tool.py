@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from agentflow_core.engine import Engine
+from agentflow_core.records import ModuleCall, ModuleRole
 
 
 @attrs.frozen
@@ -39,6 +40,11 @@ class ToolSpec:
     examples: tuple[ToolExample, ...] = ()
     #: Whether the tool calls an LLM itself; then it gets an engine (``[tools.NAME] engine``).
     uses_engine: bool = False
+    #: The module whose work the tool's LLM calls are part of (python_coder's program is the executor's:
+    #: it turns a sub-goal into what runs). Where the engine serves modules apart (a LoRA adapter per
+    #: module), the tool gets that module's; its calls are recorded, and trained by Flow-GRPO, as that
+    #: module's. ``None``: the bare engine, and calls nobody trains.
+    engine_role: ModuleRole | None = None
 
 
 @attrs.frozen
@@ -52,6 +58,8 @@ class ToolOutput:
 
     text: str
     value: str | None = None
+    #: The LLM calls the tool made, recorded with its spec's ``engine_role`` (``ToolSuccess.calls``).
+    calls: tuple[ModuleCall, ...] = ()
 
 
 @attrs.frozen

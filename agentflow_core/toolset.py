@@ -11,8 +11,10 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 
+import attrs
+
 from agentflow_core.errors import EngineError, ToolError
-from agentflow_core.records import ToolCall, ToolErrorKind, ToolFailure, ToolResult, ToolSuccess
+from agentflow_core.records import ModuleCall, ToolCall, ToolErrorKind, ToolFailure, ToolResult, ToolSuccess
 from agentflow_core.tool import Tool, ToolOutput, ToolSpec
 
 
@@ -33,9 +35,7 @@ class Toolset:
         started = time.perf_counter()
         result = await self._run(call)
         elapsed = time.perf_counter() - started
-        if isinstance(result, ToolSuccess):
-            return ToolSuccess(result.output, elapsed_s=elapsed, value=result.value)
-        return ToolFailure(result.kind, result.error, elapsed_s=elapsed)
+        return attrs.evolve(result, elapsed_s=elapsed)
 
     async def _run(self, call: ToolCall) -> ToolResult:
         tool = self._tools.get(call.tool)
@@ -50,13 +50,17 @@ class Toolset:
                 output = await tool.run(call.arguments)
         except TimeoutError:
             return ToolFailure(ToolErrorKind.TIMEOUT, f"{call.tool} did not finish within {self._timeout_s:g} s")
-        except (ToolError, EngineError) as exc:
+        except ToolError as exc:
+            calls = tuple(c for c in exc.calls if isinstance(c, ModuleCall))
+            return ToolFailure(ToolErrorKind.FAILED, str(exc) or type(exc).__name__, calls=calls)
+        except EngineError as exc:
             return ToolFailure(ToolErrorKind.FAILED, str(exc) or type(exc).__name__)
         except Exception as exc:  # plugin code: report it in memory rather than kill the solve
             return ToolFailure(ToolErrorKind.CRASHED, f"{call.tool} raised {type(exc).__name__}: {exc}")
         if isinstance(output, ToolOutput) and isinstance(output.text, str):
             value = " ".join(output.value.split()) if isinstance(output.value, str) else None
-            return ToolSuccess(output.text, value=value or None)
+            calls = tuple(c for c in output.calls if isinstance(c, ModuleCall))
+            return ToolSuccess(output.text, value=value or None, calls=calls)
         if not isinstance(output, str):
             return ToolFailure(ToolErrorKind.CRASHED, f"{call.tool} returned {type(output).__name__}, not text")
         return ToolSuccess(output)

@@ -65,3 +65,30 @@ def _is_arithmetic(node: ast.expr) -> bool:
     if isinstance(node, ast.BinOp):
         return isinstance(node.op, _OPERATORS) and _is_arithmetic(node.left) and _is_arithmetic(node.right)
     return False
+
+
+#: Numbers a request may leave unsaid (100 for a percentage, 7 and 24 for weeks to hours): whole, 1 to 999.
+_SMALL_WHOLE = "[1-9][0-9]{0,2}"
+#: Operands in one written expression: enough for ``a * b + c`` or ``n * 7 * 24``, and a stopping point.
+MAX_OPERANDS = 5
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def expression_pattern(request: str) -> str:
+    """A regular expression for the arithmetic a small model may write for ``request``.
+
+    Operands are the request's own numbers (``1,234`` read as ``1234``) or small whole numbers,
+    joined by ``+ - * /`` with single spaces; no parentheses, as their balance is not regular. A
+    grammar built from it keeps SmolLM2-135M from inventing operands (``6803 * 1.25``, ``9.67832``),
+    which it did in most of its unconstrained expressions. Longest numbers first: an alternation
+    tried in order must not stop at ``12`` in ``1234``.
+
+    >>> import re
+    >>> bool(re.fullmatch(expression_pattern("What is 30 percent of 6,803?"), "30 * 6803 / 100"))
+    True
+    >>> bool(re.fullmatch(expression_pattern("What is 30 percent of 6803?"), "30 * 1.25"))
+    False
+    """
+    numbers = sorted(set(_NUMBER.findall(_THOUSANDS.sub("", request))), key=lambda n: (-len(n), n))
+    operand = "|".join([*(n.replace(".", "[.]") for n in numbers), _SMALL_WHOLE])
+    return f"^({operand})( [-+*/] ({operand})){{0,{MAX_OPERANDS - 1}}}$"

@@ -14,6 +14,14 @@ non-zero exit, timeout, out of memory) goes back to the engine with its tracebac
 program (``repair_attempts``, one by default); if that fails too, it is raised as a ``ToolError``
 whose text shows the code, its output and the traceback's end, so the planner sees a failed step
 and can rephrase, and the trajectory records the failure.
+
+What the engine writes depends on ``writes``. A capable model writes a ``program``. SmolLM2-135M,
+the embedded default, wrote working programs for almost no word problem (issue 34), so with it
+(``auto``) the engine writes one arithmetic ``expression`` under a grammar that admits only the
+request's numbers, small whole numbers and ``+ - * /`` (``agentflow_tools.arithmetic``), and the
+sandbox prints its value. Either way the engine's calls are recorded in the trajectory as the
+executor's (``ToolSpec.engine_role``): they use the executor's adapter where the engine has one,
+and Flow-GRPO trains them with the executor.
 """
 
 from __future__ import annotations
@@ -21,22 +29,25 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
 from agentflow_core import (
     Engine,
-    GenerationRequest,
+    JsonSchema,
     Message,
+    ModuleCall,
     ToolContext,
     ToolError,
     ToolOutput,
     ToolSpec,
     structure_settings,
 )
+from agentflow_core.config import EMBEDDED_ENGINE
+from agentflow_core.structured import ask, ask_structured, object_schema
 from agentflow_core.tool import query_input
-from agentflow_tools.arithmetic import arithmetic_expression
+from agentflow_tools.arithmetic import arithmetic_expression, expression_pattern
 from agentflow_tools.sandbox import DockerSandbox, DockerSettings, ExecutionResult, SandboxError
 from agentflow_tools.sandbox.container import connect
 from agentflow_tools.sandbox.image import resolve_image
@@ -60,6 +71,7 @@ SPEC = ToolSpec(
         "Give it every number the computation needs, and ask for one result per call.",
     ),
     uses_engine=True,
+    engine_role="executor",
 )
 
 SYSTEM = (
@@ -67,6 +79,15 @@ SYSTEM = (
     "Use only the standard library. There is no network, no input() and no files from earlier runs. "
     "It must finish within {timeout:g} seconds. Reply with a single ```python code block and nothing else."
 )
+
+#: For ``writes = "expression"``. No example and no description: a small model copies them (issue 34).
+SYSTEM_EXPRESSION = "You turn a request for a calculation into one arithmetic expression."
+EXPRESSION_PROMPT = """Request: {request}
+
+Write the arithmetic expression whose value answers the request, with the numbers it needs. \
+Reply with JSON with the key "expression"."""
+#: An expression under the grammar is a few numbers and operators.
+EXPRESSION_TOKENS = 48
 
 #: Longest stretch of the code repeated in an observation; the trajectory keeps the arguments anyway.
 CODE_IN_OBSERVATION = 800
@@ -84,6 +105,9 @@ class Settings(DockerSettings):
     max_tokens: int = attrs.field(default=1024, validator=attrs.validators.ge(16))
     #: Times the engine sees its failed program and the error, and writes a fixed one; 0 turns it off.
     repair_attempts: int = attrs.field(default=1, validator=[attrs.validators.ge(0), attrs.validators.le(5)])
+    #: What the engine writes: a ``program``, or one arithmetic ``expression`` under a grammar (for a
+    #: model too small to write programs); ``auto``: an expression with the embedded default engine.
+    writes: Literal["auto", "program", "expression"] = "auto"
 
 
 class PythonCoder:
@@ -95,20 +119,56 @@ class PythonCoder:
         self._engine: Engine = context.engine
         self._settings = structure_settings(Settings, context.settings, where="settings")
         self._sandbox = DockerSandbox(settings=self._settings)
+        self._role = SPEC.engine_role or "executor"
+        self._writes = writes_for(self._settings.writes, self._engine.name)
         self._starting = asyncio.Lock()
 
     async def run(self, arguments: Mapping[str, Any]) -> ToolOutput:
         await self._start()  # first: a missing image or daemon fails before any tokens are spent
-        expression = arithmetic_expression(str(arguments["query"]))
+        request = str(arguments["query"])
+        expression = arithmetic_expression(request)
         if expression is not None:
             return await self._run_as_written(f"print({expression})")
+        if self._writes == "expression":
+            return await self._write_expression(request)
+        return await self._write_program(request)
+
+    async def _write_expression(self, request: str) -> ToolOutput:
+        """One expression under the grammar, printed by the sandbox; no repair: the grammar leaves little to fix."""
+        schema = object_schema({"expression": {"type": "string", "pattern": expression_pattern(request)}})
+        parsed, call = await ask_structured(
+            self._engine,
+            role=self._role,
+            purpose="expression",
+            messages=[Message("system", SYSTEM_EXPRESSION), Message("user", EXPRESSION_PROMPT.format(request=request))],
+            schema=JsonSchema(name="expression", schema=schema),
+            max_tokens=EXPRESSION_TOKENS,
+        )
+        expression = arithmetic_expression(str(parsed.values.get("expression", "")))
+        if expression is None:
+            raise ToolError(
+                f"the model wrote no arithmetic expression for this request; it said: {_clip(call.response, 200)}",
+                calls=(call,),
+            )
+        return await self._run_as_written(f"print({expression})", calls=(call,))
+
+    async def _write_program(self, request: str) -> ToolOutput:
         conversation = [
             Message("system", SYSTEM.format(timeout=self._settings.timeout_s)),
-            Message("user", f"Task: {arguments['query']}"),
+            Message("user", f"Task: {request}"),
         ]
         failures: list[str] = []
+        calls: list[ModuleCall] = []
         while True:
-            reply = await self._ask(conversation)
+            completion, call = await ask(
+                self._engine,
+                role=self._role,
+                purpose="program",
+                messages=conversation,
+                max_tokens=self._settings.max_tokens,
+            )
+            calls.append(call)
+            reply = completion.text
             code = extract_code(reply)
             if code is None:
                 problem = f"the model wrote no Python code for this query; it said: {_clip(reply, 200)}"
@@ -116,21 +176,21 @@ class PythonCoder:
             else:
                 result = await self._sandbox.run(code, timeout_s=self._settings.timeout_s)
                 if result.ok and result.stdout.strip():
-                    return success_output(code, result, repaired=failures)
+                    return attrs.evolve(success_output(code, result, repaired=failures), calls=tuple(calls))
                 problem = failure_text(code, result, self._settings.timeout_s)
                 fix = "Fix the program. Reply with the complete corrected program in a single ```python code block."
             failures.append(problem)
             if len(failures) > self._settings.repair_attempts:
-                raise ToolError(_gave_up(failures))
+                raise ToolError(_gave_up(failures), calls=tuple(calls))
             # The engine sees what it wrote and what went wrong, as a chat: the usual shape of a repair.
             conversation += [Message("assistant", reply), Message("user", f"{problem}\n\n{fix}")]
 
-    async def _run_as_written(self, code: str) -> ToolOutput:
-        """A program the tool wrote itself: its failure (``1 / 0``) is the request's, no engine would fix it."""
+    async def _run_as_written(self, code: str, calls: tuple[ModuleCall, ...] = ()) -> ToolOutput:
+        """A program no engine would fix: its failure (``1 / 0``) is the request's."""
         result = await self._sandbox.run(code, timeout_s=self._settings.timeout_s)
         if not result.ok:
-            raise ToolError(failure_text(code, result, self._settings.timeout_s))
-        return success_output(code, result)
+            raise ToolError(failure_text(code, result, self._settings.timeout_s), calls=calls)
+        return attrs.evolve(success_output(code, result), calls=calls)
 
     async def aclose(self) -> None:
         """The engine belongs to the solver's pool; the containers are ours."""
@@ -141,9 +201,12 @@ class PythonCoder:
         async with self._starting:
             await self._sandbox.start()
 
-    async def _ask(self, conversation: list[Message]) -> str:
-        request = GenerationRequest(messages=tuple(conversation), max_tokens=self._settings.max_tokens)
-        return (await self._engine.generate(request)).text
+
+def writes_for(setting: str, engine_name: str) -> str:
+    """``auto`` made concrete: the embedded default (or a module's view of it, ``+executor``) writes expressions."""
+    if setting != "auto":
+        return setting
+    return "expression" if engine_name.split("+")[0] == EMBEDDED_ENGINE else "program"
 
 
 def readiness(settings: Mapping[str, Any]) -> str | None:

@@ -13,7 +13,7 @@ import pytest
 
 from agentflow_core import Trajectory
 from agentflow_core.engines import adapter_files
-from agentflow_core.records import MODULE_ROLES
+from agentflow_core.records import MODULE_ROLES, ToolSuccess
 from agentflow_core.serde import from_json
 from agentflow_core.testing import assert_no_copied_text, registry_with, tool_texts
 from agentflow_rl.benchmarks.extract import answer_line
@@ -66,3 +66,24 @@ def test_exact_arithmetic_runs_in_the_sandbox(tmp_path: Path, sandbox_image: str
     assert step.result.output.startswith("Output:\n391\n"), step.result  # type: ignore[union-attr]
     assert step.result.value == "391"  # type: ignore[union-attr]
     assert trajectory.final_answer is not None and answer_line(trajectory.final_answer.text) == "391"
+
+
+def test_a_word_problem_gets_one_expression_under_the_grammar(tmp_path: Path, sandbox_image: str) -> None:
+    """Not arithmetic as written, so the embedded model writes the expression (``writes = "auto"``):
+    one call, recorded as the executor's, made only of the request's numbers and small whole ones."""
+    import json
+    import re
+
+    from agentflow_tools.arithmetic import arithmetic_expression, expression_pattern
+
+    trajectory = solve(tmp_path, "How many minutes are in 3 hours?", "--max-steps", "1", "--tools", "python_coder")
+
+    [step] = trajectory.steps
+    [call] = step.result.calls
+    assert (call.role, call.purpose) == ("executor", "expression")
+    assert call.engine == trajectory.engines["tool:python_coder"] == trajectory.engines["executor"]
+    expression = json.loads(call.response)["expression"]
+    assert re.fullmatch(expression_pattern(step.decision.sub_goal), expression), expression
+    ran = f"print({arithmetic_expression(expression)})"  # as Python writes it back: 2.50 runs as 2.5
+    assert ran in (step.result.output if isinstance(step.result, ToolSuccess) else step.result.error)
+    assert call in list(trajectory.module_calls())

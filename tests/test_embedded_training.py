@@ -23,14 +23,15 @@ def _rows(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.mark.parametrize("config", ["embedded_planner.toml", "embedded_generator.toml"])
+@pytest.mark.parametrize("config", ["embedded_planner.toml", "embedded_generator.toml", "embedded_coder.toml"])
 def test_the_shipped_question_files_are_what_the_generator_writes(tmp_path: Path, config: str) -> None:
-    _, _, held_out = write(tmp_path)
+    write(tmp_path)
     task = load_train_config(bundled_config(config)).task
     assert task.train_file is not None and task.eval_file is not None
-    assert (tmp_path / Path(task.train_file).name).read_text() == Path(task.train_file).read_text()
-    assert held_out.read_text() == Path(task.eval_file).read_text()
-    for name in ("embedded_corpus.jsonl", "embedded_train_one_call.jsonl"):
+    for shipped in (Path(task.train_file), Path(task.eval_file)):
+        assert (tmp_path / shipped.name).read_text() == shipped.read_text()
+    shipped = ("corpus", "train_one_call", "train_arithmetic", "eval_arithmetic")
+    for name in (f"embedded_{part}.jsonl" for part in shipped):
         assert (tmp_path / name).read_text() == (Path(task.eval_file).parent / name).read_text()
 
 
@@ -126,3 +127,46 @@ async def test_the_decisions_only_planner_sends_the_shipped_planners_decision_pr
             ["next_step"] if planner == "default_decisions" else ["analyze", "next_step"]
         )
     assert prompts["default_decisions"] == prompts["default"]
+
+
+def test_python_coder_runs_on_the_trained_executor_at_its_temperature() -> None:
+    """The expression stage: python_coder's calls are the executor's, sampled as the trained executor is."""
+    from agentflow_rl.flow_grpo.tasks.setup import build_task, policy_engine, solver_config
+
+    config = load_train_config(bundled_config("embedded_coder.toml"))
+    setup = build_task(config.task)
+    assert config.train.roles == ("executor",)
+    for evaluation, temperature in ((False, config.rollout.temperature), (True, config.rollout.eval_temperature)):
+        agent = solver_config(setup, config.rollout, config.train.roles, evaluation=evaluation)
+        assert agent.tool_engine("python_coder") == policy_engine("executor", config.rollout, temperature=temperature)
+        assert agent.tool_engine("base_generator").model == "policy:base"  # an untrained tool keeps its engine
+        assert agent.tool_settings("python_coder")["writes"] == "expression"
+
+
+def test_a_tools_calls_are_trained_turns_of_its_module() -> None:
+    from agentflow_core.engine import Message, TokenTrace
+    from agentflow_core.records import (
+        ModuleCall,
+        PlannerDecision,
+        Query,
+        Step,
+        StopReason,
+        ToolCall,
+        ToolSuccess,
+        Trajectory,
+    )
+    from agentflow_rl.flow_grpo.rollout import trained_turns
+
+    def made(role: str, purpose: str, tokens: TokenTrace | None) -> ModuleCall:
+        return ModuleCall(role, purpose, "policy:x", (Message("user", "u"),), "r", tokens=tokens)  # type: ignore[arg-type]
+
+    expression = made("executor", "expression", TokenTrace((1, 2), (3, 4), (-0.1, -0.2)))
+    step = Step(
+        1,
+        PlannerDecision("", "30% of 6803", "python_coder", made("planner", "next_step", TokenTrace((1,), (2,), (0,)))),
+        ToolCall("python_coder", {"query": "30% of 6803"}),
+        ToolSuccess("Output:\n2040.9", value="2040.9", calls=(expression,)),
+    )
+    trajectory = Trajectory(Query("What is 30% of 6803?"), None, (step,), None, None, StopReason.MAX_STEPS, 1.0)
+    assert [t.trace for t in trained_turns(trajectory, ("executor",))] == [expression.tokens]
+    assert [t.role for t in trained_turns(trajectory, ("planner", "executor"))] == ["planner", "executor"]

@@ -155,6 +155,24 @@ def test_the_default_agent_uses_the_adapters_unless_switched_off(shipped: Path) 
             assert solver.planner.engine is solver.verifier.engine  # type: ignore[attr-defined]
 
 
+def test_python_coder_writes_with_the_executors_adapter(
+    adapters: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its program or expression is the executor's work (``ToolSpec.engine_role``), so it gets the executor's view."""
+    import shutil
+
+    folder = tmp_path / "with-executor"
+    folder.mkdir()
+    shutil.copy(adapters / "planner.gguf", folder / "executor.gguf")
+    monkeypatch.setenv(adapter_files.ENV_OVERRIDE, str(folder))
+    tools = {"agent": {"tools": ["python_coder", "base_generator"]}}
+    with Solver(config_from_dict(tools)) as solver:
+        assert solver.engines["tool:python_coder"] == "llamacpp:smollm2+executor" == solver.engines["executor"]
+        assert solver.engines["tool:base_generator"] == "llamacpp:smollm2"  # no engine_role: the bare model
+    with Solver(config_from_dict({**tools, "engines": {"adapters": False}})) as solver:
+        assert solver.engines["tool:python_coder"] == "llamacpp:smollm2"
+
+
 @pytest.mark.slow
 def test_the_cli_uses_the_adapters_and_no_adapters_turns_them_off(mild_adapters: Path, tmp_path: Path) -> None:
     question = ("solve", "What is the capital of France?", "--max-steps", "1", "--json")

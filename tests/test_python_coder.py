@@ -16,8 +16,8 @@ from agentflow_core.engine import Engine
 from agentflow_core.records import ToolErrorKind
 from agentflow_core.registry import Registry
 from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, scripted_json
-from agentflow_tools.arithmetic import arithmetic_expression
-from agentflow_tools.python_coder import PythonCoder, extract_code, printed_value, readiness
+from agentflow_tools.arithmetic import arithmetic_expression, expression_pattern
+from agentflow_tools.python_coder import PythonCoder, extract_code, printed_value, readiness, writes_for
 from agentflow_tools.sandbox import DEFAULT_TAG
 from agentflow_tools.sandbox.base import ExecutionResult
 from tests.helpers import engine_table
@@ -117,6 +117,85 @@ async def test_a_failed_program_goes_back_with_its_traceback_and_the_repair_runs
     assert second.messages[2] == {"role": "assistant", "content": broken.content}
     feedback = second.messages[3]["content"]
     assert "NameError: name 'multiply' is not defined" in feedback and "corrected program" in feedback
+
+
+async def test_the_engines_calls_are_recorded_as_the_executors_with_the_result(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
+) -> None:
+    """A program and its repair are both in the output's calls; a failure keeps its calls too."""
+    server.enqueue("m-tool", code_reply("print(multiply(2, 3))"), code_reply("print(2 * 3)"))
+    async with coder(engine, image=sandbox_image) as tool:
+        output = await tool.run({"query": "Multiply two by three."})
+        assert [(c.role, c.purpose, c.engine) for c in output.calls] == [("executor", "program", "openai:m-tool")] * 2
+        assert output.calls[1].response == code_reply("print(2 * 3)").content
+        server.enqueue("m-tool", Reply("No code today."), Reply("Still none."))
+        with pytest.raises(ToolError) as info:
+            await tool.run({"query": "Multiply two by three."})
+    assert [c.response for c in info.value.calls] == ["No code today.", "Still none."]  # type: ignore[attr-defined]
+
+
+async def test_an_expression_is_written_under_a_grammar_of_the_requests_numbers(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
+) -> None:
+    request = "What is 30 percent of 6,803?"
+    server.enqueue("m-tool", scripted_json({"expression": "30 * 6803 / 100"}))
+    async with coder(engine, image=sandbox_image, writes="expression") as tool:
+        output = await tool.run({"query": request})
+    assert output.value == "2040.9" and output.text.startswith("Output:\n2040.9\n")
+    assert "print(30 * 6803 / 100)" in output.text
+    [call] = output.calls
+    assert (call.role, call.purpose) == ("executor", "expression")
+    [sent] = server.requests_for("m-tool")
+    assert request in sent.messages[-1]["content"]
+    assert sent.response_format is not None
+    pattern = sent.response_format["json_schema"]["schema"]["properties"]["expression"]["pattern"]
+    assert pattern == expression_pattern(request)
+
+
+async def test_a_reply_that_is_no_expression_never_runs(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
+) -> None:
+    """A server that ignores the grammar: what it wrote is refused before the sandbox, and kept."""
+    server.enqueue("m-tool", scripted_json({"expression": "__import__('os').getcwd()"}))
+    async with coder(engine, image=sandbox_image, writes="expression") as tool:
+        with pytest.raises(ToolError, match="the model wrote no arithmetic expression") as info:
+            await tool.run({"query": "What is 30 percent of 6803?"})
+    [call] = info.value.calls  # type: ignore[attr-defined]
+    assert "__import__" in call.response
+
+
+@pytest.mark.parametrize(
+    ("setting", "engine_name", "writes"),
+    [
+        ("auto", "llamacpp:smollm2", "expression"),
+        ("auto", "llamacpp:smollm2+executor", "expression"),
+        ("auto", "openai:gpt-4o-mini", "program"),
+        ("auto", "llamacpp:/models/qwen2.5-7b.gguf", "program"),
+        ("program", "llamacpp:smollm2", "program"),
+        ("expression", "openai:gpt-4o-mini", "expression"),
+    ],
+)
+def test_auto_writes_expressions_only_with_the_embedded_default(setting: str, engine_name: str, writes: str) -> None:
+    assert writes_for(setting, engine_name) == writes
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expression", "admitted"),
+    [
+        ("What is 30 percent of 6,803?", "30 * 6803 / 100", True),
+        ("What is 30 percent of 6803?", "6803 * 0.3", False),  # an operand the request does not give
+        ("How many hours are in 161 weeks?", "161 * 7 * 24", True),  # small whole numbers may be unsaid
+        ("How many hours are in 161 weeks?", "161 * 1680", False),
+        ("An inch is 2.54 centimetres. How many are 184 inches?", "184 * 2.54", True),
+        ("What is 1234 plus 12?", "1234 + 12", True),
+        ("What is 1234 plus 12?", "1 + 2 + 3 + 4 + 5 + 6", False),  # at most five operands
+        ("What is 1234 plus 12?", "(1234 + 12)", False),
+        ("What is 1234 plus 12?", "1234+12", False),  # one layout: single spaces around operators
+        ("Name a number.", "7", True),
+    ],
+)
+def test_the_expression_grammar(request_text: str, expression: str, admitted: bool) -> None:
+    assert bool(re.fullmatch(expression_pattern(request_text), expression)) is admitted
 
 
 async def test_repairs_are_bounded_and_the_last_failure_is_the_error(

@@ -50,14 +50,14 @@ def sample() -> Trajectory:
         ToolCall(
             "base_generator", {"query": "x?", "nested": {"a": [1, 2.5, None]}}, "why", call("executor", "command", 7, 3)
         ),
-        ToolSuccess("x is 4", 0.1),
+        ToolSuccess("x is 4", 0.1, value="4", calls=(call("executor", "program", 9, 8),)),
         Verdict("need more", Decision.CONTINUE, call("verifier", "check", 4, 2)),
     )
     bad = Step(
         2,
         PlannerDecision("", "compute", "nope", call("planner", "next_step", 1, 1, parse_error="missing tool")),
         ToolCall("nope", {}),
-        ToolFailure(ToolErrorKind.UNKNOWN_TOOL, "unknown tool 'nope'", 0.0),
+        ToolFailure(ToolErrorKind.FAILED, "no expression", 0.0, calls=(call("executor", "expression", 6, 4),)),
         Verdict("done", Decision.STOP, call("verifier", "check", 1, 1)),
     )
     return Trajectory(
@@ -79,7 +79,8 @@ def test_trajectory_round_trips_through_json_losslessly() -> None:
     data = json.loads(text)
     assert data["steps"][0]["result"]["_type"] == "ToolSuccess"
     assert data["steps"][1]["result"]["_type"] == "ToolFailure"
-    assert data["steps"][1]["result"]["kind"] == "unknown_tool"
+    assert data["steps"][1]["result"]["kind"] == "failed"
+    assert data["steps"][0]["result"]["calls"][0]["purpose"] == "program"
     assert data["stop_reason"] == "verifier_stop"
 
 
@@ -89,8 +90,10 @@ def test_module_calls_cover_every_module_in_order() -> None:
         ("planner", "analyze"),
         ("planner", "next_step"),
         ("executor", "command"),
+        ("executor", "program"),  # the tool's own call, after the executor's and before the verdict
         ("verifier", "check"),
         ("planner", "next_step"),
+        ("executor", "expression"),  # a failed tool's calls are kept too
         ("verifier", "check"),
         ("generator", "final_answer"),
     ]
@@ -100,10 +103,10 @@ def test_usage_is_summed_per_module() -> None:
     trajectory = sample()
     usage = trajectory.usage_by_module()
     assert usage["planner"] == Usage(14, 9)
-    assert usage["executor"] == Usage(7, 3)
+    assert usage["executor"] == Usage(7 + 9 + 6, 3 + 8 + 4)  # its own call and the tools' (python_coder's program)
     assert usage["verifier"] == Usage(5, 3)
     assert usage["generator"] == Usage(20, 1)
-    assert trajectory.usage.total_tokens == 62
+    assert trajectory.usage.total_tokens == 89
 
 
 def test_unknown_keys_are_rejected_when_reading() -> None:

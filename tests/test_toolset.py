@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from agentflow_core.engine import Message
+from agentflow_core.errors import ToolError
 from agentflow_core.plugins import load_registry
-from agentflow_core.records import ToolCall, ToolErrorKind, ToolFailure, ToolSuccess
+from agentflow_core.records import ModuleCall, ToolCall, ToolErrorKind, ToolFailure, ToolSuccess
 from agentflow_core.tool import ToolContext, ToolOutput, ToolSpec
 from agentflow_core.toolset import Toolset
 from tests.helpers import TestTools
@@ -69,6 +71,21 @@ class Valued:
 async def test_a_tool_may_return_a_short_value_beside_its_text(output: object, value: str | None) -> None:
     result = await Toolset([Valued(output)], timeout_s=1).run(ToolCall("valued", {}))  # type: ignore[list-item]
     assert isinstance(result, ToolSuccess) and result.output.startswith(("Output:", "plain")) and result.value == value
+
+
+async def test_the_calls_a_tool_made_reach_the_result_whether_it_succeeds_or_fails() -> None:
+    made = ModuleCall("executor", "program", "openai:m", (Message("user", "task"),), "print(1)")
+    result = await Toolset([Valued(ToolOutput("Output:\n1", value="1", calls=(made,)))], timeout_s=1).run(  # type: ignore[list-item]
+        ToolCall("valued", {})
+    )
+    assert isinstance(result, ToolSuccess) and result.calls == (made,)
+
+    class Failing(Valued):
+        async def run(self, arguments: object) -> object:
+            raise ToolError("the program failed", calls=(made, "not a call"))
+
+    result = await Toolset([Failing(None)], timeout_s=1).run(ToolCall("valued", {}))  # type: ignore[list-item]
+    assert isinstance(result, ToolFailure) and result.calls == (made,) and result.error == "the program failed"
 
 
 async def test_a_tool_output_without_text_is_a_crash() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import pytest
 
+from agentflow_core.records import ToolSuccess
 from agentflow_core.serde import to_json
 from agentflow_rl.eval import RunDir
 from agentflow_rl.flow_grpo.run.kept_rollouts import kept_path, read_kept_rollouts
@@ -254,6 +255,30 @@ def test_an_answer_with_a_declined_offer_shows_both_generator_calls_in_the_solve
         shown = page.locator(".answers .call").evaluate_all("els => els.map(e => Number(e.dataset.call))")
         assert shown == [calls.index(offer), calls.index(answer.call)] == [5, 6]
         assert "choose_result" in page.locator(".answers .call").first.inner_text()
+
+
+def test_a_tools_own_calls_show_in_its_turn_in_the_solver_s_order(page: Any, runs: dict[str, Path]) -> None:
+    """python_coder's expression is a call of the executor's, made inside the tool: between the turn's
+    executor and its verdict, as ``Trajectory.module_calls()`` orders it (kept rollouts index by it)."""
+    trajectory = RunDir(runs["a"]).read()[("bamboogle", "1")].trajectory
+    step = trajectory.steps[0]
+    assert step.decision.call is not None
+    written = '{"expression": "6 * 7"}'
+    expression = attrs.evolve(step.decision.call, role="executor", purpose="expression", response=written)
+    result = ToolSuccess("Output:\n42", value="42", calls=(expression,))
+    trajectory = attrs.evolve(trajectory, steps=(attrs.evolve(step, result=result), *trajectory.steps[1:]))
+    path = runs["root"] / "tool-calls.json"
+    path.write_text(to_json(trajectory, indent=2))
+    calls = list(trajectory.module_calls())
+    with serve(path, cwd=runs["root"]) as url:
+        page.goto(url)
+        page.wait_for_selector(".turn .call")
+        assert page.locator(".call").count() == len(calls)
+        first_turn = page.locator(".turn").first.locator(".call")
+        shown = first_turn.evaluate_all("els => els.map(e => Number(e.dataset.call))")
+        assert calls.index(expression) in shown
+        assert "expression" in first_turn.nth(shown.index(calls.index(expression))).inner_text()
+        assert shown == sorted(shown)  # the card lists its calls in the order they were made
 
 
 @pytest.fixture(scope="module")

@@ -94,6 +94,10 @@ ARITHMETIC: dict[str, list[Arithmetic]] = {
         ("How many minutes are in {n} days?", _scaled(2, 24, Fraction(1440))),
         ("A mile is 1.609 kilometres. How many kilometres are {n} miles?", _scaled(2, 24, Fraction("1.609"))),
         ("What is {p}% of {a}?", _percent((5, 15, 35, 65), 1000, 4999)),
+        ("What is the total of {a} and {b}?", _pair(1000, 4999, lambda a, b: a + b)),
+        ("What is the product of {a} and {b}?", _pair(1000, 4999, lambda a, b: a * b)),
+        ("How many grams are in {n} kilograms?", _scaled(2, 24, Fraction(1000))),
+        ("A foot is 0.3048 metres. How many metres are {n} feet?", _scaled(2, 24, Fraction("0.3048"))),
     ],
     "eval": [
         ("Calculate {a} multiplied by {b}.", _pair(100, 999, lambda a, b: a * b)),
@@ -191,7 +195,10 @@ ONE_CALL = ("arithmetic", "fact")
 
 def write(folder: str | Path, train: int = 600, held_out: int = 90, seed: int = 0) -> tuple[Path, Path, Path]:
     """The corpus, the training questions and the held-out questions, as JSONL files; also the
-    training questions of the :data:`ONE_CALL` kinds alone (``embedded_train_one_call.jsonl``)."""
+    training questions of the :data:`ONE_CALL` kinds alone (``embedded_train_one_call.jsonl``) and
+    the arithmetic ones, training and held-out (``embedded_{train,eval}_arithmetic.jsonl``: python_coder's
+    expressions; for training only those a model must write, as python_coder runs a question that is
+    already arithmetic, "What is 17 * 23?", without one)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     world = World.make(seed)
@@ -200,8 +207,17 @@ def write(folder: str | Path, train: int = 600, held_out: int = 90, seed: int = 
     _write_jsonl(corpus, world.passages())
     _write_jsonl(train_path, train_rows)
     _write_jsonl(folder / "embedded_train_one_call.jsonl", [r for r in train_rows if r["kind"] in ONE_CALL])
-    _write_jsonl(eval_path, questions(world, "eval", held_out, seed))
+    _write_jsonl(folder / "embedded_train_arithmetic.jsonl", [r for r in train_rows if _needs_expression(r)])
+    eval_rows = questions(world, "eval", held_out, seed)
+    _write_jsonl(eval_path, eval_rows)
+    _write_jsonl(folder / "embedded_eval_arithmetic.jsonl", [r for r in eval_rows if r["kind"] == "arithmetic"])
     return corpus, train_path, eval_path
+
+
+def _needs_expression(row: dict[str, Any]) -> bool:
+    from agentflow_tools.arithmetic import arithmetic_expression
+
+    return row["kind"] == "arithmetic" and arithmetic_expression(row["question"]) is None
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -9,12 +9,12 @@ base (``policy:base``), a records task's keep the engines of its agent config.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 
 from agentflow_core import Config, ConfigError, EngineConfig, load_config
-from agentflow_core.config import AgentConfig, EnginesConfig, ModulesConfig
+from agentflow_core.config import AgentConfig, EnginesConfig, ModulesConfig, ToolConfig
 from agentflow_core.plugins import AgentFlowPluginManager, make_plugin_manager
 from agentflow_core.records import MODULE_ROLES, ModuleRole
 from agentflow_rl.flow_grpo.config import RolloutConfig, TaskConfig, TaskKind
@@ -129,4 +129,19 @@ def solver_config(
         base = EnginesConfig(default=policy_engine(BASE, rollout, temperature=temperature("")))
         engines = base.replacing(untrained).replacing(trained)
     agent = attrs.evolve(setup.agent.agent, max_steps=rollout.max_turns)
-    return attrs.evolve(setup.agent, engines=engines, agent=agent)
+    return attrs.evolve(setup.agent, engines=engines, agent=agent, tools=_tools_on_policy(setup.agent, trained))
+
+
+def _tools_on_policy(agent: Config, trained: Mapping[ModuleRole, EngineConfig]) -> dict[str, ToolConfig]:
+    """A tool whose engine is a trained module's (``policy:executor``) samples as that module does.
+
+    Such a tool makes that module's calls (``ToolSpec.engine_role``: python_coder's expressions are
+    the executor's); the agent config names the engine, and here it gets the module's temperature,
+    so a training rollout explores and an evaluation is greedy.
+    """
+    tools = dict(agent.tools)
+    for name, table in tools.items():
+        for role, engine in trained.items():
+            if table.engine is not None and table.engine.model == f"{POLICY_PROVIDER}:{role}":
+                tools[name] = attrs.evolve(table, engine=engine)
+    return tools

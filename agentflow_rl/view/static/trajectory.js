@@ -12,7 +12,9 @@ window.AF = window.AF || {};
     const calls = [];
     if (t.analysis && t.analysis.call) calls.push(t.analysis.call);
     for (const step of t.steps) {
-      for (const part of [step.decision, step.tool_call, step.verdict]) if (part && part.call) calls.push(part.call);
+      for (const part of [step.decision, step.tool_call]) if (part && part.call) calls.push(part.call);
+      for (const call of step.result.calls || []) calls.push(call); /* the tool's own LLM calls (python_coder's) */
+      if (step.verdict && step.verdict.call) calls.push(step.verdict.call);
     }
     if (t.unfinished) {
       for (const part of [t.unfinished.decision, t.unfinished.tool_call]) if (part && part.call) calls.push(part.call);
@@ -68,6 +70,7 @@ window.AF = window.AF || {};
       c.explanation ? field("explanation", c.explanation) : null,
       field("arguments", h("pre", { class: "args" }, fmt.json(c.arguments))),
       c.call ? callBlock(c.call, ctx) : null,
+      ...(step.result.calls || []).map((call) => callBlock(call, ctx)),
       result(step.result),
       h("h4", {}, "Verifier"),
       v ? field("verdict", h("span", { class: "verdict " + v.decision }, v.decision)) : field("verdict", "none (the loop stopped first)"),
