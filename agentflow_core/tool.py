@@ -92,6 +92,13 @@ class ToolFactory(Protocol):
 ToolReadiness = Callable[[Mapping[str, Any]], "str | None"]
 
 
+#: The optional input through which a request tool learns what its request is for: the default
+#: executor fills a ``question`` property, where a tool's schema has one, with the question the solve
+#: answers (``query_input("...", question=QUESTION_INPUT)``). A small planner's request drops facts the
+#: question gives ("An inch is 2.54 centimetres." is gone from "How many centimetres are 208 inches?").
+QUESTION_INPUT: Mapping[str, Any] = {"type": "string"}
+
+
 def query_input(description: str, **optional: Mapping[str, Any]) -> dict[str, Any]:
     """The input schema most tools share: one required ``query`` text, plus optional properties.
 

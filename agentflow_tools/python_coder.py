@@ -46,7 +46,7 @@ from agentflow_core import (
 )
 from agentflow_core.config import EMBEDDED_ENGINE
 from agentflow_core.structured import ask, ask_structured, object_schema
-from agentflow_core.tool import query_input
+from agentflow_core.tool import QUESTION_INPUT, query_input
 from agentflow_tools.arithmetic import arithmetic_expression, expression_pattern
 from agentflow_tools.sandbox import DockerSandbox, DockerSettings, ExecutionResult, SandboxError
 from agentflow_tools.sandbox.container import connect
@@ -58,7 +58,7 @@ SPEC = ToolSpec(
         "Writes and runs a short Python program for a precise computational sub-goal (exact arithmetic, "
         "counting, dates, string processing, small simulations) and returns what the program printed."
     ),
-    input_schema=query_input("The computation."),
+    input_schema=query_input("The computation.", question=QUESTION_INPUT),
     output="the code that ran and its printed output; on failure, the exit code and the end of the traceback",
     limitations=(
         "No network and no files from earlier calls: each call starts from nothing.",
@@ -82,7 +82,7 @@ SYSTEM = (
 
 #: For ``writes = "expression"``. No example and no description: a small model copies them (issue 34).
 SYSTEM_EXPRESSION = "You turn a request for a calculation into one arithmetic expression."
-EXPRESSION_PROMPT = """Request: {request}
+EXPRESSION_PROMPT = """{question}Request: {request}
 
 Write the arithmetic expression whose value answers the request, with the numbers it needs. \
 Reply with JSON with the key "expression"."""
@@ -129,18 +129,24 @@ class PythonCoder:
         expression = arithmetic_expression(request)
         if expression is not None:
             return await self._run_as_written(f"print({expression})")
+        # The question the request is part of (the executor fills it): its numbers and facts, which
+        # a small planner's request may have dropped.
+        question = str(arguments.get("question") or "")
+        context = f"Question: {question}\n" if question and question != request else ""
         if self._writes == "expression":
-            return await self._write_expression(request)
-        return await self._write_program(request)
+            return await self._write_expression(request, context)
+        return await self._write_program(request, context)
 
-    async def _write_expression(self, request: str) -> ToolOutput:
+    async def _write_expression(self, request: str, context: str) -> ToolOutput:
         """One expression under the grammar, printed by the sandbox; no repair: the grammar leaves little to fix."""
-        schema = object_schema({"expression": {"type": "string", "pattern": expression_pattern(request)}})
+        pattern = expression_pattern(f"{context} {request}")
+        schema = object_schema({"expression": {"type": "string", "pattern": pattern}})
+        prompt = EXPRESSION_PROMPT.format(question=context, request=request)
         parsed, call = await ask_structured(
             self._engine,
             role=self._role,
             purpose="expression",
-            messages=[Message("system", SYSTEM_EXPRESSION), Message("user", EXPRESSION_PROMPT.format(request=request))],
+            messages=[Message("system", SYSTEM_EXPRESSION), Message("user", prompt)],
             schema=JsonSchema(name="expression", schema=schema),
             max_tokens=EXPRESSION_TOKENS,
         )
@@ -152,10 +158,10 @@ class PythonCoder:
             )
         return await self._run_as_written(f"print({expression})", calls=(call,))
 
-    async def _write_program(self, request: str) -> ToolOutput:
+    async def _write_program(self, request: str, context: str) -> ToolOutput:
         conversation = [
             Message("system", SYSTEM.format(timeout=self._settings.timeout_s)),
-            Message("user", f"Task: {request}"),
+            Message("user", f"{context}Task: {request}"),
         ]
         failures: list[str] = []
         calls: list[ModuleCall] = []

@@ -62,7 +62,8 @@ def test_exact_arithmetic_runs_in_the_sandbox(tmp_path: Path, sandbox_image: str
     trajectory = solve(tmp_path, "What is 17 * 23?", "--max-steps", "1", "--tools", "python_coder")
 
     [step] = trajectory.steps
-    assert step.decision.tool == "python_coder" and step.tool_call.arguments == {"query": step.decision.sub_goal}
+    assert step.decision.tool == "python_coder"
+    assert step.tool_call.arguments == {"query": step.decision.sub_goal, "question": "What is 17 * 23?"}
     assert step.result.output.startswith("Output:\n391\n"), step.result  # type: ignore[union-attr]
     assert step.result.value == "391"  # type: ignore[union-attr]
     assert trajectory.final_answer is not None and answer_line(trajectory.final_answer.text) == "391"

@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import attrs
 import pytest
 import pytest_asyncio
 
@@ -348,6 +349,37 @@ async def test_solve_answers_with_the_computed_product(
     [only] = trajectory.steps
     assert isinstance(only.result, ToolSuccess) and str(PRODUCT) in only.result.output
     assert trajectory.engines["tool:python_coder"] == "openai:m-tool"
+
+
+async def test_the_executor_hands_python_coder_the_question_its_request_serves(
+    server: ScriptedOpenAIServer, registry: Registry, sandbox_image: str
+) -> None:
+    """A terse request ("How many centimetres are 208 inches?") lost the factor the question gives; with
+    the question beside it the expression may use 2.54, which the request alone would not admit."""
+    question = "An inch is 2.54 centimetres. How many centimetres are 208 inches?"
+    server.enqueue("m", Reply("Convert."), step("How many centimetres are 208 inches?"), verdict("STOP"))
+    server.enqueue("m-tool", scripted_json({"expression": "208 * 2.54"}))
+    server.set_responder("m-gen", lambda request: Reply("I do not know."))
+    config = solver_config(server, sandbox_image)
+    config = attrs.evolve(
+        config,
+        tools={
+            "python_coder": attrs.evolve(
+                config.tools["python_coder"], settings={**config.tools["python_coder"].settings, "writes": "expression"}
+            )
+        },
+    )
+    async with Solver(config, registry=registry) as solver:
+        trajectory = await solver.asolve(question)
+
+    [only] = trajectory.steps
+    assert only.tool_call.arguments == {"query": "How many centimetres are 208 inches?", "question": question}
+    assert isinstance(only.result, ToolSuccess) and only.result.value == "528.32"
+    [sent] = server.requests_for("m-tool")
+    assert sent.messages[-1]["content"].startswith(f"Question: {question}\nRequest: How many centimetres")
+    pattern = sent.response_format["json_schema"]["schema"]["properties"]["expression"]["pattern"]  # type: ignore[index]
+    assert re.fullmatch(pattern, "208 * 2.54")
+    assert not re.fullmatch(expression_pattern(only.decision.sub_goal), "208 * 2.54")
 
 
 @pytest.mark.parametrize("choice", [str(PRODUCT), "none of these"])

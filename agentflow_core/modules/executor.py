@@ -2,7 +2,9 @@
 
 A tool whose only required input is a text ``query`` (every built-in tool) receives the sub-goal
 as that query, with no model call: the planner already wrote the request, and a model asked to restate it
-only paraphrases it, or (a small one) fills it with its own prompt's wording instead (issue 34). For
+only paraphrases it, or (a small one) fills it with its own prompt's wording instead (issue 34). Such a
+tool that also declares an optional ``question`` (``agentflow_core.tool.QUESTION_INPUT``) gets the
+question being answered there, so it can see what a terse request leaves out. For
 any other tool the model writes JSON matching the tool's own input schema. The executor does not
 run the tool: the solver does, so that timeouts and failures are handled in one place for every
 executor.
@@ -63,7 +65,10 @@ class DefaultExecutor:
                 tool=decision.tool, arguments={}, explanation="the planner chose a tool that is not enabled"
             )
         if takes_a_request(tool):
-            return ToolCall(tool=tool.name, arguments={"query": decision.sub_goal}, explanation="the sub-goal")
+            request = {"query": decision.sub_goal}
+            if "question" in tool.input_schema.get("properties", {}):  # QUESTION_INPUT: what the request is for
+                request["question"] = state.query.text
+            return ToolCall(tool=tool.name, arguments=request, explanation="the sub-goal")
         prompt = COMMAND.format(
             query=state.query.text,
             tool=tool.name,
