@@ -102,14 +102,13 @@ def train(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def train_embedded(session: nox.Session) -> None:
-    """The embedded default's shipped adapters, retrained: planner tool choice, then answers from tool
-    results, then GGUF into agentflow_core/adapters/smollm2 (docs/flow-grpo.md; needs Docker and the sandbox image)."""
+    """The embedded default's shipped adapter, retrained: the executor's arithmetic expressions for python_coder,
+    then GGUF into agentflow_core/adapters/smollm2 (docs/flow-grpo.md; needs Docker and the sandbox image)."""
     session.install(TORCH)
     session.install("-e", ".[local,rl,search]")
-    configs = Path("agentflow_rl/flow_grpo/configs")
-    session.run("agentflow", "train", str(configs / "embedded_planner.toml"), *session.posargs)
-    session.run("agentflow", "train", str(configs / "embedded_generator.toml"), *session.posargs)
-    policy, shipped = "runs/embedded-generator/policy", "agentflow_core/adapters/smollm2"
+    config = Path("agentflow_rl/flow_grpo/configs/embedded_coder.toml")
+    session.run("agentflow", "train", str(config), *session.posargs)
+    policy, shipped = "runs/embedded-coder/policy", "agentflow_core/adapters/smollm2"
     session.run("agentflow", "adapters", "export-gguf", policy, shipped)
 
 
