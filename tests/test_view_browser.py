@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import pytest
 
-from agentflow_core.records import ToolSuccess
+from agentflow_core.records import ModuleCall, ToolSuccess, Trajectory
 from agentflow_core.serde import to_json
 from agentflow_rl.eval import RunDir
 from agentflow_rl.flow_grpo.run.kept_rollouts import kept_path, read_kept_rollouts
@@ -237,17 +237,27 @@ def test_a_trajectory_file_from_solve_json(page: Any, runs: dict[str, Path]) -> 
         assert page.locator(".turn").count() == 2 and page.locator(".call").count() == 6
 
 
+def _a_solve(runs: dict[str, Path]) -> Trajectory:
+    """One recorded solve, to edit into a case the recorded run lacks."""
+    return RunDir(runs["a"]).read()[("bamboogle", "1")].trajectory
+
+
+def _written(runs: dict[str, Path], name: str, trajectory: Trajectory) -> tuple[Path, list[ModuleCall]]:
+    """``trajectory`` as a ``solve --json`` file, and its calls in solver order (the viewer's ``data-call``)."""
+    path = runs["root"] / name
+    path.write_text(to_json(trajectory, indent=2))
+    return path, list(trajectory.module_calls())
+
+
 def test_an_answer_with_a_declined_offer_shows_both_generator_calls_in_the_solver_s_order(
     page: Any, runs: dict[str, Path]
 ) -> None:
-    trajectory = RunDir(runs["a"]).read()[("bamboogle", "1")].trajectory
+    trajectory = _a_solve(runs)
     answer = trajectory.final_answer
     assert answer is not None and answer.call is not None
     offer = attrs.evolve(answer.call, purpose="choose_result", response='{"answer": "none of these"}')
-    trajectory = attrs.evolve(trajectory, final_answer=attrs.evolve(answer, choice=offer))
-    path = runs["root"] / "declined.json"
-    path.write_text(to_json(trajectory, indent=2))
-    calls = list(trajectory.module_calls())
+    declined = attrs.evolve(trajectory, final_answer=attrs.evolve(answer, choice=offer))
+    path, calls = _written(runs, "declined.json", declined)
     with serve(path, cwd=runs["root"]) as url:
         page.goto(url)
         page.wait_for_selector(".answers .call")
@@ -260,16 +270,14 @@ def test_an_answer_with_a_declined_offer_shows_both_generator_calls_in_the_solve
 def test_a_tools_own_calls_show_in_its_turn_in_the_solver_s_order(page: Any, runs: dict[str, Path]) -> None:
     """python_coder's expression is a call of the executor's, made inside the tool: between the turn's
     executor and its verdict, as ``Trajectory.module_calls()`` orders it (kept rollouts index by it)."""
-    trajectory = RunDir(runs["a"]).read()[("bamboogle", "1")].trajectory
+    trajectory = _a_solve(runs)
     step = trajectory.steps[0]
     assert step.decision.call is not None
     written = '{"expression": "6 * 7"}'
     expression = attrs.evolve(step.decision.call, role="executor", purpose="expression", response=written)
     result = ToolSuccess("Output:\n42", value="42", calls=(expression,))
-    trajectory = attrs.evolve(trajectory, steps=(attrs.evolve(step, result=result), *trajectory.steps[1:]))
-    path = runs["root"] / "tool-calls.json"
-    path.write_text(to_json(trajectory, indent=2))
-    calls = list(trajectory.module_calls())
+    steps = (attrs.evolve(step, result=result), *trajectory.steps[1:])
+    path, calls = _written(runs, "tool-calls.json", attrs.evolve(trajectory, steps=steps))
     with serve(path, cwd=runs["root"]) as url:
         page.goto(url)
         page.wait_for_selector(".turn .call")
