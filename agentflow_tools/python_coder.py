@@ -17,11 +17,12 @@ and can rephrase, and the trajectory records the failure.
 
 What the engine writes depends on ``writes``. A capable model writes a ``program``. SmolLM2-135M,
 the embedded default, wrote working programs for almost no word problem (issue 34), so with it
-(``auto``) the engine writes one arithmetic ``expression`` under a grammar that admits only the
-request's numbers, small whole numbers and ``+ - * /`` (``agentflow_tools.arithmetic``), and the
-sandbox prints its value. Either way the engine's calls are recorded in the trajectory as the
-executor's (``ToolSpec.engine_role``): they use the executor's adapter where the engine has one,
-and Flow-GRPO trains them with the executor.
+(``auto``) the engine writes one arithmetic ``expression`` under a grammar: every number the
+question states, the units it mentions (``161 * week / hour``) and ``+ - * /``
+(``agentflow_tools.arithmetic``), and the sandbox prints its exact value. Arithmetic as written and
+expressions alike run with fractions, not floats: ``0.1 + 0.2`` is ``0.3``. Either way the
+engine's calls are recorded in the trajectory as the executor's (``ToolSpec.engine_role``): they
+use the executor's adapter where the engine has one, and Flow-GRPO trains them with the executor.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ from agentflow_core import (
 from agentflow_core.config import EMBEDDED_ENGINE
 from agentflow_core.structured import ask, ask_structured, object_schema
 from agentflow_core.tool import QUESTION_INPUT, query_input
-from agentflow_tools.arithmetic import arithmetic_expression, expression_pattern
+from agentflow_tools.arithmetic import arithmetic_expression, exact_program, expression_pattern
 from agentflow_tools.sandbox import DockerSandbox, DockerSettings, ExecutionResult, SandboxError
 from agentflow_tools.sandbox.container import connect
 from agentflow_tools.sandbox.image import resolve_image
+from agentflow_tools.units import units_in
 
 SPEC = ToolSpec(
     name="python_coder",
@@ -83,9 +85,11 @@ SYSTEM = (
 #: For ``writes = "expression"``. No example and no description: a small model copies them (issue 34).
 SYSTEM_EXPRESSION = "You turn a request for a calculation into one arithmetic expression."
 EXPRESSION_PROMPT = """{question}Request: {request}
-
+{units}
 Write the arithmetic expression whose value answers the request, with the numbers it needs. \
 Reply with JSON with the key "expression"."""
+#: Shown when the texts mention units: the expression may name them (``agentflow_tools.units``).
+EXPRESSION_UNITS = "Units you may write, each standing for its size: {names}.\n"
 #: An expression under the grammar is a few numbers and operators.
 EXPRESSION_TOKENS = 48
 
@@ -128,20 +132,22 @@ class PythonCoder:
         request = str(arguments["query"])
         expression = arithmetic_expression(request)
         if expression is not None:
-            return await self._run_as_written(f"print({expression})")
+            return await self._run_expression(expression)
         # The question the request is part of (the executor fills it): its numbers and facts, which
         # a small planner's request may have dropped.
         question = str(arguments.get("question") or "")
         context = f"Question: {question}\n" if question and question != request else ""
         if self._writes == "expression":
-            return await self._write_expression(request, context)
+            return await self._write_expression(request, question if question != request else "")
         return await self._write_program(request, context)
 
-    async def _write_expression(self, request: str, context: str) -> ToolOutput:
-        """One expression under the grammar, printed by the sandbox; no repair: the grammar leaves little to fix."""
-        pattern = expression_pattern(f"{context} {request}")
+    async def _write_expression(self, request: str, question: str) -> ToolOutput:
+        """One expression under the grammar, its exact value printed by the sandbox; no repair: the
+        grammar leaves little to fix."""
+        pattern = expression_pattern(question, request)
         schema = object_schema({"expression": {"type": "string", "pattern": pattern}})
-        prompt = EXPRESSION_PROMPT.format(question=context, request=request)
+        units = units_in(f"{question} {request}")
+        prompt = expression_prompt(question, request)
         parsed, call = await ask_structured(
             self._engine,
             role=self._role,
@@ -150,13 +156,13 @@ class PythonCoder:
             schema=JsonSchema(name="expression", schema=schema),
             max_tokens=EXPRESSION_TOKENS,
         )
-        expression = arithmetic_expression(str(parsed.values.get("expression", "")))
+        expression = arithmetic_expression(str(parsed.values.get("expression", "")), names=units)
         if expression is None:
             raise ToolError(
                 f"the model wrote no arithmetic expression for this request; it said: {_clip(call.response, 200)}",
                 calls=(call,),
             )
-        return await self._run_as_written(f"print({expression})", calls=(call,))
+        return await self._run_expression(expression, calls=(call,))
 
     async def _write_program(self, request: str, context: str) -> ToolOutput:
         conversation = [
@@ -191,12 +197,20 @@ class PythonCoder:
             # The engine sees what it wrote and what went wrong, as a chat: the usual shape of a repair.
             conversation += [Message("assistant", reply), Message("user", f"{problem}\n\n{fix}")]
 
-    async def _run_as_written(self, code: str, calls: tuple[ModuleCall, ...] = ()) -> ToolOutput:
-        """A program no engine would fix: its failure (``1 / 0``) is the request's."""
-        result = await self._sandbox.run(code, timeout_s=self._settings.timeout_s)
+    async def _run_expression(self, expression: str, calls: tuple[ModuleCall, ...] = ()) -> ToolOutput:
+        """The exact value of an expression; its failure (``1 / 0``) is the request's, no engine would fix it.
+
+        The observation shows the expression, not the program that computed it: the program is the
+        same scaffolding every time, and the expression is what a reader (or the planner) checks.
+        """
+        result = await self._sandbox.run(exact_program(expression), timeout_s=self._settings.timeout_s)
         if not result.ok:
-            raise ToolError(failure_text(code, result, self._settings.timeout_s), calls=calls)
-        return attrs.evolve(success_output(code, result), calls=calls)
+            error = (result.stderr.strip().splitlines() or [""])[-1]
+            why = f"{expression} could not be computed ({result.describe()}): {error}"
+            raise ToolError(why.rstrip(": "), calls=calls)
+        lines = ["Output:", result.stdout.rstrip(), *(["[output truncated]"] if result.truncated else [])]
+        text = "\n".join([*lines, f"Computed exactly: {expression}"])
+        return ToolOutput(text, value=printed_value(result), calls=calls)
 
     async def aclose(self) -> None:
         """The engine belongs to the solver's pool; the containers are ours."""
@@ -206,6 +220,17 @@ class PythonCoder:
         # Started on first use: the factory runs when the solver is built, maybe outside any event loop.
         async with self._starting:
             await self._sandbox.start()
+
+
+def expression_prompt(question: str, request: str) -> str:
+    """What the engine is asked when it writes an expression: the question (when it is more than the
+    request), the request, and the units it may name."""
+    names = units_in(f"{question} {request}")
+    return EXPRESSION_PROMPT.format(
+        question=f"Question: {question}\n" if question else "",
+        request=request,
+        units=EXPRESSION_UNITS.format(names=", ".join(names)) if names else "",
+    )
 
 
 def writes_for(setting: str, engine_name: str) -> str:

@@ -71,11 +71,12 @@ def test_exact_arithmetic_runs_in_the_sandbox(tmp_path: Path, sandbox_image: str
 
 def test_a_word_problem_gets_one_expression_under_the_grammar(tmp_path: Path, sandbox_image: str) -> None:
     """Not arithmetic as written, so the embedded model writes the expression (``writes = "auto"``):
-    one call, recorded as the executor's, made only of the request's numbers and small whole ones."""
+    one call, recorded as the executor's, made of the question's numbers and the units it names."""
     import json
     import re
 
     from agentflow_tools.arithmetic import arithmetic_expression, expression_pattern
+    from agentflow_tools.units import units_in
 
     trajectory = solve(tmp_path, "How many minutes are in 3 hours?", "--max-steps", "1", "--tools", "python_coder")
 
@@ -84,7 +85,9 @@ def test_a_word_problem_gets_one_expression_under_the_grammar(tmp_path: Path, sa
     assert (call.role, call.purpose) == ("executor", "expression")
     assert call.engine == trajectory.engines["tool:python_coder"] == trajectory.engines["executor"]
     expression = json.loads(call.response)["expression"]
-    assert re.fullmatch(expression_pattern(step.decision.sub_goal), expression), expression
-    ran = f"print({arithmetic_expression(expression)})"  # as Python writes it back: 2.50 runs as 2.5
-    assert ran in (step.result.output if isinstance(step.result, ToolSuccess) else step.result.error)
+    question, request = "How many minutes are in 3 hours?", step.decision.sub_goal
+    assert re.fullmatch(expression_pattern(question, request), expression), expression
+    ran = arithmetic_expression(expression, names=units_in(f"{question} {request}"))  # 2.50 runs as 2.5
+    shown = step.result.output if isinstance(step.result, ToolSuccess) else step.result.error
+    assert ran is not None and ran in shown
     assert call in list(trajectory.module_calls())

@@ -1,0 +1,75 @@
+"""Units a written expression may name, so a small model converts by naming units instead of recalling factors.
+
+SmolLM2-135M does not know that a week has 168 hours: asked for the hours in 161 weeks it wrote
+``161 * 7`` (issue 34). It can learn a pattern that holds for every conversion, though: the
+quantity times the unit it is given in, divided by the unit asked for, ``161 * week / hour``. Each
+unit here is its exact size in its dimension's base unit (second, metre, gram, litre; ``percent``
+and ``dozen`` are plain numbers), so any such expression is exact. Only units the question or the
+request mentions are offered to the model.
+
+>>> units_in("How many hours are in 161 weeks?")
+('hour', 'week')
+>>> units_in("An inch is 2.54 centimeters; what is 15% of it?")
+('inch', 'centimetre', 'percent')
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+#: Every unit's exact size: seconds, metres, grams, litres, or a plain number.
+UNITS: dict[str, Fraction] = {
+    "second": Fraction(1),
+    "minute": Fraction(60),
+    "hour": Fraction(3600),
+    "day": Fraction(86400),
+    "week": Fraction(604800),
+    "millimetre": Fraction(1, 1000),
+    "centimetre": Fraction(1, 100),
+    "metre": Fraction(1),
+    "kilometre": Fraction(1000),
+    "inch": Fraction("0.0254"),
+    "foot": Fraction("0.3048"),
+    "yard": Fraction("0.9144"),
+    "mile": Fraction("1609.344"),
+    "milligram": Fraction(1, 1000),
+    "gram": Fraction(1),
+    "kilogram": Fraction(1000),
+    "tonne": Fraction(1_000_000),
+    "ounce": Fraction("28.349523125"),
+    "pound": Fraction("453.59237"),
+    "millilitre": Fraction(1, 1000),
+    "litre": Fraction(1),
+    "percent": Fraction(1, 100),
+    "dozen": Fraction(12),
+}
+
+#: How each unit is written in English text: plurals, American spellings, ``%``.
+_WRITTEN = {
+    "inch": r"inch(?:es)?",
+    "foot": r"foot|feet",
+    "percent": r"per\s?cent|%",
+    "gram": r"gram(?:me)?s?",
+    "kilogram": r"kilogram(?:me)?s?",
+    "milligram": r"milligram(?:me)?s?",
+    **{name: rf"{name[:-2]}(?:re|er)s?" for name in ("millimetre", "centimetre", "metre", "kilometre")},
+    **{name: rf"{name[:-2]}(?:re|er)s?" for name in ("millilitre", "litre")},
+}
+_MENTION = re.compile("|".join(rf"(?P<{name}>{_WRITTEN.get(name, name + 's?')})" for name in UNITS), re.I)
+_WORD_EDGE = re.compile(r"\w")
+
+
+def units_in(text: str) -> tuple[str, ...]:
+    """The units ``text`` mentions, by their names in :data:`UNITS`, in order of first mention."""
+    found: list[str] = []
+    for match in _MENTION.finditer(text):
+        start, end = match.span()
+        word_before = start > 0 and _WORD_EDGE.match(text[start - 1])
+        word_after = end < len(text) and _WORD_EDGE.match(text[end])
+        if match.group() != "%" and (word_before or word_after):
+            continue  # part of a longer word: "day" in "Monday"
+        name = match.lastgroup
+        if name is not None and name not in found:
+            found.append(name)
+    return tuple(found)
