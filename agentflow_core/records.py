@@ -82,6 +82,9 @@ class ToolSuccess:
     #: The result as one short value (a number, a name), when the tool gave one (``ToolOutput``):
     #: the default generator offers it as the answer to choose, so a small model need not copy it.
     value: str | None = None
+    #: Short spans of the result that may each be the answer (``ToolOutput.candidates``), offered
+    #: with ``value`` for the default generator to choose among.
+    candidates: tuple[str, ...] = ()
     #: The LLM calls the tool made itself (python_coder's program), recorded as the module named by
     #: its spec's ``engine_role``: they are in the trajectory, and trained with that module.
     calls: tuple[ModuleCall, ...] = ()

@@ -58,6 +58,9 @@ class ToolOutput:
 
     text: str
     value: str | None = None
+    #: Short spans of the result that may each be the answer (a search tool's names, numbers and
+    #: phrases of its best passage): offered to the generator to choose among, like ``value``.
+    candidates: tuple[str, ...] = ()
     #: The LLM calls the tool made, recorded with its spec's ``engine_role`` (``ToolSuccess.calls``).
     calls: tuple[ModuleCall, ...] = ()
 

@@ -60,13 +60,21 @@ class Toolset:
         if isinstance(output, ToolOutput) and isinstance(output.text, str):
             value = " ".join(output.value.split()) if isinstance(output.value, str) else None
             calls = tuple(c for c in output.calls if isinstance(c, ModuleCall))
-            return ToolSuccess(output.text, value=value or None, calls=calls)
+            candidates = _candidates(output.candidates)
+            return ToolSuccess(output.text, value=value or None, candidates=candidates, calls=calls)
         if not isinstance(output, str):
             return ToolFailure(ToolErrorKind.CRASHED, f"{call.tool} returned {type(output).__name__}, not text")
         return ToolSuccess(output)
 
     async def aclose(self) -> None:
         await asyncio.gather(*(tool.aclose() for tool in self._tools.values()), return_exceptions=True)
+
+
+def _candidates(given: object) -> tuple[str, ...]:
+    """A plugin's candidates as one-line texts, each once; anything else in the tuple is dropped."""
+    if not isinstance(given, tuple | list):
+        return ()
+    return tuple(dict.fromkeys(" ".join(c.split()) for c in given if isinstance(c, str) and c.strip()))
 
 
 def schema_problem(arguments: Mapping[str, object], schema: Mapping[str, object]) -> str | None:

@@ -14,8 +14,9 @@ from typing import Any
 
 import attrs
 
-from agentflow_core import ToolContext, ToolError, ToolSpec, structure_settings
-from agentflow_core.tool import query_input
+from agentflow_core import ToolContext, ToolError, ToolOutput, ToolSpec, structure_settings
+from agentflow_core.tool import QUESTION_INPUT, query_input
+from agentflow_tools.search.answer_spans import answer_spans
 from agentflow_tools.search.local_index import Hit, LoadedIndex, build_index, default_index_dir, open_index, search
 from agentflow_tools.search.passages import clip
 
@@ -29,6 +30,7 @@ SPEC = ToolSpec(
     ),
     input_schema=query_input(
         "keywords or a short question",
+        question=QUESTION_INPUT,
         top_k={
             "type": "integer",
             "minimum": 1,
@@ -78,14 +80,17 @@ class LocalSearch:
         """The loaded index, once the first search has opened it."""
         return self._index
 
-    async def run(self, arguments: Mapping[str, Any]) -> str:
+    async def run(self, arguments: Mapping[str, Any]) -> ToolOutput:
         query = str(arguments["query"]).strip()
         k = int(arguments.get("top_k") or self._settings.top_k)
         async with self._lock:  # one build at a time; bm25s's corpus reader is not thread-safe either
             if self._index is None:
                 self._index = await asyncio.to_thread(open_index, self._corpus, self._index_dir)
             hits = await asyncio.to_thread(search, self._index, query, k)
-        return self._render(query, hits)
+        # The best passage's spans, less the question's own words: a shortlist the generator chooses from.
+        asked = str(arguments.get("question") or query)
+        candidates = answer_spans(hits[0].text, asked) if hits else ()
+        return ToolOutput(self._render(query, hits), candidates=candidates)
 
     async def aclose(self) -> None:
         index, self._index = self._index, None

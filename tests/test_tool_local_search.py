@@ -48,8 +48,12 @@ async def test_first_search_builds_the_index_and_finds_the_passage(corpus: Path)
     output = await search.run({"query": "Which Nobel Prizes did Marie Curie win?"})
     await search.aclose()
 
-    lines = output.splitlines()
+    lines = output.text.splitlines()
     assert lines[:3] == ["Passages for 'Which Nobel Prizes did Marie Curie win?':", "[1] Marie Curie", CURIE]
+    # The best passage's names, numbers and phrases, less the question's words: the generator's shortlist.
+    assert output.candidates[:4] == ("physicist", "chemist", "conducted pioneering research", "radioactivity")
+    assert {"1903", "1911", "Physics", "Chemistry"} <= set(output.candidates)
+    assert not {"Marie Curie", "Nobel", "She"} & set(output.candidates)
     assert (corpus.parent / "wiki.jsonl.bm25s" / local_index.MANIFEST).is_file()
 
 
@@ -68,7 +72,7 @@ async def test_a_second_instance_loads_the_saved_index_memory_mapped(
     output = await second.run({"query": "what do barn owls hunt", "top_k": 1})
 
     assert builds == [] and manifest.stat().st_mtime_ns == built_at
-    assert output.splitlines()[1:] == ["[1] Barn owl", "The barn owl hunts voles and nests in old barns."]
+    assert output.text.splitlines()[1:] == ["[1] Barn owl", "The barn owl hunts voles and nests in old barns."]
     assert second.index is not None
     assert isinstance(second.index.retriever.scores["data"], np.memmap)
     assert type(second.index.documents).__name__ == "JsonlCorpus"  # passages read from disk on demand
@@ -87,7 +91,7 @@ async def test_a_changed_corpus_is_reindexed(corpus: Path) -> None:
     second = tool(corpus)
     output = await second.run({"query": "grey heron", "top_k": 1})
     await second.aclose()
-    assert output.splitlines()[1] == "[1] Grey heron"
+    assert output.text.splitlines()[1] == "[1] Grey heron"
 
 
 async def test_build_index_ahead_of_time_into_a_chosen_folder(
@@ -98,14 +102,14 @@ async def test_build_index_ahead_of_time_into_a_chosen_folder(
     monkeypatch.setattr(local_index, "build_index", lambda *args: pytest.fail("rebuilt a fresh index"))
 
     output = await tool(corpus, index_dir=str(folder)).run({"query": "salt trade Brayton", "top_k": 2})
-    assert output.splitlines()[1].startswith("[1] Brayton ")
+    assert output.text.splitlines()[1].startswith("[1] Brayton ")
     assert not (corpus.parent / "wiki.jsonl.bm25s").exists()
 
 
 async def test_no_match_says_so(corpus: Path) -> None:
-    assert await tool(corpus).run({"query": "zeppelin quasar"}) == (
-        "No passage in the collection matches 'zeppelin quasar'. Try other words."
-    )
+    output = await tool(corpus).run({"query": "zeppelin quasar"})
+    assert output.text == "No passage in the collection matches 'zeppelin quasar'. Try other words."
+    assert output.candidates == ()
 
 
 @pytest.mark.parametrize(

@@ -129,9 +129,16 @@ async def test_local_search(llm: ScriptedOpenAIServer, registry: Registry, tmp_p
         {"id": "2", "contents": '"Heron"\nFish.'},
     ]
     corpus.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-    script_one_turn(llm, "local_search", {"query": "barn owl"}, "voles")
+    plan = scripted_json({"tool": "local_search", "question": "barn owl"})
+    verdict = scripted_json({"analysis": "the observation answers it", "decision": "STOP"})
+    choice = scripted_json({"answer": "barn owl hunts voles"})  # chosen among the passage's spans, not written
+    llm.enqueue("m", Reply("The question needs a lookup."), plan, verdict, choice)
     trajectory = await solve(llm, registry, "local_search", {"corpus": str(corpus)})
     assert "[1] Barn owl\nThe barn owl hunts voles." in observation(trajectory, llm)
+    [step] = trajectory.steps
+    assert step.result.candidates == ("barn owl hunts voles",)  # type: ignore[union-attr]
+    assert trajectory.answer == "local_search found barn owl hunts voles.\n\nAnswer: barn owl hunts voles"
+    assert "barn owl hunts voles; none of these?" in llm.requests_for("m")[-1].messages[-1]["content"]
 
 
 async def test_a_failing_search_is_a_visible_tool_error(llm: ScriptedOpenAIServer, registry: Registry) -> None:

@@ -73,6 +73,20 @@ async def test_a_tool_may_return_a_short_value_beside_its_text(output: object, v
     assert isinstance(result, ToolSuccess) and result.output.startswith(("Output:", "plain")) and result.value == value
 
 
+@pytest.mark.parametrize(
+    ("candidates", "kept"),
+    [
+        (("1944", "Prennquay"), ("1944", "Prennquay")),
+        (("river\n  Aube", "river Aube", " ", 7, None), ("river Aube",)),  # one line each, once; no blanks or non-text
+        ("1944", ()),  # a plugin's bare string is not a tuple of candidates
+    ],
+)
+async def test_candidates_reach_the_result_as_one_line_texts(candidates: object, kept: tuple[str, ...]) -> None:
+    output = ToolOutput("Passages ...", candidates=candidates)  # type: ignore[arg-type]
+    result = await Toolset([Valued(output)], timeout_s=1).run(ToolCall("valued", {}))  # type: ignore[list-item]
+    assert isinstance(result, ToolSuccess) and result.candidates == kept
+
+
 async def test_the_calls_a_tool_made_reach_the_result_whether_it_succeeds_or_fails() -> None:
     made = ModuleCall("executor", "program", "openai:m", (Message("user", "task"),), "print(1)")
     result = await Toolset([Valued(ToolOutput("Output:\n1", value="1", calls=(made,)))], timeout_s=1).run(  # type: ignore[list-item]

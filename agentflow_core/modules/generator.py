@@ -6,10 +6,11 @@ what a person reads; scorers take the last line (``agentflow_rl.benchmarks.extra
 so "…would be Boston." no longer hides a right ``Boston`` (issue 34). A reply that is not the JSON
 asked for (a server that ignores schemas) is kept as it came.
 
-When tools returned short values (``ToolOutput.value``: the number a program printed), the
-generator first chooses among them or "none of these" with one constrained call; only "none"
-leads to a written answer. SmolLM2-135M, asked to write the answer with the sandbox's ``391`` in
-its prompt, wrote ``17 * 23``; asked to choose, it takes the printed value (issue 34).
+When tools returned short values (``ToolOutput.value``: the number a program printed;
+``ToolOutput.candidates``: the names and numbers of a passage local_search found), the generator
+first chooses among them or "none of these" with one constrained call; only "none" leads to a
+written answer. SmolLM2-135M, asked to write the answer with the sandbox's ``391`` in its prompt,
+wrote ``17 * 23``; asked to choose, it takes the printed value (issue 34).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ CHOOSE = """Question: {query}
 Done so far:
 {memory}
 
-Which of these results answers the question? Reply with JSON with the key "answer"."""
+Which of these answers the question: {options}? Reply with JSON with the key "answer"."""
 
 #: The choice that sends the generator on to write an answer of its own.
 NONE_OF_THESE = "none of these"
@@ -60,11 +61,18 @@ def answer_text(reasoning: str, answer: str) -> str:
 
 
 def result_values(state: FlowState) -> dict[str, str]:
-    """The short values the turns' tools returned, each with the tool that returned it, latest first."""
+    """The short values the turns' tools returned, each with where it came from ("python_coder
+    returned 391."), latest turn first; in a turn its ``value``, then its ``candidates``."""
     values: dict[str, str] = {}
     for step in reversed(state.steps):
-        if isinstance(step.result, ToolSuccess) and step.result.value and step.result.value != NONE_OF_THESE:
-            values.setdefault(step.result.value, step.tool_call.tool)
+        if not isinstance(step.result, ToolSuccess):
+            continue
+        tool, result = step.tool_call.tool, step.result
+        offered = [(result.value, f"{tool} returned {result.value}.")] if result.value else []
+        offered += [(candidate, f"{tool} found {candidate}.") for candidate in result.candidates]
+        for value, source in offered:
+            if value != NONE_OF_THESE:
+                values.setdefault(value, source)
     return values
 
 
@@ -78,14 +86,15 @@ class DefaultGenerator:
         if values:
             chosen, choice = await self._choose(state, values)
             if chosen is not None:
-                return Answer(answer_text(f"{values[chosen]} returned {chosen}.", chosen), call=choice)
+                return Answer(answer_text(values[chosen], chosen), call=choice)
         prompt = FINAL.format(query=state.query.text, memory=state.memory_text)
         answer = await self._answer("final_answer", prompt)
         return attrs.evolve(answer, choice=choice)
 
     async def _choose(self, state: FlowState, values: dict[str, str]) -> tuple[str | None, ModuleCall]:
         schema = JsonSchema(name="result_choice", schema=object_schema({"answer": {"enum": [*values, NONE_OF_THESE]}}))
-        prompt = CHOOSE.format(query=state.query.text, memory=state.memory_text)
+        options = "; ".join([*values, NONE_OF_THESE])
+        prompt = CHOOSE.format(query=state.query.text, memory=state.memory_text, options=options)
         messages = [Message("system", SYSTEM), Message("user", prompt)]
         parsed, call = await ask_structured(
             self.engine, role="generator", purpose="choose_result", messages=messages, schema=schema, max_tokens=64
