@@ -113,6 +113,11 @@ def worded_numbers_in(text: str) -> list[str]:
     return [str(NUMBER_WORDS[word.lower()]) for word in _NUMBER_WORD.findall(text)]
 
 
+def stated_numbers(text: str) -> list[str]:
+    """Every number ``text`` states, in digits or in words: what an expression can be built from."""
+    return [*numbers_in(text), *worded_numbers_in(text)]
+
+
 def expression_pattern(question: str, request: str = "") -> str:
     """A regular expression for the arithmetic a small model may write to answer ``question`` (and ``request``).
 

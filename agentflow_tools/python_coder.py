@@ -48,7 +48,7 @@ from agentflow_core import (
 from agentflow_core.config import EMBEDDED_ENGINE
 from agentflow_core.structured import ask, ask_structured, object_schema
 from agentflow_core.tool import QUESTION_INPUT, query_input
-from agentflow_tools.arithmetic import arithmetic_expression, exact_program, expression_pattern
+from agentflow_tools.arithmetic import arithmetic_expression, exact_program, expression_pattern, stated_numbers
 from agentflow_tools.sandbox import DockerSandbox, DockerSettings, ExecutionResult, SandboxError
 from agentflow_tools.sandbox.container import connect
 from agentflow_tools.sandbox.image import resolve_image
@@ -144,6 +144,9 @@ class PythonCoder:
     async def _write_expression(self, request: str, question: str) -> ToolOutput:
         """One expression under the grammar, its exact value printed by the sandbox; no repair: the
         grammar leaves little to fix."""
+        if not stated_numbers(f"{question} {request}"):
+            # SmolLM2 sent here for a fact wrote a number of its own ("56877" for what a firm makes).
+            raise ToolError(f"nothing to compute: neither the request nor the question states a number ({request!r})")
         pattern = expression_pattern(question, request)
         schema = object_schema({"expression": {"type": "string", "pattern": pattern}})
         units = units_in(f"{question} {request}")
