@@ -30,7 +30,7 @@ def test_the_shipped_question_files_are_what_the_generator_writes(tmp_path: Path
     assert task.train_file is not None and task.eval_file is not None
     for shipped in (Path(task.train_file), Path(task.eval_file)):
         assert (tmp_path / shipped.name).read_text() == shipped.read_text()
-    shipped = ("corpus", "train_one_call", "train_arithmetic", "eval_arithmetic")
+    shipped = ("corpus", "train_one_call", "train_arithmetic", "eval_arithmetic", "train_facts", "eval_facts")
     for name in (f"embedded_{part}.jsonl" for part in shipped):
         assert (tmp_path / name).read_text() == (Path(task.eval_file).parent / name).read_text()
 

@@ -196,7 +196,9 @@ ONE_CALL = ("arithmetic", "fact")
 def write(folder: str | Path, train: int = 600, held_out: int = 90, seed: int = 0) -> tuple[Path, Path, Path]:
     """The corpus, the training questions and the held-out questions, as JSONL files; also the
     training questions of the :data:`ONE_CALL` kinds alone (``embedded_train_one_call.jsonl``) and
-    the arithmetic ones, training and held-out (``embedded_{train,eval}_arithmetic.jsonl``: python_coder's
+    the facts, training and held-out (``embedded_{train,eval}_facts.jsonl``: the generator's choice
+    among a passage's spans), and the arithmetic ones, training and held-out
+    (``embedded_{train,eval}_arithmetic.jsonl``: python_coder's
     expressions; for training only those a model must write, as python_coder runs a question that is
     already arithmetic, "What is 17 * 23?", without one)."""
     folder = Path(folder)
@@ -208,9 +210,11 @@ def write(folder: str | Path, train: int = 600, held_out: int = 90, seed: int = 
     _write_jsonl(train_path, train_rows)
     _write_jsonl(folder / "embedded_train_one_call.jsonl", [r for r in train_rows if r["kind"] in ONE_CALL])
     _write_jsonl(folder / "embedded_train_arithmetic.jsonl", [r for r in train_rows if _needs_expression(r)])
+    _write_jsonl(folder / "embedded_train_facts.jsonl", [r for r in train_rows if r["kind"] == "fact"])
     eval_rows = questions(world, "eval", held_out, seed)
     _write_jsonl(eval_path, eval_rows)
     _write_jsonl(folder / "embedded_eval_arithmetic.jsonl", [r for r in eval_rows if r["kind"] == "arithmetic"])
+    _write_jsonl(folder / "embedded_eval_facts.jsonl", [r for r in eval_rows if r["kind"] == "fact"])
     return corpus, train_path, eval_path
 
 
