@@ -171,7 +171,7 @@ def exact_program(expression: str) -> str:
     returned, so its names are units.
 
     >>> exact_program("161 * week / hour").splitlines()[1:5]
-    ['week = F(604800, 1)', 'hour = F(3600, 1)', 'try:', "    value = F('161') * week / hour"]
+    ['week = F(604800000, 1)', 'hour = F(3600000, 1)', 'try:', "    value = F('161') * week / hour"]
     """
     tree = ast.parse(expression, mode="eval")
     named = sorted((node for node in ast.walk(tree) if isinstance(node, ast.Name)), key=lambda node: node.col_offset)

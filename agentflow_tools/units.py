@@ -3,8 +3,7 @@
 SmolLM2-135M does not know that a week has 168 hours: asked for the hours in 161 weeks it wrote
 ``161 * 7`` (issue 34). It can learn a pattern that holds for every conversion, though: the
 quantity times the unit it is given in, divided by the unit asked for, ``161 * week / hour``. Each
-unit here is its exact size in its dimension's base unit (second, metre, gram, litre; ``percent``
-and ``dozen`` are plain numbers), so any such expression is exact. Only units the question or the
+unit here is its exact size, so any such expression is exact. Only units the question or the
 request mentions are offered to the model.
 
 >>> units_in("How many hours are in 161 weeks?")
@@ -18,29 +17,32 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-#: Every unit's exact size: seconds, metres, grams, litres, or a plain number.
+#: Every unit's exact size in a base unit the table does not name: milliseconds, tenths of a
+#: millimetre, micrograms, microlitres (``percent`` and ``dozen`` are plain numbers). With a named
+#: base (seconds) ``15 * hour`` would be the seconds in 15 hours, a shortcut that rewards leaving the
+#: unit asked for out and fails for every other one; here only ``15 * hour / second`` is a number.
 UNITS: dict[str, Fraction] = {
-    "second": Fraction(1),
-    "minute": Fraction(60),
-    "hour": Fraction(3600),
-    "day": Fraction(86400),
-    "week": Fraction(604800),
-    "millimetre": Fraction(1, 1000),
-    "centimetre": Fraction(1, 100),
-    "metre": Fraction(1),
-    "kilometre": Fraction(1000),
-    "inch": Fraction("0.0254"),
-    "foot": Fraction("0.3048"),
-    "yard": Fraction("0.9144"),
-    "mile": Fraction("1609.344"),
-    "milligram": Fraction(1, 1000),
-    "gram": Fraction(1),
-    "kilogram": Fraction(1000),
-    "tonne": Fraction(1_000_000),
-    "ounce": Fraction("28.349523125"),
-    "pound": Fraction("453.59237"),
-    "millilitre": Fraction(1, 1000),
-    "litre": Fraction(1),
+    "second": Fraction(1000),
+    "minute": Fraction(60_000),
+    "hour": Fraction(3_600_000),
+    "day": Fraction(86_400_000),
+    "week": Fraction(604_800_000),
+    "millimetre": Fraction(10),
+    "centimetre": Fraction(100),
+    "metre": Fraction(10_000),
+    "kilometre": Fraction(10_000_000),
+    "inch": Fraction(254),
+    "foot": Fraction(3048),
+    "yard": Fraction(9144),
+    "mile": Fraction(16_093_440),
+    "milligram": Fraction(1000),
+    "gram": Fraction(1_000_000),
+    "kilogram": Fraction(1_000_000_000),
+    "tonne": Fraction(10**12),
+    "ounce": Fraction("28349523.125"),
+    "pound": Fraction(453_592_370),
+    "millilitre": Fraction(1000),
+    "litre": Fraction(1_000_000),
     "percent": Fraction(1, 100),
     "dozen": Fraction(12),
 }
