@@ -90,6 +90,9 @@ NUMBER_WORDS = {
     "quarter": 4,
 }
 _NUMBER_WORD = re.compile(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", re.I)
+#: A percentage states the 100 it divides by: SmolLM2 writes ``30 * 6803 / percent`` for "30 percent of
+#: 6803" when offered the unit, and ``30 * 6803 / 100`` is what it means.
+_PERCENT = re.compile(r"%|\bper\s?cent\b", re.I)
 #: Operands in one written expression when the question gives no numbers to build it on, and the
 #: whole numbers it may then use (1 to 999).
 MAX_OPERANDS = 5
@@ -97,8 +100,9 @@ _SMALL_WHOLE = "[1-9][0-9]{0,2}"
 #: A question with more numbers than this does not make each one an operand the expression must use
 #: (the permutations grow as the factorial); 4 is ``a * b + c - d``.
 MAX_REQUIRED = 4
-#: Extra operands (units, the request's numbers, numbers in words) after each required one.
-EXTRAS_AFTER_EACH = 2
+#: Extra operands (units, the request's numbers, numbers in words) after the required ones: only
+#: after them, as SmolLM2 offered 100 after each number wrote ``30 * 100 + 6803`` for 30 percent of 6803.
+EXTRAS_AFTER = 2
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _OPERATOR = " [-+*/] "
 
@@ -109,8 +113,9 @@ def numbers_in(text: str) -> list[str]:
 
 
 def worded_numbers_in(text: str) -> list[str]:
-    """The numbers ``text`` states in words ("twice", "a quarter of"), as digits."""
-    return [str(NUMBER_WORDS[word.lower()]) for word in _NUMBER_WORD.findall(text)]
+    """The numbers ``text`` states in words ("twice", "a quarter of", "percent"), as digits."""
+    words = [str(NUMBER_WORDS[word.lower()]) for word in _NUMBER_WORD.findall(text)]
+    return words + (["100"] if _PERCENT.search(text) else [])
 
 
 def stated_numbers(text: str) -> list[str]:
@@ -124,18 +129,18 @@ def expression_pattern(question: str, request: str = "") -> str:
     Every number the question states in digits is an operand, each as often as it is stated, in any
     order: a word problem's numbers are its data, and SmolLM2-135M otherwise drops one (``161 * 7``
     for the hours in 161 weeks) or invents one (``6803 * 1.25``), which it did in most unconstrained
-    expressions (issue 34). Besides those, after each, an operand may be a number the request states
-    or either text states in words ("twice", "half"), or a unit either text mentions
-    (:mod:`agentflow_tools.units`: ``percent``, ``week``), which ``python_coder`` defines before the
-    expression runs; nothing else, as every unstated constant the model was offered (7, 24, 100) it
-    also used where it was wrong. Operators are ``+ - * /`` with single spaces; no parentheses, as
-    their balance is not regular. Without a question, the request's numbers are the required ones;
-    with none, or more than :data:`MAX_REQUIRED`, none is required and whole numbers up to 999 are
-    offered instead.
+    expressions (issue 34). After them come at most :data:`EXTRAS_AFTER` more operands: numbers the
+    request states, numbers either text states in words ("twice", "half"; a percentage states 100),
+    units either text mentions (:mod:`agentflow_tools.units`: ``week``, ``inch``), which
+    ``python_coder`` defines before the expression runs; nothing else, as every unstated constant the
+    model was offered (7, 24, 100) it also used where it was wrong. Operators are ``+ - * /`` with
+    single spaces; no parentheses, as their balance is not regular. Without a question, the request's
+    numbers are the required ones; with none, or more than :data:`MAX_REQUIRED`, none is required and
+    whole numbers up to 999 are offered instead.
 
     >>> import re
     >>> pattern = expression_pattern("What is 30 percent of 6,803?")
-    >>> written = ("30 * percent * 6803", "6803 * 30 / 100", "6803 * 1.25", "6803 * percent")
+    >>> written = ("30 * 6803 / 100", "30 * 100 + 6803", "6803 * 1.25", "6803 / 100")
     >>> [bool(re.fullmatch(pattern, expression)) for expression in written]
     [True, False, False, False]
     >>> bool(re.fullmatch(expression_pattern("How many hours are in 161 weeks?"), "161 * week / hour"))
@@ -152,9 +157,9 @@ def expression_pattern(question: str, request: str = "") -> str:
         free = "(" + "|".join([*others, _SMALL_WHOLE]) + ")"
         return f"^{free}({_OPERATOR}{free}){{0,{MAX_OPERANDS - 1}}}$"
     extra = "(" + "|".join(others) + ")"
-    before, after = (f"({extra}{_OPERATOR})?", f"({_OPERATOR}{extra}){{0,{EXTRAS_AFTER_EACH}}}") if others else ("", "")
+    after = f"({_OPERATOR}{extra}){{0,{EXTRAS_AFTER}}}" if others else ""
     orders = dict.fromkeys(itertools.permutations(required))  # a repeated number makes repeated orders
-    written = (before + _OPERATOR.join(_literal(n) + after for n in order) for order in orders)
+    written = (_OPERATOR.join(_literal(n) for n in order) + after for order in orders)
     return "^(" + "|".join(written) + ")$"
 
 

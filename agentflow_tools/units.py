@@ -8,8 +8,8 @@ request mentions are offered to the model.
 
 >>> units_in("How many hours are in 161 weeks?")
 ('hour', 'week')
->>> units_in("An inch is 2.54 centimeters; what is 15% of it?")
-('inch', 'centimetre', 'percent')
+>>> units_in("An inch is 2.54 centimeters; how many in 3 feet?")
+('inch', 'centimetre', 'foot')
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import re
 from fractions import Fraction
 
 #: Every unit's exact size in a base unit the table does not name: milliseconds, tenths of a
-#: millimetre, micrograms, microlitres (``percent`` and ``dozen`` are plain numbers). With a named
+#: millimetre, micrograms, microlitres (``dozen`` is a plain number; a percentage is the number
+#: 100, ``agentflow_tools.arithmetic.worded_numbers_in``). With a named
 #: base (seconds) ``15 * hour`` would be the seconds in 15 hours, a shortcut that rewards leaving the
 #: unit asked for out and fails for every other one; here only ``15 * hour / second`` is a number.
 UNITS: dict[str, Fraction] = {
@@ -43,15 +44,13 @@ UNITS: dict[str, Fraction] = {
     "pound": Fraction(453_592_370),
     "millilitre": Fraction(1000),
     "litre": Fraction(1_000_000),
-    "percent": Fraction(1, 100),
     "dozen": Fraction(12),
 }
 
-#: How each unit is written in English text: plurals, American spellings, ``%``.
+#: How each unit is written in English text: plurals, American spellings.
 _WRITTEN = {
     "inch": r"inch(?:es)?",
     "foot": r"foot|feet",
-    "percent": r"per\s?cent|%",
     "gram": r"gram(?:me)?s?",
     "kilogram": r"kilogram(?:me)?s?",
     "milligram": r"milligram(?:me)?s?",

@@ -139,11 +139,11 @@ async def test_an_expression_is_written_under_a_grammar_of_the_requests_numbers(
     server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
 ) -> None:
     request = "What is 30 percent of 6,803?"
-    server.enqueue("m-tool", scripted_json({"expression": "30 * percent * 6803"}))
+    server.enqueue("m-tool", scripted_json({"expression": "30 * 6803 / 100"}))
     async with coder(engine, image=sandbox_image, writes="expression") as tool:
         output = await tool.run({"query": request})
     assert output.value == "2040.9"  # exact: 30 * 0.01 * 6803 in floats is 2040.8999999999999
-    assert output.text == "Output:\n2040.9\nComputed exactly: 30 * percent * 6803"
+    assert output.text == "Output:\n2040.9\nComputed exactly: 30 * 6803 / 100"
     [call] = output.calls
     assert (call.role, call.purpose) == ("executor", "expression")
     [sent] = server.requests_for("m-tool")
@@ -198,10 +198,12 @@ def test_auto_writes_expressions_only_with_the_embedded_default(setting: str, en
 @pytest.mark.parametrize(
     ("request_text", "expression", "admitted"),
     [
-        ("What is 30 percent of 6,803?", "30 * percent * 6803", True),  # a unit the question mentions
-        ("What is 30 percent of 6,803?", "6803 / 100 * 30", False),  # a number nobody stated
-        ("What is 30 percent of 6803?", "6803 * 0.3", False),
-        ("What is 30 percent of 6803?", "6803 * percent", False),  # every stated number is used
+        ("What is 30 percent of 6,803?", "30 * 6803 / 100", True),  # a percentage states 100
+        ("What is 15% of 6,803?", "6803 * 15 / 100", True),
+        ("What is 15% of 6,803?", "15 / 100 * 6803", False),  # what is not the question's comes last
+        ("What is 30 percent of 6803?", "6803 * 0.3", False),  # a number nobody stated
+        ("What is 30 percent of 6803?", "6803 / 100", False),  # every number of the question is used
+        ("What is 30 percent of 6803?", "30 * 6803 * percent", False),
         ("How many hours are in 161 weeks?", "161 * week / hour", True),
         ("How many hours are in 161 weeks?", "161 * 7 * 24", False),
         ("How many hours are in 161 weeks?", "161 * minute", False),  # a unit nobody mentioned
