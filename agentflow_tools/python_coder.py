@@ -144,9 +144,10 @@ class PythonCoder:
     async def _write_expression(self, request: str, question: str) -> ToolOutput:
         """One expression under the grammar, its exact value printed by the sandbox; no repair: the
         grammar leaves little to fix."""
-        if not stated_numbers(f"{question} {request}"):
+        given = question or request  # the question, where there is one: a small planner's request invents numbers
+        if not stated_numbers(given) and not units_in(given):
             # SmolLM2 sent here for a fact wrote a number of its own ("56877" for what a firm makes).
-            raise ToolError(f"nothing to compute: neither the request nor the question states a number ({request!r})")
+            raise ToolError(f"nothing to compute: the question states no number ({given!r})")
         pattern = expression_pattern(question, request)
         schema = object_schema({"expression": {"type": "string", "pattern": pattern}})
         units = units_in(f"{question} {request}")

@@ -168,12 +168,13 @@ async def test_a_reply_that_is_no_expression_never_runs(
 async def test_an_expression_needs_a_stated_number(
     server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
 ) -> None:
-    """A fact sent to the calculator is refused before the model could make a number up."""
+    """A fact sent to the calculator is refused before the model could make a number up; the
+    question decides, as a small planner's request has numbers of its own."""
     async with coder(engine, image=sandbox_image, writes="expression") as tool:
-        with pytest.raises(
-            ToolError, match=r"^nothing to compute: neither the request nor the question states a number"
-        ):
+        with pytest.raises(ToolError, match=r"^nothing to compute: the question states no number"):
             await tool.run({"query": "What does Dreelo Looms make?", "question": "What does Dreelo Looms make?"})
+        with pytest.raises(ToolError, match=r"^nothing to compute: the question states no number"):  # invented
+            await tool.run({"query": "Pim Falelo was born in 2018.", "question": "In what year was Pim Falelo born?"})
         server.enqueue("m-tool", scripted_json({"expression": "3018 / 2"}))
         output = await tool.run({"query": "Halve it.", "question": "What is half of 3,018?"})  # in words counts
     assert server.requests_for("m-tool")[0].messages[-1]["content"].startswith("Question: What is half of 3,018?")
