@@ -102,15 +102,14 @@ def train(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def train_embedded(session: nox.Session) -> None:
-    """The embedded default's shipped adapters, retrained: the executor's arithmetic expressions for python_coder,
-    and the generator's choice among a passage's spans, each then GGUF into agentflow_core/adapters/smollm2
-    (docs/flow-grpo.md; needs Docker and the sandbox image). Arguments go to both `agentflow train` runs."""
+    """The embedded default's shipped adapter, retrained: the executor's arithmetic expressions for python_coder,
+    then GGUF into agentflow_core/adapters/smollm2 (docs/flow-grpo.md; needs Docker and the sandbox image)."""
     session.install(TORCH)
     session.install("-e", ".[local,rl,search]")
-    shipped = "agentflow_core/adapters/smollm2"
-    for stage in ("coder", "generator"):
-        session.run("agentflow", "train", f"agentflow_rl/flow_grpo/configs/embedded_{stage}.toml", *session.posargs)
-        session.run("agentflow", "adapters", "export-gguf", f"runs/embedded-{stage}/policy", shipped)
+    config = Path("agentflow_rl/flow_grpo/configs/embedded_coder.toml")
+    session.run("agentflow", "train", str(config), *session.posargs)
+    policy, shipped = "runs/embedded-coder/policy", "agentflow_core/adapters/smollm2"
+    session.run("agentflow", "adapters", "export-gguf", policy, shipped)
 
 
 @nox.session(python="3.11")
