@@ -138,7 +138,7 @@ async def test_local_search(llm: ScriptedOpenAIServer, registry: Registry, tmp_p
     [step] = trajectory.steps
     assert step.result.candidates == ("barn owl hunts voles",)  # type: ignore[union-attr]
     assert trajectory.answer == "local_search found barn owl hunts voles.\n\nAnswer: barn owl hunts voles"
-    assert "barn owl hunts voles; none of these?" in llm.requests_for("m")[-1].messages[-1]["content"]
+    assert "answers the question: barn owl hunts voles?" in llm.requests_for("m")[-1].messages[-1]["content"]
 
 
 async def test_a_failing_search_is_a_visible_tool_error(llm: ScriptedOpenAIServer, registry: Registry) -> None:
