@@ -136,10 +136,10 @@ class PythonCoder:
         # The question the request is part of (the executor fills it): its numbers and facts, which
         # a small planner's request may have dropped.
         question = str(arguments.get("question") or "")
-        context = f"Question: {question}\n" if question and question != request else ""
+        question = "" if question == request else question
         if self._writes == "expression":
-            return await self._write_expression(request, question if question != request else "")
-        return await self._write_program(request, context)
+            return await self._write_expression(request, question)
+        return await self._write_program(request, f"Question: {question}\n" if question else "")
 
     async def _write_expression(self, request: str, question: str) -> ToolOutput:
         """One expression under the grammar, its exact value printed by the sandbox; no repair: the
