@@ -19,8 +19,9 @@ What the engine writes depends on ``writes``. A capable model writes a ``program
 the embedded default, wrote working programs for almost no word problem (issue 34), so with it
 (``auto``) the engine writes one arithmetic ``expression`` under a grammar: every number the
 question states, the units it mentions (``161 * week / hour``) and ``+ - * /``
-(``agentflow_tools.arithmetic``), and the sandbox prints its exact value. Arithmetic as written and
-expressions alike run with fractions, not floats: ``0.1 + 0.2`` is ``0.3``. Either way the
+(``agentflow_tools.arithmetic``), and the sandbox prints its exact value; a value that is still a
+quantity (``161 * week``) is given in the unit the question asks for (``agentflow_tools.units``).
+Arithmetic as written and expressions alike run with fractions, not floats: ``0.1 + 0.2`` is ``0.3``. Either way the
 engine's calls are recorded in the trajectory as the executor's (``ToolSpec.engine_role``): they
 use the executor's adapter where the engine has one, and Flow-GRPO trains them with the executor.
 """
@@ -52,7 +53,7 @@ from agentflow_tools.arithmetic import arithmetic_expression, exact_program, exp
 from agentflow_tools.sandbox import DockerSandbox, DockerSettings, ExecutionResult, SandboxError
 from agentflow_tools.sandbox.container import connect
 from agentflow_tools.sandbox.image import resolve_image
-from agentflow_tools.units import units_in
+from agentflow_tools.units import UnitError, in_asked_unit, plural, units_in
 
 SPEC = ToolSpec(
     name="python_coder",
@@ -166,7 +167,7 @@ class PythonCoder:
                 f"the model wrote no arithmetic expression for this request; it said: {_clip(call.response, 200)}",
                 calls=(call,),
             )
-        return await self._run_expression(expression, calls=(call,))
+        return await self._run_expression(expression, calls=(call,), text=f"{question} {request}")
 
     async def _write_program(self, request: str, context: str) -> ToolOutput:
         conversation = [
@@ -201,20 +202,26 @@ class PythonCoder:
             # The engine sees what it wrote and what went wrong, as a chat: the usual shape of a repair.
             conversation += [Message("assistant", reply), Message("user", f"{problem}\n\n{fix}")]
 
-    async def _run_expression(self, expression: str, calls: tuple[ModuleCall, ...] = ()) -> ToolOutput:
+    async def _run_expression(self, expression: str, calls: tuple[ModuleCall, ...] = (), text: str = "") -> ToolOutput:
         """The exact value of an expression; its failure (``1 / 0``) is the request's, no engine would fix it.
 
-        The observation shows the expression, not the program that computed it: the program is the
-        same scaffolding every time, and the expression is what a reader (or the planner) checks.
+        A value that is a quantity (``161 * week``) is given in the unit ``text`` asks for
+        (``agentflow_tools.units.in_asked_unit``). The observation shows the expression, not the
+        program that computed it: the program is the same scaffolding every time, and the expression
+        is what a reader (or the planner) checks.
         """
+        try:
+            expression, unit = in_asked_unit(expression, text)
+        except UnitError as exc:
+            raise ToolError(str(exc), calls=calls) from None
         result = await self._sandbox.run(exact_program(expression), timeout_s=self._settings.timeout_s)
         if not result.ok:
             error = (result.stderr.strip().splitlines() or [""])[-1]
             why = f"{expression} could not be computed ({result.describe()}): {error}"
             raise ToolError(why.rstrip(": "), calls=calls)
         lines = ["Output:", result.stdout.rstrip(), *(["[output truncated]"] if result.truncated else [])]
-        text = "\n".join([*lines, f"Computed exactly: {expression}"])
-        return ToolOutput(text, value=printed_value(result), calls=calls)
+        how = f"Computed exactly: {expression}" + (f", in {plural(unit)}" if unit else "")
+        return ToolOutput("\n".join([*lines, how]), value=printed_value(result), calls=calls)
 
     async def aclose(self) -> None:
         """The engine belongs to the solver's pool; the containers are ours."""

@@ -153,6 +153,50 @@ async def test_an_expression_is_written_under_a_grammar_of_the_requests_numbers(
     assert pattern == expression_pattern(request)
 
 
+@pytest.mark.parametrize(
+    ("question", "written", "value", "shown"),
+    [
+        ("How many hours are in 161 weeks?", "161 * week", "27048", "161 * week / hour, in hours"),
+        ("How many hours are in 161 weeks?", "161 * week / hour", "27048", "161 * week / hour"),
+        ("What is 3 hours and 45 minutes in seconds?", "3 * hour + 45 * minute", "13500", None),
+        ("How long are 2 hours and 15 minutes?", "2 * hour + 15 * minute", "135", None),  # smallest unit named
+    ],
+)
+async def test_a_quantity_is_given_in_the_unit_the_question_asks_for(
+    server: ScriptedOpenAIServer,
+    engine: Engine,
+    sandbox_image: str,
+    question: str,
+    written: str,
+    value: str,
+    shown: str | None,
+) -> None:
+    """SmolLM2 wrote ``161 * week`` for the hours in 161 weeks; the tool knows it is a time, and which unit is asked."""
+    server.enqueue("m-tool", scripted_json({"expression": written}))
+    async with coder(engine, image=sandbox_image, writes="expression") as tool:
+        output = await tool.run({"query": "Convert it.", "question": question})
+    assert output.value == value
+    if shown is not None:
+        assert output.text.endswith(f"Computed exactly: {shown}")
+
+
+@pytest.mark.parametrize(
+    ("question", "written", "error"),
+    [
+        ("How many inches are 3 hours and 2 feet?", "3 * hour + 2 * foot", "adds a time and a length"),
+        ("A car goes 60 miles in 2 hours; how fast?", "60 * mile / 2 * hour", "is a length * time, and the question"),
+    ],
+)
+async def test_units_that_do_not_fit_are_a_tool_error_before_the_sandbox(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str, question: str, written: str, error: str
+) -> None:
+    server.enqueue("m-tool", scripted_json({"expression": written}))
+    async with coder(engine, image=sandbox_image, writes="expression") as tool:
+        with pytest.raises(ToolError, match=re.escape(error)) as info:
+            await tool.run({"query": "Work it out.", "question": question})
+    assert len(info.value.calls) == 1  # the engine's call stays in the trajectory
+
+
 async def test_a_reply_that_is_no_expression_never_runs(
     server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
 ) -> None:

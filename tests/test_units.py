@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from agentflow_tools.units import UNITS, units_in
+from agentflow_tools.units import UNITS, UnitError, asked_units, dimension_of, in_asked_unit, units_in
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,66 @@ def test_a_conversion_is_the_quantity_times_its_unit_over_the_unit_asked_for(
     assert UNITS[given] / UNITS[asked] == factor
 
 
-def test_no_unit_of_measure_is_the_base_so_leaving_the_unit_asked_for_out_is_never_right() -> None:
-    """``15 * hour`` must not be the seconds in 15 hours: that shortcut fails for hours in weeks."""
+def test_no_unit_of_measure_is_the_base_so_a_quantity_never_passes_for_a_number() -> None:
+    """Were seconds 1, ``15 * hour`` would print as the seconds in 15 hours whatever was asked."""
     plain = {"dozen"}
     assert all(size != 1 for name, size in UNITS.items() if name not in plain)
+
+
+@pytest.mark.parametrize(
+    ("text", "asked"),
+    [
+        ("How many hours are in 161 weeks?", ("hour",)),
+        ("An inch is 2.54 centimetres. How many centimetres are 184 inches?", ("centimetre",)),
+        ("What is 3 miles in feet?", ("foot",)),
+        ("Convert 5 kilograms to pounds.", ("pound",)),
+        ("What is the number of seconds in a day?", ("second",)),
+        ("A train leaves at 3 pm and travels 120 miles.", ()),
+        ("How many grams of flour are in 2 cups?", ("gram",)),
+    ],
+)
+def test_the_unit_asked_for_is_the_one_after_how_many_in_or_to(text: str, asked: tuple[str, ...]) -> None:
+    assert asked_units(text) == asked
+
+
+@pytest.mark.parametrize(
+    ("expression", "text", "computed"),
+    [
+        ("161 * week", "How many hours are in 161 weeks?", "161 * week / hour"),
+        ("161 * week / hour", "How many hours are in 161 weeks?", "161 * week / hour"),  # already a number
+        ("3 * mile", "What is 3 miles in feet?", "3 * mile / foot"),
+        ("3 * mile - 10 * foot", "What is 3 miles less 10 feet in yards?", "(3 * mile - 10 * foot) / yard"),
+        ("2 * 12 * dozen", "How many eggs are in 2 boxes of 12 dozen?", "2 * 12 * dozen"),  # a dozen is a number
+        (
+            "40 * mile / hour * 3 * hour",
+            "How many miles in 3 hours at 40 miles an hour?",
+            "40 * mile / hour * 3 * hour / mile",
+        ),
+    ],
+)
+def test_a_quantity_is_divided_by_the_unit_asked_for(expression: str, text: str, computed: str) -> None:
+    assert in_asked_unit(expression, text)[0] == computed
+
+
+def test_the_value_is_the_conversion() -> None:
+    computed, unit = in_asked_unit("161 * week", "How many hours are in 161 weeks?")
+    assert unit == "hour"
+    assert eval(computed, {}, dict(UNITS)) == 27048  # the names are the table's units
+
+
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [
+        ("3 * hour + 2 * inch", "adds a time and a length"),
+        ("2 * mile ** 0.5", "raises a length to a power that is not a whole number"),
+        ("60 * mile / hour", "is a length / time, and the question asks for no unit"),
+    ],
+)
+def test_units_that_do_not_fit_are_named_in_the_error(expression: str, problem: str) -> None:
+    with pytest.raises(UnitError, match=problem):
+        in_asked_unit(expression, "What is it?")
+
+
+def test_dimensions_multiply_and_cancel() -> None:
+    assert dimension_of("3 * metre * metre * metre / litre") == (("length", 3), ("volume", -1))
+    assert dimension_of("2 * (3 * hour) ** 2 / minute / second") == ()
