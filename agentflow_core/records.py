@@ -176,6 +176,26 @@ class StopReason(enum.Enum):
     MODULE_ERROR = "module_error"
 
 
+class Fit(enum.Enum):
+    """What a tool says of one question before the planner chooses (``Tool.fit``)."""
+
+    #: It holds something specific to this question: a passage that names its subject, numbers to compute with.
+    CLAIMS = "claims"
+    #: No opinion; the tool that says nothing says this.
+    MAY = "may"
+    #: It cannot help with this question (python_coder's expressions, for a question with no number).
+    CANNOT = "cannot"
+
+
+@attrs.frozen
+class ToolFit:
+    """A tool's word on one question, and the evidence for it, so a reader sees why the menu was ordered so."""
+
+    fit: Fit = Fit.MAY
+    #: One line: "a passage names Dov Kesante", "the question states no number".
+    why: str = ""
+
+
 @attrs.frozen
 class Trajectory:
     query: Query
@@ -191,6 +211,9 @@ class Trajectory:
     error: str | None = None
     #: The turn that was under way when the loop ended on an error, with the calls it completed.
     unfinished: UnfinishedStep | None = None
+    #: Each enabled tool's word on the question, in the order the planner was offered them (those
+    #: that said ``cannot`` were not offered). Empty where no tool said anything.
+    tool_fits: Mapping[str, ToolFit] = attrs.field(factory=dict)
 
     @property
     def answer(self) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -33,6 +33,7 @@ from agentflow_core.records import (
     Step,
     StopReason,
     ToolCall,
+    ToolFit,
     Trajectory,
     UnfinishedStep,
 )
@@ -156,6 +157,7 @@ class Solver:
             engines=self.engines,
             error=error,
             unfinished=flow.unfinished(),
+            tool_fits=flow.fits_said(),
         )
 
     async def _loop(self, flow: _Flow, budget: TimeBudget) -> tuple[StopReason, str | None]:
@@ -171,6 +173,8 @@ class Solver:
             return StopReason.MODULE_ERROR, str(exc)
 
     async def _turns(self, flow: _Flow) -> StopReason:
+        flow.doing = "the tools' fits"
+        flow.offer(await self.toolset.fits(flow.query.text), self.toolset)
         flow.analysis = await self._step(flow, "planner", "analyze", self.planner.analyze(flow.state()))
         flow.observe(flow.analysis)
         for turn in range(1, self.config.agent.max_steps + 1):
@@ -301,6 +305,7 @@ class _Flow:
         self.analysis: QueryAnalysis | None = None
         self.observe = observe
         self._tools = solver.toolset.specs
+        self._fits: dict[str, ToolFit] = {}
         self._limits = solver.config.agent
         #: The turn under way (0 before the first), and what it has made so far.
         self.turn = 0
@@ -308,6 +313,15 @@ class _Flow:
         self.tool_call: ToolCall | None = None
         #: What is running now, as an error names it if the time budget cuts it.
         self.doing = "the start of the solve"
+
+    def offer(self, fits: Mapping[str, ToolFit], toolset: Toolset) -> None:
+        """The tools in the order their fits put them, without those that cannot help."""
+        self._fits = dict(fits)
+        self._tools = toolset.offered(fits)
+
+    def fits_said(self) -> dict[str, ToolFit]:
+        """The fits worth recording: none where every tool had no opinion."""
+        return self._fits if any(fit != ToolFit() for fit in self._fits.values()) else {}
 
     def begin_turn(self, turn: int) -> None:
         self.turn, self.decision, self.tool_call = turn, None, None

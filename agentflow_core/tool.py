@@ -6,13 +6,13 @@ heavy dependencies; the factory that makes the runnable tool is only called for 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 from agentflow_core.engine import Engine
-from agentflow_core.records import ModuleCall, ModuleRole
+from agentflow_core.records import ModuleCall, ModuleRole, ToolFit
 
 
 @attrs.frozen
@@ -77,6 +77,16 @@ class ToolContext:
 
 @runtime_checkable
 class Tool(Protocol):
+    """A runnable tool.
+
+    It may also have ``async def fit(self, question: str) -> ToolFit``, its word on a question before
+    the planner chooses (:class:`~agentflow_core.records.ToolFit`): tools that claim the question are
+    listed first, those that cannot help are left out. A small model takes the first tool listed far
+    more often than its place deserves (issue 34: SmolLM2 chose python_coder for 7 of 10 questions
+    about people and firms), so the order is evidence, not the configuration's accident. A tool
+    without the method has no opinion.
+    """
+
     spec: ToolSpec
 
     async def run(self, arguments: Mapping[str, Any]) -> str | ToolOutput:
@@ -84,6 +94,10 @@ class Tool(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+#: What a tool's optional ``fit`` method is: its word on one question (see :class:`Tool`).
+FitMethod = Callable[[str], Awaitable[ToolFit]]
 
 
 class ToolFactory(Protocol):

@@ -14,8 +14,17 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from agentflow_core.errors import EngineError, ToolError
-from agentflow_core.records import ModuleCall, ToolCall, ToolErrorKind, ToolFailure, ToolResult, ToolSuccess
-from agentflow_core.tool import Tool, ToolOutput, ToolSpec
+from agentflow_core.records import (
+    Fit,
+    ModuleCall,
+    ToolCall,
+    ToolErrorKind,
+    ToolFailure,
+    ToolFit,
+    ToolResult,
+    ToolSuccess,
+)
+from agentflow_core.tool import FitMethod, Tool, ToolOutput, ToolSpec
 
 
 class Toolset:
@@ -30,6 +39,39 @@ class Toolset:
     @property
     def tools(self) -> tuple[Tool, ...]:
         return tuple(self._tools.values())
+
+    async def fits(self, question: str) -> dict[str, ToolFit]:
+        """Each tool's word on ``question``, asked of all at once; the order is the planner's (:func:`offered`).
+
+        A tool without a ``fit`` method may help; one whose ``fit`` fails or is slow may help too, with
+        the failure as its evidence: the solve goes on and the trajectory shows why.
+        """
+        said = await asyncio.gather(*(self._fit(tool, question) for tool in self._tools.values()))
+        fits = dict(zip(self._tools, said, strict=True))
+        rank = {Fit.CLAIMS: 0, Fit.MAY: 1, Fit.CANNOT: 2}
+        return dict(sorted(fits.items(), key=lambda item: rank[item[1].fit]))  # stable: the configured order within
+
+    async def _fit(self, tool: Tool, question: str) -> ToolFit:
+        method: FitMethod | None = getattr(tool, "fit", None)
+        if method is None:
+            return ToolFit()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                fit = await method(question)
+        except TimeoutError:
+            return ToolFit(why=f"its fit did not answer within {self._timeout_s:g} s")
+        except Exception as exc:  # plugin code: an opinion that failed is no opinion
+            return ToolFit(why=f"its fit raised {type(exc).__name__}: {exc}")
+        if not isinstance(fit, ToolFit):
+            return ToolFit(why=f"its fit returned {type(fit).__name__}, not ToolFit")
+        return fit
+
+    def offered(self, fits: Mapping[str, ToolFit]) -> tuple[ToolSpec, ...]:
+        """The tools the planner is offered, in the order of ``fits``: all but those that cannot help,
+        unless none is left, when all are (a planner must have a tool to name)."""
+        names = [name for name, fit in fits.items() if fit.fit is not Fit.CANNOT] or list(fits)
+        names += [name for name in self._tools if name not in fits]
+        return tuple(self._tools[name].spec for name in names)
 
     async def run(self, call: ToolCall) -> ToolResult:
         started = time.perf_counter()

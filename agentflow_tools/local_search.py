@@ -14,10 +14,11 @@ from typing import Any
 
 import attrs
 
-from agentflow_core import ToolContext, ToolError, ToolOutput, ToolSpec, structure_settings
+from agentflow_core import Fit, ToolContext, ToolError, ToolFit, ToolOutput, ToolSpec, structure_settings
 from agentflow_core.tool import QUESTION_INPUT, query_input
 from agentflow_tools.search.answer_spans import answer_spans
 from agentflow_tools.search.local_index import Hit, LoadedIndex, build_index, default_index_dir, open_index, search
+from agentflow_tools.search.names import names_all_in, names_in
 from agentflow_tools.search.passages import clip
 
 __all__ = ["SPEC", "LocalSearch", "Settings", "build_index"]
@@ -83,14 +84,31 @@ class LocalSearch:
     async def run(self, arguments: Mapping[str, Any]) -> ToolOutput:
         query = str(arguments["query"]).strip()
         k = int(arguments.get("top_k") or self._settings.top_k)
-        async with self._lock:  # one build at a time; bm25s's corpus reader is not thread-safe either
-            if self._index is None:
-                self._index = await asyncio.to_thread(open_index, self._corpus, self._index_dir)
-            hits = await asyncio.to_thread(search, self._index, query, k)
+        hits = await self._search(query, k)
         # The best passage's spans, less the question's own words: a shortlist the generator chooses from.
         asked = str(arguments.get("question") or query)
         candidates = answer_spans(hits[0].text, asked) if hits else ()
         return ToolOutput(self._render(query, hits), candidates=candidates)
+
+    async def fit(self, question: str) -> ToolFit:
+        """Claims a question whose names (``agentflow_tools.search.names``) its best passage for it has, all of them.
+
+        "How old would Dov Kesante be in 2030?" is the collection's when a passage names Dov Kesante;
+        a question that names nothing (arithmetic, "what is a prime?") gets no opinion.
+        """
+        names = names_in(question)
+        if not names:
+            return ToolFit()
+        hits = await self._search(question, 1)
+        if hits and names_all_in(names, f"{hits[0].title}\n{hits[0].text}"):
+            return ToolFit(Fit.CLAIMS, f"a passage names {' '.join(names)}")
+        return ToolFit(why=f"no passage names {' '.join(names)}")
+
+    async def _search(self, query: str, k: int) -> list[Hit]:
+        async with self._lock:  # one build at a time; bm25s's corpus reader is not thread-safe either
+            if self._index is None:
+                self._index = await asyncio.to_thread(open_index, self._corpus, self._index_dir)
+            return await asyncio.to_thread(search, self._index, query, k)
 
     async def aclose(self) -> None:
         index, self._index = self._index, None

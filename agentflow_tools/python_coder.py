@@ -37,11 +37,13 @@ import attrs
 
 from agentflow_core import (
     Engine,
+    Fit,
     JsonSchema,
     Message,
     ModuleCall,
     ToolContext,
     ToolError,
+    ToolFit,
     ToolOutput,
     ToolSpec,
     structure_settings,
@@ -82,6 +84,9 @@ SYSTEM = (
     "Use only the standard library. There is no network, no input() and no files from earlier runs. "
     "It must finish within {timeout:g} seconds. Reply with a single ```python code block and nothing else."
 )
+
+#: Why an expression cannot answer a question.
+NO_NUMBER = "the question states no number"
 
 #: For ``writes = "expression"``. No example and no description: a small model copies them (issue 34).
 SYSTEM_EXPRESSION = "You turn a request for a calculation into one arithmetic expression."
@@ -148,7 +153,7 @@ class PythonCoder:
         given = question or request  # the question, where there is one: a small planner's request invents numbers
         if not stated_numbers(given) and not units_in(given):
             # SmolLM2 sent here for a fact wrote a number of its own ("56877" for what a firm makes).
-            raise ToolError(f"nothing to compute: the question states no number ({given!r})")
+            raise ToolError(f"nothing to compute: {NO_NUMBER} ({given!r})")
         pattern = expression_pattern(question, request)
         schema = object_schema({"expression": {"type": "string", "pattern": pattern}})
         units = units_in(f"{question} {request}")
@@ -222,6 +227,22 @@ class PythonCoder:
         lines = ["Output:", result.stdout.rstrip(), *(["[output truncated]"] if result.truncated else [])]
         how = f"Computed exactly: {expression}" + (f", in {plural(unit)}" if unit else "")
         return ToolOutput("\n".join([*lines, how]), value=printed_value(result), calls=calls)
+
+    async def fit(self, question: str) -> ToolFit:
+        """Claims arithmetic as written, and, writing expressions, a question with two operands or more
+        (numbers, units: "How many hours are in 161 weeks?"); writing expressions, it cannot help a
+        question that states no number. One number ("How old would X be in 2030?") is no claim: the
+        other operand is a fact to find first."""
+        if arithmetic_expression(question) is not None:
+            return ToolFit(Fit.CLAIMS, "the question is arithmetic")
+        if self._writes != "expression":
+            return ToolFit()
+        operands = len(stated_numbers(question)) + len(units_in(question))
+        if operands == 0:
+            return ToolFit(Fit.CANNOT, NO_NUMBER)
+        if operands >= 2:
+            return ToolFit(Fit.CLAIMS, "the question states what to compute with")
+        return ToolFit()
 
     async def aclose(self) -> None:
         """The engine belongs to the solver's pool; the containers are ours."""

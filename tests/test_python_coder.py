@@ -11,7 +11,7 @@ import attrs
 import pytest
 import pytest_asyncio
 
-from agentflow_core import EngineConfig, Solver, ToolContext, ToolError, ToolFailure, ToolSuccess
+from agentflow_core import EngineConfig, Fit, Solver, ToolContext, ToolError, ToolFailure, ToolSuccess
 from agentflow_core.config import config_from_dict
 from agentflow_core.engine import Engine
 from agentflow_core.records import ToolErrorKind
@@ -195,6 +195,22 @@ async def test_units_that_do_not_fit_are_a_tool_error_before_the_sandbox(
         with pytest.raises(ToolError, match=re.escape(error)) as info:
             await tool.run({"query": "Work it out.", "question": question})
     assert len(info.value.calls) == 1  # the engine's call stays in the trajectory
+
+
+@pytest.mark.parametrize(
+    ("writes", "question", "fit"),
+    [
+        ("expression", "What is 30 percent of 6803?", Fit.CLAIMS),
+        ("expression", "How many hours are in 161 weeks?", Fit.CLAIMS),  # a number and units
+        ("expression", "How old would Dov Kesante be in 2030?", Fit.MAY),  # the other operand is a fact
+        ("expression", "What does Dreelo Looms make?", Fit.CANNOT),
+        ("program", "What does Dreelo Looms make?", Fit.MAY),  # a program may count letters
+        ("program", "What is 17 * 23?", Fit.CLAIMS),  # arithmetic as written, whatever writes
+    ],
+)
+async def test_python_coders_fit(engine: Engine, writes: str, question: str, fit: Fit) -> None:
+    async with coder(engine, writes=writes) as tool:
+        assert (await tool.fit(question)).fit is fit
 
 
 async def test_a_reply_that_is_no_expression_never_runs(

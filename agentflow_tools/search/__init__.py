@@ -6,6 +6,8 @@
 - ``passages``: cut text into passages of a bounded size.
 - ``bm25`` and ``embeddings``: order passages by relevance to a query; ``rank`` picks one.
 - ``local_index``: a BM25 index over a JSONL corpus, built once and memory-mapped afterwards.
+- ``answer_spans``: the short spans of a passage that may answer a question.
+- ``names``: the names a question asks about, which a search tool must hold to claim it.
 - ``extras``: import an optional dependency or say which extra installs it.
 
 Heavy libraries (bm25s, trafilatura, sentence-transformers) are imported inside the functions
