@@ -7,12 +7,35 @@ implementation shared one across queries, so a second query could read the first
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from agentflow_core.records import Step, ToolFailure, ToolSuccess
 from agentflow_core.sizes import clip
 
 #: A long tool output is cut for prompts (the full text stays in the trajectory).
 PROMPT_RESULT_CHARS = 2000
+
+
+#: The most values :func:`found_so_far` gives: the latest ones.
+MAX_FOUND = 24
+
+
+def found_so_far(steps: Sequence[Step]) -> list[str]:
+    """The values and candidates of the successful results so far, each once, the latest :data:`MAX_FOUND`.
+
+    What the ``found`` input of a tool (``agentflow_core.tool.FOUND_INPUT``) and a tool's ``fit`` get.
+    """
+    found: dict[str, None] = {}
+    for step in steps:
+        if isinstance(step.result, ToolSuccess):
+            value = [step.result.value] if step.result.value else []
+            found.update(dict.fromkeys([*value, *step.result.candidates]))
+    return list(found)[-MAX_FOUND:]
+
+
+def answered_by(steps: Sequence[Step]) -> set[str]:
+    """The tools that returned a result in ``steps``: a claim of theirs is no longer work to do."""
+    return {step.tool_call.tool for step in steps if isinstance(step.result, ToolSuccess)}
 
 
 class Memory:

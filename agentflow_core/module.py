@@ -7,12 +7,13 @@ their own ``ModuleCall``, so the trajectory holds every prompt and response.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 import attrs
 
 from agentflow_core.engine import Engine
-from agentflow_core.records import Answer, PlannerDecision, Query, QueryAnalysis, Step, ToolCall, Verdict
+from agentflow_core.records import Answer, PlannerDecision, Query, QueryAnalysis, Step, ToolCall, ToolFit, Verdict
 from agentflow_core.tool import ToolSpec
 
 
@@ -32,6 +33,9 @@ class FlowState:
     steps: tuple[Step, ...] = ()
     memory_text: str = "(no actions taken yet)"
     max_steps: int = 5
+    #: What each tool says of the question now, given what the turns so far found (``Tool.fit``), in
+    #: the order ``tools`` has them; empty where no tool said anything.
+    tool_fits: Mapping[str, ToolFit] = attrs.field(factory=dict)
 
     def tool(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)

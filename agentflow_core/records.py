@@ -114,6 +114,26 @@ class Verdict:
     call: ModuleCall | None = None
 
 
+class Fit(enum.Enum):
+    """What a tool says of one question before the planner chooses (``Tool.fit``)."""
+
+    #: It holds something specific to this question: a passage that names its subject, numbers to compute with.
+    CLAIMS = "claims"
+    #: No opinion; the tool that says nothing says this.
+    MAY = "may"
+    #: It cannot help with this question (python_coder's expressions, for a question with no number).
+    CANNOT = "cannot"
+
+
+@attrs.frozen
+class ToolFit:
+    """A tool's word on one question, and the evidence for it, so a reader sees why the menu was ordered so."""
+
+    fit: Fit = Fit.MAY
+    #: One line: "a passage names Dov Kesante", "the question states no number".
+    why: str = ""
+
+
 @attrs.frozen
 class Step:
     """One turn of the loop, complete once the verifier has spoken."""
@@ -123,6 +143,10 @@ class Step:
     tool_call: ToolCall
     result: ToolResult
     verdict: Verdict | None = None
+    #: Each enabled tool's word on the question before this turn's planner chose, in the order the
+    #: planner was offered them (those that said ``cannot`` were not offered). Empty where no tool
+    #: said anything.
+    tool_fits: Mapping[str, ToolFit] = attrs.field(factory=dict)
 
     def module_calls(self) -> Iterator[ModuleCall]:
         """The planner's, the executor's, the tool's own (``ToolSuccess.calls``), then the verifier's."""
@@ -176,26 +200,6 @@ class StopReason(enum.Enum):
     MODULE_ERROR = "module_error"
 
 
-class Fit(enum.Enum):
-    """What a tool says of one question before the planner chooses (``Tool.fit``)."""
-
-    #: It holds something specific to this question: a passage that names its subject, numbers to compute with.
-    CLAIMS = "claims"
-    #: No opinion; the tool that says nothing says this.
-    MAY = "may"
-    #: It cannot help with this question (python_coder's expressions, for a question with no number).
-    CANNOT = "cannot"
-
-
-@attrs.frozen
-class ToolFit:
-    """A tool's word on one question, and the evidence for it, so a reader sees why the menu was ordered so."""
-
-    fit: Fit = Fit.MAY
-    #: One line: "a passage names Dov Kesante", "the question states no number".
-    why: str = ""
-
-
 @attrs.frozen
 class Trajectory:
     query: Query
@@ -211,9 +215,6 @@ class Trajectory:
     error: str | None = None
     #: The turn that was under way when the loop ended on an error, with the calls it completed.
     unfinished: UnfinishedStep | None = None
-    #: Each enabled tool's word on the question, in the order the planner was offered them (those
-    #: that said ``cannot`` were not offered). Empty where no tool said anything.
-    tool_fits: Mapping[str, ToolFit] = attrs.field(factory=dict)
 
     @property
     def answer(self) -> str | None:

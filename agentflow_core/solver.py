@@ -19,7 +19,7 @@ from agentflow_core.default_tools import ToolChoice, choose_tools
 from agentflow_core.engine import Engine, EngineConfig
 from agentflow_core.engine_pool import EnginePool
 from agentflow_core.errors import AgentFlowError, ConfigError, EngineError, ModuleError, PluginError, one_line
-from agentflow_core.memory import Memory
+from agentflow_core.memory import Memory, answered_by, found_so_far
 from agentflow_core.module import Executor, FlowState, Generator, ModuleContext, Planner, Verifier
 from agentflow_core.plugins import load_registry
 from agentflow_core.records import (
@@ -157,7 +157,6 @@ class Solver:
             engines=self.engines,
             error=error,
             unfinished=flow.unfinished(),
-            tool_fits=flow.fits_said(),
         )
 
     async def _loop(self, flow: _Flow, budget: TimeBudget) -> tuple[StopReason, str | None]:
@@ -173,19 +172,20 @@ class Solver:
             return StopReason.MODULE_ERROR, str(exc)
 
     async def _turns(self, flow: _Flow) -> StopReason:
-        flow.doing = "the tools' fits"
-        flow.offer(await self.toolset.fits(flow.query.text), self.toolset)
+        await self._offer(flow)
         flow.analysis = await self._step(flow, "planner", "analyze", self.planner.analyze(flow.state()))
         flow.observe(flow.analysis)
         for turn in range(1, self.config.agent.max_steps + 1):
             flow.begin_turn(turn)
+            offered = flow.fits_said()
             flow.decision = await self._step(flow, "planner", "next_step", self.planner.next_step(flow.state()))
             flow.tool_call = await self._step(
                 flow, "executor", "command", self.executor.command(flow.state(), flow.decision)
             )
             flow.doing = f"the call of tool {flow.tool_call.tool!r} (turn {turn})"
             result = await self.toolset.run(flow.tool_call)
-            flow.memory.add(Step(turn, flow.decision, flow.tool_call, result))
+            flow.memory.add(Step(turn, flow.decision, flow.tool_call, result, tool_fits=offered))
+            await self._offer(flow)  # the next turn's, which the verifier reads: a claim not yet answered
             verdict = await self._step(flow, "verifier", "check", self.verifier.check(flow.state()))
             flow.memory.replace_last(attrs.evolve(flow.memory.steps[-1], verdict=verdict))
             flow.observe(flow.memory.steps[-1])
@@ -194,6 +194,13 @@ class Solver:
             if flow.over_token_budget():
                 return StopReason.MAX_TOKENS
         return StopReason.MAX_STEPS
+
+    async def _offer(self, flow: _Flow) -> None:
+        """The tools' fits for the turn about to start, given what the turns so far found."""
+        flow.doing = "the tools' fits"
+        steps = flow.memory.steps
+        fits = await self.toolset.fits(flow.query.text, found_so_far(steps), answered_by(steps))
+        flow.offer(fits, self.toolset)
 
     async def _answers(
         self, flow: _Flow, budget: TimeBudget, loop_stop: StopReason
@@ -321,7 +328,7 @@ class _Flow:
 
     def fits_said(self) -> dict[str, ToolFit]:
         """The fits worth recording: none where every tool had no opinion."""
-        return self._fits if any(fit != ToolFit() for fit in self._fits.values()) else {}
+        return dict(self._fits) if any(fit != ToolFit() for fit in self._fits.values()) else {}
 
     def begin_turn(self, turn: int) -> None:
         self.turn, self.decision, self.tool_call = turn, None, None
@@ -340,6 +347,7 @@ class _Flow:
             steps=self.memory.steps,
             memory_text=self.memory.render(),
             max_steps=self._limits.max_steps,
+            tool_fits=self.fits_said(),
         )
 
     def over_token_budget(self) -> bool:

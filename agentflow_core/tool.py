@@ -79,8 +79,9 @@ class ToolContext:
 class Tool(Protocol):
     """A runnable tool.
 
-    It may also have ``async def fit(self, question: str) -> ToolFit``, its word on a question before
-    the planner chooses (:class:`~agentflow_core.records.ToolFit`): tools that claim the question are
+    It may also have ``async def fit(self, question: str, found: tuple[str, ...]) -> ToolFit``, its
+    word on a question, given the values earlier turns found (``FOUND_INPUT``), before each turn's
+    planner chooses (:class:`~agentflow_core.records.ToolFit`): tools that claim the question are
     listed first, those that cannot help are left out. A small model takes the first tool listed far
     more often than its place deserves (issue 34: SmolLM2 chose python_coder for 7 of 10 questions
     about people and firms), so the order is evidence, not the configuration's accident. A tool
@@ -97,7 +98,7 @@ class Tool(Protocol):
 
 
 #: What a tool's optional ``fit`` method is: its word on one question (see :class:`Tool`).
-FitMethod = Callable[[str], Awaitable[ToolFit]]
+FitMethod = Callable[[str, tuple[str, ...]], Awaitable[ToolFit]]
 
 
 class ToolFactory(Protocol):
@@ -114,6 +115,13 @@ ToolReadiness = Callable[[Mapping[str, Any]], "str | None"]
 #: answers (``query_input("...", question=QUESTION_INPUT)``). A small planner's request drops facts the
 #: question gives ("An inch is 2.54 centimetres." is gone from "How many centimetres are 208 inches?").
 QUESTION_INPUT: Mapping[str, Any] = {"type": "string"}
+
+#: The optional input through which a request tool gets what the solve's earlier turns found: the
+#: default executor fills a ``found`` property, where a tool's schema has one, with the values and
+#: candidates of the successful results so far (``ToolOutput.value`` / ``candidates``), each once, in
+#: order. A small planner does not carry what it found into its next request: SmolLM2, having found
+#: that Dov Kesante was born in 1928, asks python_coder "How old would Dov Kesante be in 2030?" again.
+FOUND_INPUT: Mapping[str, Any] = {"type": "array", "items": {"type": "string"}}
 
 
 def query_input(description: str, **optional: Mapping[str, Any]) -> dict[str, Any]:

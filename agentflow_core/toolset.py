@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 
@@ -40,24 +40,29 @@ class Toolset:
     def tools(self) -> tuple[Tool, ...]:
         return tuple(self._tools.values())
 
-    async def fits(self, question: str) -> dict[str, ToolFit]:
-        """Each tool's word on ``question``, asked of all at once; the order is the planner's (:func:`offered`).
+    async def fits(
+        self, question: str, found: Sequence[str] = (), answered: Collection[str] = ()
+    ) -> dict[str, ToolFit]:
+        """Each tool's word on ``question``, given what earlier turns ``found``, asked of all at once.
 
-        A tool without a ``fit`` method may help; one whose ``fit`` fails or is slow may help too, with
-        the failure as its evidence: the solve goes on and the trajectory shows why.
+        The order is the planner's: tools that claim the question, then those with no opinion, then
+        those that cannot help; within each, tools that have not ``answered`` yet (returned a result
+        this solve) first, as a fresh claim beats a repeated one, then the configured order. A tool
+        without a ``fit`` method may help; one whose ``fit`` fails or is slow may help too, with the
+        failure as its evidence: the solve goes on and the trajectory shows why.
         """
-        said = await asyncio.gather(*(self._fit(tool, question) for tool in self._tools.values()))
+        said = await asyncio.gather(*(self._fit(tool, question, found) for tool in self._tools.values()))
         fits = dict(zip(self._tools, said, strict=True))
         rank = {Fit.CLAIMS: 0, Fit.MAY: 1, Fit.CANNOT: 2}
-        return dict(sorted(fits.items(), key=lambda item: rank[item[1].fit]))  # stable: the configured order within
+        return dict(sorted(fits.items(), key=lambda item: (rank[item[1].fit], item[0] in answered)))
 
-    async def _fit(self, tool: Tool, question: str) -> ToolFit:
+    async def _fit(self, tool: Tool, question: str, found: Sequence[str]) -> ToolFit:
         method: FitMethod | None = getattr(tool, "fit", None)
         if method is None:
             return ToolFit()
         try:
             async with asyncio.timeout(self._timeout_s):
-                fit = await method(question)
+                fit = await method(question, tuple(found))
         except TimeoutError:
             return ToolFit(why=f"its fit did not answer within {self._timeout_s:g} s")
         except Exception as exc:  # plugin code: an opinion that failed is no opinion

@@ -123,20 +123,22 @@ def stated_numbers(text: str) -> list[str]:
     return [*numbers_in(text), *worded_numbers_in(text)]
 
 
-def expression_pattern(question: str, request: str = "") -> str:
+def expression_pattern(question: str, request: str = "", found: Collection[str] = ()) -> str:
     """A regular expression for the arithmetic a small model may write to answer ``question`` (and ``request``).
 
     Every number the question states in digits is an operand, each as often as it is stated, in any
     order: a word problem's numbers are its data, and SmolLM2-135M otherwise drops one (``161 * 7``
     for the hours in 161 weeks) or invents one (``6803 * 1.25``), which it did in most unconstrained
     expressions (issue 34). After them come at most :data:`EXTRAS_AFTER` more operands: numbers the
-    request states, numbers either text states in words ("twice", "half"; a percentage states 100),
-    units either text mentions (:mod:`agentflow_tools.units`: ``week``, ``inch``), which
-    ``python_coder`` defines before the expression runs; nothing else, as every unstated constant the
+    request states, numbers earlier turns ``found`` (the year a search found, for an age in 2030),
+    numbers either text states in words ("twice", "half"; a percentage states 100), units either
+    text mentions (:mod:`agentflow_tools.units`: ``week``, ``inch``), which ``python_coder``
+    defines before the expression runs; nothing else, as every unstated constant the
     model was offered (7, 24, 100) it also used where it was wrong. Operators are ``+ - * /`` with
-    single spaces; no parentheses, as their balance is not regular. Without a question, the request's
-    numbers are the required ones; with none, or more than :data:`MAX_REQUIRED`, none is required and
-    whole numbers up to 999 are offered instead.
+    single spaces, at least one of them; no parentheses, as their balance is not regular. Without a
+    question, the request's numbers are the required ones; with none, or more than
+    :data:`MAX_REQUIRED`, none is required and whole numbers up to 999 are offered instead. One
+    number with nothing to add to it is a ``ValueError``: no expression computes anything from it.
 
     >>> import re
     >>> pattern = expression_pattern("What is 30 percent of 6,803?")
@@ -150,17 +152,28 @@ def expression_pattern(question: str, request: str = "") -> str:
     if len(required) > MAX_REQUIRED:
         required = []
     texts = f"{question} {request}"
-    stated = {*numbers_in(request), *worded_numbers_in(texts)} - set(required)
+    stated = {*numbers_in(request), *worded_numbers_in(texts), *found} - set(required)
     # Longest first: an alternation tried in order must not stop at ``12`` in ``1234``.
     others = [*(_literal(n) for n in sorted(stated, key=lambda n: (-len(n), n))), *units_in(texts)]
     if not required:
-        free = "(" + "|".join([*others, _SMALL_WHOLE]) + ")"
-        return f"^{free}({_OPERATOR}{free}){{0,{MAX_OPERANDS - 1}}}$"
-    extra = "(" + "|".join(others) + ")"
-    after = f"({_OPERATOR}{extra}){{0,{EXTRAS_AFTER}}}" if others else ""
+        # Whole numbers only where nothing was stated or found: SmolLM2 halved 1969 as ``1969 * 20``.
+        free = "(" + "|".join(others or [_SMALL_WHOLE]) + ")"
+        return f"^{free}({_OPERATOR}{free}){{1,{MAX_OPERANDS - 1}}}$"
+    if len(required) == 1 and not others:
+        raise ValueError(f"one number ({required[0]}) and nothing to compute it with")
     orders = dict.fromkeys(itertools.permutations(required))  # a repeated number makes repeated orders
-    written = (_OPERATOR.join(_literal(n) for n in order) + after for order in orders)
-    return "^(" + "|".join(written) + ")$"
+    written = "(" + "|".join(_OPERATOR.join(_literal(n) for n in order) for order in orders) + ")"
+    # At least one operator: a lone number computes nothing (SmolLM2 wrote "2030" for an age in 2030).
+    return f"^{written}{_extras(others, fewest=1 if len(required) == 1 else 0)}$"
+
+
+def _extras(others: list[str], fewest: int) -> str:
+    """Up to :data:`EXTRAS_AFTER` of ``others``, each at most once (SmolLM2 wrote ``1925 + 1798 * 1798``)."""
+    runs = [run for n in range(max(fewest, 1), EXTRAS_AFTER + 1) for run in itertools.permutations(others, n)]
+    if not runs:
+        return ""
+    group = "(" + "|".join("".join(f"{_OPERATOR}{operand}" for operand in run) for run in runs) + ")"
+    return group if fewest else f"{group}?"
 
 
 def _literal(number: str) -> str:

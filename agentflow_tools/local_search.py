@@ -90,7 +90,7 @@ class LocalSearch:
         candidates = answer_spans(hits[0].text, asked) if hits else ()
         return ToolOutput(self._render(query, hits), candidates=candidates)
 
-    async def fit(self, question: str) -> ToolFit:
+    async def fit(self, question: str, found: tuple[str, ...] = ()) -> ToolFit:
         """Claims a question whose names (``agentflow_tools.search.names``) its best passage for it has, all of them.
 
         "How old would Dov Kesante be in 2030?" is the collection's when a passage names Dov Kesante;

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -50,8 +50,14 @@ from agentflow_core import (
 )
 from agentflow_core.config import EMBEDDED_ENGINE
 from agentflow_core.structured import ask, ask_structured, object_schema
-from agentflow_core.tool import QUESTION_INPUT, query_input
-from agentflow_tools.arithmetic import arithmetic_expression, exact_program, expression_pattern, stated_numbers
+from agentflow_core.tool import FOUND_INPUT, QUESTION_INPUT, query_input
+from agentflow_tools.arithmetic import (
+    arithmetic_expression,
+    exact_program,
+    expression_pattern,
+    numbers_in,
+    stated_numbers,
+)
 from agentflow_tools.sandbox import DockerSandbox, DockerSettings, ExecutionResult, SandboxError
 from agentflow_tools.sandbox.container import connect
 from agentflow_tools.sandbox.image import resolve_image
@@ -63,7 +69,7 @@ SPEC = ToolSpec(
         "Writes and runs a short Python program for a precise computational sub-goal (exact arithmetic, "
         "counting, dates, string processing, small simulations) and returns what the program printed."
     ),
-    input_schema=query_input("The computation.", question=QUESTION_INPUT),
+    input_schema=query_input("The computation.", question=QUESTION_INPUT, found=FOUND_INPUT),
     output="the code that ran and its printed output; on failure, the exit code and the end of the traceback",
     limitations=(
         "No network and no files from earlier calls: each call starts from nothing.",
@@ -143,21 +149,28 @@ class PythonCoder:
         # a small planner's request may have dropped.
         question = str(arguments.get("question") or "")
         question = "" if question == request else question
+        # What earlier turns found (the executor fills it): the year a search found, for "how old in 2030".
+        found = [" ".join(str(value).split()) for value in arguments.get("found") or ()]
         if self._writes == "expression":
-            return await self._write_expression(request, question)
-        return await self._write_program(request, f"Question: {question}\n" if question else "")
+            return await self._write_expression(request, question, found)
+        context = (f"Question: {question}\n" if question else "") + found_line(found)
+        return await self._write_program(request, context)
 
-    async def _write_expression(self, request: str, question: str) -> ToolOutput:
+    async def _write_expression(self, request: str, question: str, found: list[str]) -> ToolOutput:
         """One expression under the grammar, its exact value printed by the sandbox; no repair: the
         grammar leaves little to fix."""
         given = question or request  # the question, where there is one: a small planner's request invents numbers
         if not stated_numbers(given) and not units_in(given):
             # SmolLM2 sent here for a fact wrote a number of its own ("56877" for what a firm makes).
             raise ToolError(f"nothing to compute: {NO_NUMBER} ({given!r})")
-        pattern = expression_pattern(question, request)
+        known = [number for value in found for number in numbers_in(value)]
+        try:
+            pattern = expression_pattern(question, request, found=known)
+        except ValueError as exc:
+            raise ToolError(f"nothing to compute: {exc}") from None
         schema = object_schema({"expression": {"type": "string", "pattern": pattern}})
         units = units_in(f"{question} {request}")
-        prompt = expression_prompt(question, request)
+        prompt = expression_prompt(question, request, known)
         parsed, call = await ask_structured(
             self._engine,
             role=self._role,
@@ -228,21 +241,24 @@ class PythonCoder:
         how = f"Computed exactly: {expression}" + (f", in {plural(unit)}" if unit else "")
         return ToolOutput("\n".join([*lines, how]), value=printed_value(result), calls=calls)
 
-    async def fit(self, question: str) -> ToolFit:
+    async def fit(self, question: str, found: tuple[str, ...] = ()) -> ToolFit:
         """Claims arithmetic as written, and, writing expressions, a question with two operands or more
-        (numbers, units: "How many hours are in 161 weeks?"); writing expressions, it cannot help a
-        question that states no number. One number ("How old would X be in 2030?") is no claim: the
-        other operand is a fact to find first."""
+        (numbers, units: "How many hours are in 161 weeks?"; a number earlier turns ``found`` counts);
+        writing expressions, it cannot help a question that states no number, nor one that states one
+        ("How old would X be in 2030?") until a turn has found another: one operand is no expression,
+        and the other is a fact to look up."""
         if arithmetic_expression(question) is not None:
             return ToolFit(Fit.CLAIMS, "the question is arithmetic")
         if self._writes != "expression":
             return ToolFit()
-        operands = len(stated_numbers(question)) + len(units_in(question))
-        if operands == 0:
+        stated = len(stated_numbers(question)) + len(units_in(question))
+        if stated == 0:
             return ToolFit(Fit.CANNOT, NO_NUMBER)
-        if operands >= 2:
+        if stated >= 2:
             return ToolFit(Fit.CLAIMS, "the question states what to compute with")
-        return ToolFit()
+        if any(numbers_in(value) for value in found):
+            return ToolFit(Fit.CLAIMS, "the question states a number and earlier turns found more")
+        return ToolFit(Fit.CANNOT, "the question states one number, and nothing found yet to compute it with")
 
     async def aclose(self) -> None:
         """The engine belongs to the solver's pool; the containers are ours."""
@@ -254,15 +270,20 @@ class PythonCoder:
             await self._sandbox.start()
 
 
-def expression_prompt(question: str, request: str) -> str:
+def expression_prompt(question: str, request: str, found: Sequence[str] = ()) -> str:
     """What the engine is asked when it writes an expression: the question (when it is more than the
-    request), the request, and the units it may name."""
+    request), what earlier turns found, the request, and the units it may name."""
     names = units_in(f"{question} {request}")
     return EXPRESSION_PROMPT.format(
-        question=f"Question: {question}\n" if question else "",
+        question=(f"Question: {question}\n" if question else "") + found_line(found),
         request=request,
         units=EXPRESSION_UNITS.format(names=", ".join(names)) if names else "",
     )
+
+
+def found_line(found: Sequence[str]) -> str:
+    """What earlier turns found, as a line of the prompt; nothing when they found nothing."""
+    return f"Found earlier: {'; '.join(found)}\n" if found else ""
 
 
 def writes_for(setting: str, engine_name: str) -> str:

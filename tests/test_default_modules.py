@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from agentflow_core import FlowState, Query, Solver, ToolExample, ToolSpec, hookimpl
+from agentflow_core import FlowState, Query, Solver, ToolExample, ToolOutput, ToolSpec, hookimpl
 from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, registry_with, scripted_json
+from agentflow_core.tool import FOUND_INPUT, QUESTION_INPUT, query_input
 from tests.helpers import config_for
 
 EXAMPLE_VALUE = "In one sentence, what does photosynthesis produce?"
@@ -114,6 +115,62 @@ async def test_a_request_taking_tool_gets_the_sub_goal_and_one_without_words_is_
         "Who wrote the novel Dune?",
     ]
     assert trajectory.answer == "Frank Herbert."
+
+
+class FindAndCompute:
+    """A search that finds a year (as a value and candidates) and a calculator that takes what was found."""
+
+    lookup = ToolSpec("lookup", "Looks a person up.", query_input("who"), output="a passage")
+    compute = ToolSpec(
+        "compute", "Computes.", query_input("what", question=QUESTION_INPUT, found=FOUND_INPUT), output="a number"
+    )
+
+    def __init__(self) -> None:
+        self.computed: list[Mapping[str, Any]] = []
+
+    @hookimpl
+    def register_tools(self, register: Any) -> None:
+        register(self.lookup, lambda context: _Fixed(self.lookup, self._lookup))
+        register(self.compute, lambda context: _Fixed(self.compute, self._compute))
+
+    async def _lookup(self, arguments: Mapping[str, Any]) -> ToolOutput:
+        return ToolOutput("Dov Kesante was born in 1928 in Harlholm.", value="1928", candidates=("1928", "Harlholm"))
+
+    async def _compute(self, arguments: Mapping[str, Any]) -> str:
+        self.computed.append(arguments)
+        return "102"
+
+
+class _Fixed:
+    def __init__(self, spec: ToolSpec, run: Any) -> None:
+        self.spec, self.run = spec, run
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_tool_that_declares_found_gets_what_earlier_turns_found(server: ScriptedOpenAIServer) -> None:
+    """SmolLM2's second request repeats the question; the year the search found reaches the calculator anyway."""
+    question = "How old would Dov Kesante be in 2030?"
+    plugin = FindAndCompute()
+    server.enqueue(
+        "m",
+        Reply("Find the birth year, then subtract."),
+        scripted_json({"tool": "compute", "question": question}),
+        scripted_json({"analysis": "no year yet", "decision": "CONTINUE"}),
+        scripted_json({"tool": "lookup", "question": "Dov Kesante"}),
+        scripted_json({"analysis": "found the year", "decision": "CONTINUE"}),
+        scripted_json({"tool": "compute", "question": question}),
+        scripted_json({"analysis": "done", "decision": "STOP"}),
+        scripted_json({"reasoning": "2030 - 1928.", "answer": "102"}),
+    )
+    config = config_for(server, tools=("lookup", "compute"), default="m")
+    async with Solver(config, registry=registry_with(plugin)) as solver:
+        trajectory = await solver.asolve(question)
+    assert trajectory.error is None
+    before, after = plugin.computed
+    assert before == {"query": question, "question": question}  # nothing found yet: no ``found`` at all
+    assert after == {"query": question, "question": question, "found": ["1928", "Harlholm"]}
 
 
 @pytest.mark.parametrize(

@@ -197,12 +197,18 @@ async def test_units_that_do_not_fit_are_a_tool_error_before_the_sandbox(
     assert len(info.value.calls) == 1  # the engine's call stays in the trajectory
 
 
+def test_one_number_with_nothing_to_add_is_no_expression() -> None:
+    with pytest.raises(ValueError, match=r"one number \(2030\) and nothing to compute it with"):
+        expression_pattern("How old would Dov be in 2030?")
+    assert re.fullmatch(expression_pattern("How old would Dov be in 2030?", found=["1928"]), "2030 - 1928")
+
+
 @pytest.mark.parametrize(
     ("writes", "question", "fit"),
     [
         ("expression", "What is 30 percent of 6803?", Fit.CLAIMS),
         ("expression", "How many hours are in 161 weeks?", Fit.CLAIMS),  # a number and units
-        ("expression", "How old would Dov Kesante be in 2030?", Fit.MAY),  # the other operand is a fact
+        ("expression", "How old would Dov Kesante be in 2030?", Fit.CANNOT),  # the other operand is a fact
         ("expression", "What does Dreelo Looms make?", Fit.CANNOT),
         ("program", "What does Dreelo Looms make?", Fit.MAY),  # a program may count letters
         ("program", "What is 17 * 23?", Fit.CLAIMS),  # arithmetic as written, whatever writes
@@ -210,7 +216,31 @@ async def test_units_that_do_not_fit_are_a_tool_error_before_the_sandbox(
 )
 async def test_python_coders_fit(engine: Engine, writes: str, question: str, fit: Fit) -> None:
     async with coder(engine, writes=writes) as tool:
-        assert (await tool.fit(question)).fit is fit
+        assert (await tool.fit(question, ())).fit is fit
+
+
+async def test_a_number_found_earlier_makes_one_stated_number_a_claim(engine: Engine) -> None:
+    async with coder(engine, writes="expression") as tool:
+        assert (await tool.fit("How old would Dov Kesante be in 2030?", ("Harlholm", "1928"))).fit is Fit.CLAIMS
+        assert (await tool.fit("How old would Dov Kesante be in 2030?", ("Harlholm",))).fit is Fit.CANNOT
+        assert (await tool.fit("What does Dreelo Looms make?", ("1928",))).fit is Fit.CANNOT
+
+
+async def test_numbers_found_earlier_are_operands_and_shown(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
+) -> None:
+    """The year a search found is what "How old would Dov Kesante be in 2030?" subtracts."""
+    question = "How old would Dov Kesante be in 2030?"
+    server.enqueue("m-tool", scripted_json({"expression": "2030 - 1928"}))
+    async with coder(engine, image=sandbox_image, writes="expression") as tool:
+        output = await tool.run({"query": question, "question": question, "found": ["1928", "Harlholm", "49,033"]})
+    assert output.value == "102"
+    [sent] = server.requests_for("m-tool")
+    assert "Found earlier: 1928; 49033\n" in sent.messages[-1]["content"]  # the numbers: what it may use
+    pattern = sent.response_format["json_schema"]["schema"]["properties"]["expression"]["pattern"]
+    assert re.fullmatch(pattern, "2030 - 1928") and re.fullmatch(pattern, "2030 - 49033")
+    assert not re.fullmatch(pattern, "1928 - 2030")  # the question's numbers first, as ever
+    assert not re.fullmatch(pattern, "2030 - 1929")
 
 
 async def test_a_reply_that_is_no_expression_never_runs(
@@ -269,7 +299,8 @@ def test_auto_writes_expressions_only_with_the_embedded_default(setting: str, en
         ("How many hours are in 161 weeks?", "161 * 7 * 24", False),
         ("How many hours are in 161 weeks?", "161 * minute", False),  # a unit nobody mentioned
         ("An inch is 2.54 centimetres. How many are 184 inches?", "184 * 2.54", True),
-        ("An inch is 2.54 centimetres. How many are 184 inches?", "2.54 * 184 * inch / inch", True),
+        ("An inch is 2.54 centimetres. How many are 184 inches?", "2.54 * 184 * inch / centimetre", True),
+        ("An inch is 2.54 centimetres. How many are 184 inches?", "2.54 * 184 * inch / inch", False),  # extras once
         ("What is the sum of 5, 5 and 6?", "5 + 6 + 5", True),  # as often as stated, in any order
         ("What is the sum of 5, 5 and 6?", "5 + 6", False),
         ("What is half of 3,018?", "3018 / 2", True),  # a number in words
@@ -278,8 +309,10 @@ def test_auto_writes_expressions_only_with_the_embedded_default(setting: str, en
         ("What is 1234 plus 12?", "1 + 2 + 3 + 4 + 5 + 6", False),  # at most five operands
         ("What is 1234 plus 12?", "(1234 + 12)", False),
         ("What is 1234 plus 12?", "1234+12", False),  # one layout: single spaces around operators
-        ("Name a number.", "7", True),  # nothing stated: whole numbers to 999, five at most
-        ("Name a number.", "1000", False),
+        ("Name a number.", "7 + 5", True),  # nothing stated: whole numbers to 999, five at most
+        ("Name a number.", "7", False),  # a lone number computes nothing
+        ("Name a number.", "1000 + 1", False),
+        ("How old would Dov be in 2030? In 2029 he was", "2030", False),
     ],
 )
 def test_the_expression_grammar(request_text: str, expression: str, admitted: bool) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from agentflow_core import Fit, Solver, ToolContext, ToolFit, ToolSpec, Trajectory, hookimpl
+from agentflow_core import Decision, Fit, Solver, ToolContext, ToolFit, ToolOutput, ToolSpec, Trajectory, hookimpl
 from agentflow_core.serde import from_json, to_json
-from agentflow_core.testing import Reply, ScriptedOpenAIServer, registry_with, scripted_json
+from agentflow_core.testing import RecordedRequest, Reply, ScriptedOpenAIServer, registry_with, scripted_json
 from agentflow_core.toolset import Toolset
 from agentflow_tools.local_search import LocalSearch
 from agentflow_tools.search.names import names_in
@@ -27,10 +27,10 @@ class Opinionated:
             name, f"the {name} tool", {"type": "object", "properties": {"text": {"type": "string"}}}, output="text"
         )
         self.says = says
-        self.asked: list[str] = []
+        self.asked: list[tuple[str, tuple[str, ...]]] = []
 
-    async def fit(self, question: str) -> object:
-        self.asked.append(question)
+    async def fit(self, question: str, found: tuple[str, ...]) -> object:
+        self.asked.append((question, found))
         if self.says == "slow":
             await asyncio.Event().wait()
         if isinstance(self.says, Exception):
@@ -62,13 +62,20 @@ async def test_tools_that_claim_come_first_and_those_that_cannot_are_left_out() 
     assert list(fits) == ["search", "plain", "other", "calc"]
     assert fits["calc"] == ToolFit(Fit.CANNOT, "the question states no number")
     assert [spec.name for spec in toolset.offered(fits)] == ["search", "plain", "other"]
-    assert tools[2].asked == ["What does Pim make?"]
+    assert tools[2].asked == [("What does Pim make?", ())]
 
 
 async def test_when_no_tool_can_help_all_are_offered() -> None:
     """A planner must have a tool to name; the fits are a preference, not a veto on the whole solve."""
     toolset = Toolset([Opinionated(n, ToolFit(Fit.CANNOT, "no")) for n in ("a", "b")], timeout_s=1)
     assert [spec.name for spec in toolset.offered(await toolset.fits("q"))] == ["a", "b"]
+
+
+async def test_among_equals_a_tool_that_has_not_answered_yet_comes_first() -> None:
+    """A fresh claim beats a repeated one: after a search found the year, the calculator's claim goes first."""
+    toolset = Toolset([Opinionated(n, ToolFit(Fit.CLAIMS)) for n in ("search", "calc")], timeout_s=1)
+    assert list(await toolset.fits("q", answered={"search"})) == ["calc", "search"]
+    assert list(await toolset.fits("q")) == ["search", "calc"]
 
 
 @pytest.mark.parametrize(
@@ -104,36 +111,117 @@ def server() -> Iterator[ScriptedOpenAIServer]:
         yield server
 
 
-async def test_the_planner_sees_the_tools_in_the_fits_order_and_the_trajectory_keeps_the_fits(
+async def test_the_planner_tries_an_untried_claim_first_then_sees_the_tools_in_the_fits_order(
     server: ScriptedOpenAIServer,
 ) -> None:
     tools = [
         Opinionated("calc", ToolFit(Fit.CANNOT, "the question states no number")),
         Opinionated("notes", ToolFit()),
         Opinionated("search", ToolFit(Fit.CLAIMS, "a passage names Pim Falelo")),
+        Silent("extra", None),
     ]
     server.enqueue(
         "m",
         Reply("Look it up."),
         scripted_json({"tool": "search", "question": "What does Pim Falelo make?"}),
         scripted_json({"arguments": {"text": "Pim Falelo"}}),
+        scripted_json({"analysis": "check it", "decision": "CONTINUE"}),
+        scripted_json({"tool": "notes", "question": "Pim Falelo"}),
+        scripted_json({"arguments": {"text": "Pim Falelo"}}),
         scripted_json({"analysis": "found", "decision": "STOP"}),
         scripted_json({"reasoning": "The search said so.", "answer": "kettles"}),
     )
-    config = config_for(
-        server, tools=("calc", "notes", "search"), planner="m", executor="m", verifier="m", generator="m"
-    )
+    names = ("calc", "notes", "search", "extra")
+    config = config_for(server, tools=names, planner="m", executor="m", verifier="m", generator="m")
     async with Solver(config, registry=registry_with(FitPlugin(tools))) as solver:
         trajectory = await solver.asolve("What does Pim Falelo make?")
-    assert trajectory.error is None and trajectory.steps[0].decision.tool == "search"
-    assert list(trajectory.tool_fits) == ["search", "notes", "calc"]
-    assert trajectory.tool_fits["search"].why == "a passage names Pim Falelo"
-    analyze, next_step = server.requests_for("m")[:2]
-    assert next_step.response_format["json_schema"]["schema"]["properties"]["tool"]["enum"] == ["search", "notes"]
-    menu = next_step.messages[-1]["content"]
-    assert menu.index("- search:") < menu.index("- notes:") and "- calc:" not in menu
-    assert "- calc:" not in analyze.messages[-1]["content"]
+    assert trajectory.error is None and [s.decision.tool for s in trajectory.steps] == ["search", "notes"]
+    fits = trajectory.steps[0].tool_fits
+    assert list(fits) == ["search", "notes", "extra", "calc"]
+    assert fits["search"].why == "a passage names Pim Falelo"
+    analyze, first, _, _, second = server.requests_for("m")[:5]
+    described = analyze.messages[-1]["content"]
+    places = [described.index(f"- {name}:") for name in ("search", "notes", "extra")]
+    assert places == sorted(places) and "- calc:" not in described
+
+    def enum(request: RecordedRequest) -> list[str]:
+        return request.response_format["json_schema"]["schema"]["properties"]["tool"]["enum"]
+
+    assert enum(first) == ["search"]  # a claim nobody has tried: the only tool offered
+    assert enum(second) == ["search", "notes", "extra"]  # tried: every tool that can help, claims first
+    menu = second.messages[-1]["content"]
+    assert menu.index("- search:") < menu.index("- notes:") < menu.index("- extra:") and "- calc:" not in menu
     assert from_json(to_json(trajectory), Trajectory) == trajectory
+
+
+async def test_the_verifier_does_not_stop_while_a_claim_is_untried(server: ScriptedOpenAIServer) -> None:
+    """After a lookup the calculator claims the question: the turn goes on without asking the model."""
+    calc = Opinionated("calc", ToolFit())
+    search = Opinionated("search", ToolFit(Fit.CLAIMS, "names Dov"))
+
+    async def calc_fit(question: str, found: tuple[str, ...]) -> ToolFit:
+        return ToolFit(Fit.CLAIMS, "a number was found") if found else ToolFit(Fit.CANNOT, "one number")
+
+    calc.fit = calc_fit  # type: ignore[method-assign]
+
+    async def found_year(arguments: object) -> ToolOutput:
+        return ToolOutput("born in 1928", value="1928")
+
+    search.run = found_year  # type: ignore[method-assign]
+    server.enqueue(
+        "m",
+        Reply("Look up, then compute."),
+        scripted_json({"tool": "search", "question": "Dov"}),
+        scripted_json({"arguments": {"text": "Dov"}}),
+        scripted_json({"tool": "calc", "question": "2030 - 1928"}),
+        scripted_json({"arguments": {"text": "2030 - 1928"}}),
+        scripted_json({"analysis": "done", "decision": "STOP"}),
+        scripted_json({"reasoning": "Computed.", "answer": "102"}),
+    )
+    config = config_for(server, tools=("search", "calc"), planner="m", executor="m", verifier="m", generator="m")
+    async with Solver(config, registry=registry_with(FitPlugin([search, calc]))) as solver:
+        trajectory = await solver.asolve("How old would Dov be in 2030?")
+    first, second = trajectory.steps
+    assert first.verdict is not None and first.verdict.call is None  # no model asked
+    assert first.verdict.decision is Decision.CONTINUE
+    why = "not done yet: calc (a number was found) claims the question and has not been tried"
+    assert first.verdict.analysis == why
+    assert second.decision.tool == "calc" and second.verdict is not None and second.verdict.call is not None
+
+
+async def test_each_turn_asks_the_fits_again_with_what_was_found(server: ScriptedOpenAIServer) -> None:
+    class Calculator(Opinionated):
+        async def fit(self, question: str, found: tuple[str, ...]) -> ToolFit:
+            self.asked.append((question, found))
+            return ToolFit(Fit.CLAIMS, "a number was found") if found else ToolFit()
+
+        async def run(self, arguments: object) -> str:
+            return "102"
+
+    class Search(Opinionated):
+        async def run(self, arguments: object) -> ToolOutput:
+            return ToolOutput("born in 1928", value="1928")
+
+    calc, search = Calculator("calc", None), Search("search", ToolFit(Fit.CLAIMS, "names Dov"))
+    server.enqueue(
+        "m",
+        Reply("Look up, then compute."),
+        scripted_json({"tool": "search", "question": "Dov"}),
+        scripted_json({"arguments": {"text": "Dov"}}),
+        scripted_json({"tool": "calc", "question": "2030 - 1928"}),
+        scripted_json({"arguments": {"text": "2030 - 1928"}}),
+        scripted_json({"analysis": "done", "decision": "STOP"}),
+        scripted_json({"reasoning": "Computed.", "answer": "102"}),
+    )
+    config = config_for(server, tools=("search", "calc"), planner="m", executor="m", verifier="m", generator="m")
+    async with Solver(config, registry=registry_with(FitPlugin([search, calc]))) as solver:
+        trajectory = await solver.asolve("How old would Dov be in 2030?")
+    question = "How old would Dov be in 2030?"
+    assert calc.asked[0] == (question, ()) and set(calc.asked[1:]) == {(question, ("1928",))}
+    first, second = (list(step.tool_fits) for step in trajectory.steps)
+    assert first == ["search", "calc"] and second == ["calc", "search"]  # the search has answered
+    second_menu = server.requests_for("m")[3]
+    assert second_menu.response_format["json_schema"]["schema"]["properties"]["tool"]["enum"] == ["calc"]
 
 
 async def test_tools_without_an_opinion_leave_no_record(server: ScriptedOpenAIServer) -> None:
@@ -148,7 +236,7 @@ async def test_tools_without_an_opinion_leave_no_record(server: ScriptedOpenAISe
     config = config_for(server, tools=("notes",), planner="m", executor="m", verifier="m", generator="m")
     async with Solver(config, registry=registry_with(FitPlugin([Silent("notes", None)]))) as solver:
         trajectory = await solver.asolve("hi")
-    assert trajectory.tool_fits == {}
+    assert trajectory.steps[0].tool_fits == {}
     assert from_json(to_json(trajectory), Trajectory) == trajectory
 
 
@@ -185,6 +273,6 @@ async def test_local_search_claims_a_question_whose_names_its_best_passage_has(
 ) -> None:
     search = LocalSearch(ToolContext(engine=None, settings={"corpus": str(write_corpus(tmp_path / "wiki.jsonl"))}))
     try:
-        assert await search.fit(question) == ToolFit(fit, why)
+        assert await search.fit(question, ()) == ToolFit(fit, why)
     finally:
         await search.aclose()

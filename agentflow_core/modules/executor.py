@@ -4,7 +4,8 @@ A tool whose only required input is a text ``query`` (every built-in tool) recei
 as that query, with no model call: the planner already wrote the request, and a model asked to restate it
 only paraphrases it, or (a small one) fills it with its own prompt's wording instead (issue 34). Such a
 tool that also declares an optional ``question`` (``agentflow_core.tool.QUESTION_INPUT``) gets the
-question being answered there, so it can see what a terse request leaves out. For
+question being answered there, so it can see what a terse request leaves out; one that declares
+``found`` (``FOUND_INPUT``) gets the values earlier turns found. For
 any other tool the model writes JSON matching the tool's own input schema. The executor does not
 run the tool: the solver does, so that timeouts and failures are handled in one place for every
 executor.
@@ -16,6 +17,7 @@ import re
 from collections.abc import Mapping
 
 from agentflow_core.engine import JsonSchema, Message
+from agentflow_core.memory import found_so_far
 from agentflow_core.module import FlowState, ModuleContext
 from agentflow_core.modules.toolbox import argument_list, takes_a_request
 from agentflow_core.records import PlannerDecision, ToolCall
@@ -65,9 +67,13 @@ class DefaultExecutor:
                 tool=decision.tool, arguments={}, explanation="the planner chose a tool that is not enabled"
             )
         if takes_a_request(tool):
-            request = {"query": decision.sub_goal}
-            if "question" in tool.input_schema.get("properties", {}):  # QUESTION_INPUT: what the request is for
+            request: dict[str, str | list[str]] = {"query": decision.sub_goal}
+            inputs = tool.input_schema.get("properties", {})
+            if "question" in inputs:  # QUESTION_INPUT: what the request is for
                 request["question"] = state.query.text
+            found = found_so_far(state.steps) if "found" in inputs else []
+            if found:  # FOUND_INPUT: what earlier turns found
+                request["found"] = found
             return ToolCall(tool=tool.name, arguments=request, explanation="the sub-goal")
         prompt = COMMAND.format(
             query=state.query.text,

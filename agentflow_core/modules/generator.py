@@ -62,8 +62,13 @@ def answer_text(reasoning: str, answer: str) -> str:
 
 def result_values(state: FlowState) -> dict[str, str]:
     """The short values the turns' tools returned, each with where it came from ("python_coder
-    returned 391."), latest turn first; in a turn its ``value``, then its ``candidates``."""
+    returned 391."), latest turn first; in a turn its ``value``, then its ``candidates``.
+
+    A value a later successful call was given as ``found`` (``FOUND_INPUT``) is left out: it was an
+    input of that call, as the year 1928 is of ``2030 - 1928``, and SmolLM2 chose it over the result.
+    """
     values: dict[str, str] = {}
+    consumed: set[str] = set()
     for step in reversed(state.steps):
         if not isinstance(step.result, ToolSuccess):
             continue
@@ -71,8 +76,11 @@ def result_values(state: FlowState) -> dict[str, str]:
         offered = [(result.value, f"{tool} returned {result.value}.")] if result.value else []
         offered += [(candidate, f"{tool} found {candidate}.") for candidate in result.candidates]
         for value, source in offered:
-            if value != NONE_OF_THESE:
+            if value != NONE_OF_THESE and value not in consumed:
                 values.setdefault(value, source)
+        found = step.tool_call.arguments.get("found")
+        if isinstance(found, list):
+            consumed.update(value for value in found if isinstance(value, str))
     return values
 
 

@@ -5,7 +5,9 @@ This is the module Flow-GRPO trains, so its calls keep the engine's token trace.
 names, then the request for it, recorded as the step's sub-goal; for most tools it is exactly what
 the tool receives (see the executor).
 The prompts show no example values and the schema carries no descriptions: a small model echoes
-whatever sample text it is shown (issue 34).
+whatever sample text it is shown (issue 34). Tools that claim the question (``Tool.fit``) and have
+not been called yet are the only ones offered while there are any: the fits are evidence, and a
+small model's choice is not (SmolLM2 searched again with a subtraction still to do).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 
 from agentflow_core.engine import JsonSchema, Message
 from agentflow_core.module import FlowState, ModuleContext
-from agentflow_core.modules.toolbox import describe_tools, tool_menu
+from agentflow_core.modules.toolbox import describe_tools, tool_menu, untried_claims
 from agentflow_core.records import PlannerDecision, QueryAnalysis
 from agentflow_core.structured import ask, ask_structured, object_schema
 
@@ -62,10 +64,13 @@ class DefaultPlanner:
         return QueryAnalysis(completion.text.strip(), call=call)
 
     async def next_step(self, state: FlowState) -> PlannerDecision:
-        names = [t.name for t in state.tools]
+        # A tool that claims the question and has not been tried is tried before any other.
+        untried = untried_claims(state)
+        tools = [t for t in state.tools if t.name in untried] or list(state.tools)
+        names = [t.name for t in tools]
         prompt = NEXT_STEP.format(
             query=state.query.text,
-            menu=tool_menu(state.tools),
+            menu=tool_menu(tools),
             memory=state.memory_text,
             turn=len(state.steps) + 1,
             max_steps=state.max_steps,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agentflow_core.module import FlowState
+from agentflow_core.records import Fit
 from agentflow_core.tool import ToolSpec
 
 
@@ -57,3 +59,15 @@ def takes_a_request(tool: ToolSpec) -> bool:
 def _sentence(text: str) -> str:
     text = text.strip()
     return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def untried_claims(state: FlowState) -> dict[str, str]:
+    """The tools that claim the question now (``Tool.fit``) and have not been called yet, with why.
+
+    The default planner offers only these while there are any, and the default verifier does not
+    stop: after local_search found that Dov Kesante was born in 1928, python_coder claims "How old
+    would Dov Kesante be in 2030?", and the subtraction is still to do. SmolLM2 did not see that,
+    even with the claim named in its prompt: it stopped and answered 1928, or searched again (issue 34).
+    """
+    called = {step.tool_call.tool for step in state.steps}
+    return {name: fit.why for name, fit in state.tool_fits.items() if fit.fit is Fit.CLAIMS and name not in called}

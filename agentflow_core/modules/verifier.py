@@ -1,5 +1,9 @@
 """The default Verifier: reads memory and says STOP (enough to answer) or CONTINUE.
 
+While a tool claims the question (``Tool.fit``) and has not been called, it says CONTINUE without
+asking its model: a two-step question ("How old would X be in 2030?") is not answered by its first
+step's fact, and a small model cannot tell (issue 34).
+
 Its reply is ``{"analysis": TEXT, "decision": "STOP" | "CONTINUE"}``, the decision a choice the schema
 constrains. The prompt names the keys and the two choices but shows no sample values, which a small
 model would copy (issue 34).
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 from agentflow_core.engine import JsonSchema, Message
 from agentflow_core.module import FlowState, ModuleContext
+from agentflow_core.modules.toolbox import untried_claims
 from agentflow_core.records import Decision, Verdict
 from agentflow_core.structured import ask_structured, object_schema
 
@@ -38,6 +43,12 @@ class DefaultVerifier:
         self.engine = context.engine
 
     async def check(self, state: FlowState) -> Verdict:
+        untried = untried_claims(state)
+        if untried and len(state.steps) < state.max_steps:
+            # Work a tool claims and nobody has tried: no model is asked to judge what is not done yet.
+            claims = "; ".join(f"{name} ({why})" if why else name for name, why in untried.items())
+            why = f"not done yet: {claims} claims the question and has not been tried"
+            return Verdict(analysis=why, decision=Decision.CONTINUE)
         prompt = CHECK.format(
             query=state.query.text,
             analysis=state.analysis.text if state.analysis else "(none)",
