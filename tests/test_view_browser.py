@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import pytest
 
-from agentflow_core.records import ModuleCall, ToolSuccess, Trajectory
+from agentflow_core.records import Fit, ModuleCall, ToolFit, ToolSuccess, Trajectory
 from agentflow_core.serde import to_json
 from agentflow_rl.eval import RunDir
 from agentflow_rl.flow_grpo.run.kept_rollouts import kept_path, read_kept_rollouts
@@ -410,3 +410,27 @@ def test_an_export_opens_from_disk(page: Any, runs: dict[str, Path], tmp_path: P
     page.wait_for_selector(".turn")
     assert page.locator(".turn .tool-result pre").inner_text() == XSS_PAYLOAD
     assert page.evaluate("window.__pwned") is None
+
+
+def test_each_turn_shows_the_tools_it_was_offered_with_their_fits(page: Any, runs: dict[str, Path]) -> None:
+    """Why the menu was ordered so: each tool's word on the question, its evidence kept as text."""
+    trajectory = _a_solve(runs)
+    fits = {
+        "local_search": ToolFit(Fit.CLAIMS, "a passage names Dov Kesante"),
+        "base_generator": ToolFit(),
+        "python_coder": ToolFit(Fit.CANNOT, XSS_PAYLOAD),
+    }
+    steps = (attrs.evolve(trajectory.steps[0], tool_fits=fits), *trajectory.steps[1:])
+    path, _ = _written(runs, "fits.json", attrs.evolve(trajectory, steps=steps))
+    with serve(path, cwd=runs["root"]) as url:
+        page.goto(url)
+        page.wait_for_selector(".turn .fits")
+        shown = page.locator(".turn").first.locator(".fits li").all_inner_texts()
+        assert shown == [
+            "local_search: claims (a passage names Dov Kesante)",
+            "base_generator: may",
+            f"python_coder: cannot ({XSS_PAYLOAD})",
+        ]
+        assert page.locator(".fit.claims").count() == 1 and page.locator(".fit.cannot").count() == 1
+        assert page.evaluate("window.__pwned") is None and page.title() != "pwned"
+        assert page.locator("main img, main script, main a[href^='javascript']").count() == 0

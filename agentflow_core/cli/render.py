@@ -27,6 +27,9 @@ def show(record: Any) -> None:
     elif isinstance(record, Step):
         click.secho(f"▶ step {record.index}: {inert(record.decision.tool)}", bold=True, err=True)
         click.echo(f"  sub-goal: {_short(record.decision.sub_goal)}", err=True)
+        if record.tool_fits:
+            fits = "; ".join(f"{name} {fit.fit.value}" for name, fit in record.tool_fits.items())
+            click.echo(f"  tools:    {_short(fits)}", err=True)
         failed = isinstance(record.result, ToolFailure)
         click.secho(f"  result:   {_short(render_result(record.result))}", fg="red" if failed else None, err=True)
         if record.verdict:

@@ -59,12 +59,23 @@ window.AF = window.AF || {};
       h("pre", {}, r.output));
   }
 
+  // What each tool said of the question before this turn's planner chose (Step.tool_fits), in menu order.
+  function fitsField(fits) {
+    const names = Object.keys(fits || {});
+    if (!names.length) return null;
+    return field("tools offered", h("ul", { class: "fits" }, ...names.map((name) => {
+      const f = fits[name];
+      return h("li", { class: "fit " + f.fit }, name, ": ", f.fit, f.why ? " (" + f.why + ")" : "");
+    })));
+  }
+
   function turnCard(step, ctx) {
     const d = step.decision, c = step.tool_call, v = step.verdict;
     return h("section", { class: "card turn" },
       h("h3", {}, `Turn ${step.index}`, h("span", { class: "tool-name" }, d.tool)),
       field("sub-goal", d.sub_goal),
       d.context ? field("context", d.context) : null,
+      fitsField(step.tool_fits),
       d.call ? callBlock(d.call, ctx) : null,
       h("h4", {}, "Executor"),
       c.explanation ? field("explanation", c.explanation) : null,
