@@ -7,15 +7,29 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
-from agentflow_core import Solver
+from agentflow_core import (
+    Decision,
+    Fit,
+    FlowState,
+    ModuleContext,
+    PlannerDecision,
+    Query,
+    Solver,
+    Step,
+    ToolCall,
+    ToolFit,
+    ToolSuccess,
+)
 from agentflow_core.config import config_from_dict
 from agentflow_core.testing import Reply, ScriptedOpenAIServer, registry_with, scripted_json
 from agentflow_rl.flow_grpo.config import bundled_config, load_train_config
 from agentflow_rl.flow_grpo.rewards import short_answer
 from agentflow_rl.flow_grpo.tasks.embedded_questions import write
 from agentflow_rl.flow_grpo.tasks.records import TrainRecord
+from agentflow_rl.flow_grpo.tasks.tool_choice import StopVerifier
 from tests.helpers import engine_table
 
 
@@ -23,14 +37,19 @@ def _rows(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.mark.parametrize("config", ["embedded_planner.toml", "embedded_generator.toml", "embedded_coder.toml"])
+@pytest.mark.parametrize(
+    "config", ["embedded_planner.toml", "embedded_generator.toml", "embedded_coder.toml", "embedded_coder_found.toml"]
+)
 def test_the_shipped_question_files_are_what_the_generator_writes(tmp_path: Path, config: str) -> None:
     write(tmp_path)
     task = load_train_config(bundled_config(config)).task
     assert task.train_file is not None and task.eval_file is not None
     for shipped in (Path(task.train_file), Path(task.eval_file)):
         assert (tmp_path / shipped.name).read_text() == shipped.read_text()
-    shipped = ("corpus", "train_one_call", "train_arithmetic", "eval_arithmetic", "train_facts", "eval_facts")
+    shipped = (
+        *("corpus", "train_one_call", "train_arithmetic", "eval_arithmetic", "train_facts", "eval_facts"),
+        *("train_expressions", "eval_expressions"),
+    )
     for name in (f"embedded_{part}.jsonl" for part in shipped):
         assert (tmp_path / name).read_text() == (Path(task.eval_file).parent / name).read_text()
 
@@ -170,3 +189,17 @@ def test_a_tools_calls_are_trained_turns_of_its_module() -> None:
     trajectory = Trajectory(Query("What is 30% of 6803?"), None, (step,), None, None, StopReason.MAX_STEPS, 1.0)
     assert [t.trace for t in trained_turns(trajectory, ("executor",))] == [expression.tokens]
     assert [t.role for t in trained_turns(trajectory, ("planner", "executor"))] == ["planner", "executor"]
+
+
+async def test_the_stop_verifier_goes_on_while_a_claim_is_untried() -> None:
+    """The second expression stage's two-step questions: after the search, python_coder claims the question."""
+    from agentflow_core.modules.toolbox import claims_pending
+
+    claimed = {"python_coder": ToolFit(Fit.CLAIMS, "earlier turns found a number")}
+    search = Step(1, PlannerDecision("", "Dov", "local_search"), ToolCall("local_search", {}), ToolSuccess("1928"))
+    state = FlowState(query=Query("How old would Dov be in 2030?"), tools=(), steps=(search,), max_steps=2)
+    verifier = StopVerifier(ModuleContext(engine=None))  # type: ignore[arg-type]
+    assert (await verifier.check(attrs.evolve(state, tool_fits=claimed))).decision is Decision.CONTINUE
+    assert (await verifier.check(state)).decision is Decision.STOP
+    last_turn = attrs.evolve(state, tool_fits=claimed, max_steps=1)
+    assert claims_pending(last_turn) is None and (await verifier.check(last_turn)).decision is Decision.STOP

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentflow_core.module import FlowState
-from agentflow_core.records import Fit
+from agentflow_core.records import Decision, Fit, Verdict
 from agentflow_core.tool import ToolSpec
 
 
@@ -71,3 +71,16 @@ def untried_claims(state: FlowState) -> dict[str, str]:
     """
     called = {step.tool_call.tool for step in state.steps}
     return {name: fit.why for name, fit in state.tool_fits.items() if fit.fit is Fit.CLAIMS and name not in called}
+
+
+def claims_pending(state: FlowState) -> Verdict | None:
+    """CONTINUE while a tool claims the question, has not been tried and a turn is left; else ``None``.
+
+    The default verifier says it before asking its model; a verifier that otherwise always stops
+    (the training tasks' ``stop``) says it too, so a two-step question gets its second step.
+    """
+    untried = untried_claims(state)
+    if not untried or len(state.steps) >= state.max_steps:
+        return None
+    claims = "; ".join(f"{name} ({why})" if why else name for name, why in untried.items())
+    return Verdict(f"not done yet: {claims} claims the question and has not been tried", Decision.CONTINUE)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from agentflow_core.engine import JsonSchema, Message
 from agentflow_core.module import FlowState, ModuleContext
-from agentflow_core.modules.toolbox import untried_claims
+from agentflow_core.modules.toolbox import claims_pending
 from agentflow_core.records import Decision, Verdict
 from agentflow_core.structured import ask_structured, object_schema
 
@@ -43,12 +43,9 @@ class DefaultVerifier:
         self.engine = context.engine
 
     async def check(self, state: FlowState) -> Verdict:
-        untried = untried_claims(state)
-        if untried and len(state.steps) < state.max_steps:
-            # Work a tool claims and nobody has tried: no model is asked to judge what is not done yet.
-            claims = "; ".join(f"{name} ({why})" if why else name for name, why in untried.items())
-            why = f"not done yet: {claims} claims the question and has not been tried"
-            return Verdict(analysis=why, decision=Decision.CONTINUE)
+        pending = claims_pending(state)
+        if pending is not None:  # work a tool claims and nobody has tried: no model judges what is not done
+            return pending
         prompt = CHECK.format(
             query=state.query.text,
             analysis=state.analysis.text if state.analysis else "(none)",

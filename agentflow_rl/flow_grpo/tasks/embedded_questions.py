@@ -200,7 +200,8 @@ def write(folder: str | Path, train: int = 600, held_out: int = 90, seed: int = 
     among a passage's spans), and the arithmetic ones, training and held-out
     (``embedded_{train,eval}_arithmetic.jsonl``: python_coder's
     expressions; for training only those a model must write, as python_coder runs a question that is
-    already arithmetic, "What is 17 * 23?", without one)."""
+    already arithmetic, "What is 17 * 23?", without one), and those with the fact-then-arithmetic ones
+    (``embedded_{train,eval}_expressions.jsonl``: an expression on a number a search found)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     world = World.make(seed)
@@ -215,6 +216,10 @@ def write(folder: str | Path, train: int = 600, held_out: int = 90, seed: int = 
     _write_jsonl(eval_path, eval_rows)
     _write_jsonl(folder / "embedded_eval_arithmetic.jsonl", [r for r in eval_rows if r["kind"] == "arithmetic"])
     _write_jsonl(folder / "embedded_eval_facts.jsonl", [r for r in eval_rows if r["kind"] == "fact"])
+    # The expressions with a found operand: arithmetic and fact-then-arithmetic, interleaved as generated.
+    expressions = [r for r in train_rows if _needs_expression(r) or r["kind"] == "two_step"]
+    _write_jsonl(folder / "embedded_train_expressions.jsonl", expressions)
+    _write_jsonl(folder / "embedded_eval_expressions.jsonl", [r for r in eval_rows if r["kind"] != "fact"])
     return corpus, train_path, eval_path
 
 

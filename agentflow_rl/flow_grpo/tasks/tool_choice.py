@@ -32,6 +32,7 @@ from agentflow_core import (
     ToolSuccess,
     Verdict,
 )
+from agentflow_core.modules.toolbox import claims_pending
 from agentflow_core.registry import RegisteredTool, Registry
 from agentflow_core.tool import ToolSpec
 from agentflow_rl.flow_grpo.tasks.choice import ChoicePlanner
@@ -81,7 +82,9 @@ class StopVerifier:
         pass
 
     async def check(self, state: FlowState) -> Verdict:
-        return Verdict("one turn is enough for a tool-choice task", Decision.STOP)
+        """STOP, unless a tool claims the question and has not been tried (``claims_pending``): the
+        embedded stages' fact-then-arithmetic questions need python_coder after local_search."""
+        return claims_pending(state) or Verdict("one turn is enough for a tool-choice task", Decision.STOP)
 
 
 class LastOutputGenerator:
