@@ -46,15 +46,21 @@ class Toolset:
         """Each tool's word on ``question``, given what earlier turns ``found``, asked of all at once.
 
         The order is the planner's: tools that claim the question, then those with no opinion, then
-        those that cannot help; within each, tools that have not ``answered`` yet (returned a result
-        this solve) first, as a fresh claim beats a repeated one, then the configured order. A tool
+        those that cannot help; among the claims, those that have not ``answered`` yet (returned a
+        result this solve) first, as a fresh claim beats a repeated one; otherwise the configured order. A tool
         without a ``fit`` method may help; one whose ``fit`` fails or is slow may help too, with the
         failure as its evidence: the solve goes on and the trajectory shows why.
         """
         said = await asyncio.gather(*(self._fit(tool, question, found) for tool in self._tools.values()))
         fits = dict(zip(self._tools, said, strict=True))
         rank = {Fit.CLAIMS: 0, Fit.MAY: 1, Fit.CANNOT: 2}
-        return dict(sorted(fits.items(), key=lambda item: (rank[item[1].fit], item[0] in answered)))
+        # A fresh claim before a repeated one; tools without a claim keep the configured order, so a
+        # turn's prompt opens as the last one did (a batch forwards the shared part once).
+        return dict(
+            sorted(
+                fits.items(), key=lambda item: (rank[item[1].fit], item[1].fit is Fit.CLAIMS and item[0] in answered)
+            )
+        )
 
     async def _fit(self, tool: Tool, question: str, found: Sequence[str]) -> ToolFit:
         method: FitMethod | None = getattr(tool, "fit", None)

@@ -76,6 +76,9 @@ async def test_among_equals_a_tool_that_has_not_answered_yet_comes_first() -> No
     toolset = Toolset([Opinionated(n, ToolFit(Fit.CLAIMS)) for n in ("search", "calc")], timeout_s=1)
     assert list(await toolset.fits("q", answered={"search"})) == ["calc", "search"]
     assert list(await toolset.fits("q")) == ["search", "calc"]
+    # Without a claim the configured order holds, answered or not: each turn's prompt opens alike.
+    quiet = Toolset([Opinionated(n, ToolFit()) for n in ("search", "calc")], timeout_s=1)
+    assert list(await quiet.fits("q", answered={"search"})) == ["search", "calc"]
 
 
 @pytest.mark.parametrize(
