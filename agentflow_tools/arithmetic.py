@@ -130,10 +130,11 @@ def expression_pattern(question: str, request: str = "", found: Collection[str] 
     order: a word problem's numbers are its data, and SmolLM2-135M otherwise drops one (``161 * 7``
     for the hours in 161 weeks) or invents one (``6803 * 1.25``), which it did in most unconstrained
     expressions (issue 34). After them come at most :data:`EXTRAS_AFTER` more operands: numbers the
-    request states, numbers earlier turns ``found`` (the year a search found, for an age in 2030),
-    numbers either text states in words ("twice", "half"; a percentage states 100), units either
-    text mentions (:mod:`agentflow_tools.units`: ``week``, ``inch``), which ``python_coder``
-    defines before the expression runs; nothing else, as every unstated constant the
+    request states (where the question states none), numbers earlier turns ``found`` (the year a
+    search found, for an age in 2030), numbers either text states in words ("twice", "half"; a
+    percentage states 100), units either text mentions (:mod:`agentflow_tools.units`: ``week``,
+    ``inch``), which ``python_coder`` defines before the expression runs; nothing else, as every
+    unstated constant the
     model was offered (7, 24, 100) it also used where it was wrong. Operators are ``+ - * /`` with
     single spaces, at least one of them; no parentheses, as their balance is not regular. Without a
     question, the request's numbers are the required ones; with none, or more than
@@ -152,7 +153,10 @@ def expression_pattern(question: str, request: str = "", found: Collection[str] 
     if len(required) > MAX_REQUIRED:
         required = []
     texts = f"{question} {request}"
-    stated = {*numbers_in(request), *worded_numbers_in(texts), *found} - set(required)
+    # The request's numbers only without a question's: a small planner's request makes numbers up
+    # (``213 * 213.56`` for the hours in 213 weeks, the 213.56 its own).
+    asked = numbers_in(request) if not numbers_in(question) else []
+    stated = {*asked, *worded_numbers_in(texts), *found} - set(required)
     # Longest first: an alternation tried in order must not stop at ``12`` in ``1234``.
     others = [*(_literal(n) for n in sorted(stated, key=lambda n: (-len(n), n))), *units_in(texts)]
     if not required:

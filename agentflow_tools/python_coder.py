@@ -142,13 +142,15 @@ class PythonCoder:
     async def run(self, arguments: Mapping[str, Any]) -> ToolOutput:
         await self._start()  # first: a missing image or daemon fails before any tokens are spent
         request = str(arguments["query"])
-        expression = arithmetic_expression(request)
-        if expression is not None:
-            return await self._run_expression(expression)
         # The question the request is part of (the executor fills it): its numbers and facts, which
         # a small planner's request may have dropped.
         question = str(arguments.get("question") or "")
         question = "" if question == request else question
+        # Arithmetic as written, the request's or else the question's: SmolLM2's request for "What is
+        # 180557 divided by 221?" carried a number of its own (180557.2365).
+        expression = arithmetic_expression(request) or arithmetic_expression(question)
+        if expression is not None:
+            return await self._run_expression(expression)
         # What earlier turns found (the executor fills it): the year a search found, for "how old in 2030".
         found = [" ".join(str(value).split()) for value in arguments.get("found") or ()]
         if self._writes == "expression":

@@ -378,6 +378,26 @@ async def test_arithmetic_runs_as_written_without_asking_the_engine(
     assert server.requests == []  # exact arithmetic never depends on the model's code
 
 
+async def test_a_question_that_is_arithmetic_runs_as_written_whatever_the_request(
+    server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
+) -> None:
+    """SmolLM2's request for "What is 180557 divided by 221?" carried a number of its own."""
+    question, request = "What is 180557 divided by 221?", "Divide 180557 by 221 = 180557.2365"
+    async with coder(engine, image=sandbox_image, writes="expression") as tool:
+        output = await tool.run({"query": request, "question": question})
+    assert output.value == "817" and output.text.endswith("Computed exactly: 180557 / 221")
+    assert server.requests == []
+
+
+def test_the_requests_numbers_are_no_operands_where_the_question_states_its_own() -> None:
+    pattern = expression_pattern("How many hours are in 213 weeks?", "213 weeks is 213.56 hours")
+    assert re.fullmatch(pattern, "213 * week / hour")
+    assert not re.fullmatch(pattern, "213 * 213.56")
+    assert re.fullmatch(
+        expression_pattern("Halve it.", "What is 3018 / 2?"), "3018 / 2"
+    )  # no question's: the request's
+
+
 async def test_arithmetic_that_fails_is_a_tool_error_not_a_repair(
     server: ScriptedOpenAIServer, engine: Engine, sandbox_image: str
 ) -> None:
@@ -545,7 +565,8 @@ async def test_failing_code_shows_in_memory_and_the_loop_goes_on(
     server.set_responder("m-gen", answer_from_memory)
     config = solver_config(server, sandbox_image, repair_attempts=0)  # the planner, not the tool, retries here
     async with Solver(config, registry=registry) as solver:
-        trajectory = await solver.asolve("What is 123456789 times 987654321?")
+        # Not arithmetic as written (that would run without a program): the product, asked in words.
+        trajectory = await solver.asolve("Multiplying 123456789 by 987654321 gives what?")
 
     first, second = trajectory.steps
     assert isinstance(first.result, ToolFailure) and first.result.kind is ToolErrorKind.FAILED
