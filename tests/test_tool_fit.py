@@ -157,20 +157,25 @@ async def test_the_planner_tries_an_untried_claim_first_then_sees_the_tools_in_t
     assert from_json(to_json(trajectory), Trajectory) == trajectory
 
 
-async def test_the_verifier_does_not_stop_while_a_claim_is_untried(server: ScriptedOpenAIServer) -> None:
-    """After a lookup the calculator claims the question: the turn goes on without asking the model."""
-    calc = Opinionated("calc", ToolFit())
-    search = Opinionated("search", ToolFit(Fit.CLAIMS, "names Dov"))
+class Calculator(Opinionated):
+    """Claims the question once a number was found; before that, says what it was told to."""
 
-    async def calc_fit(question: str, found: tuple[str, ...]) -> ToolFit:
-        return ToolFit(Fit.CLAIMS, "a number was found") if found else ToolFit(Fit.CANNOT, "one number")
+    async def fit(self, question: str, found: tuple[str, ...]) -> ToolFit:
+        self.asked.append((question, found))
+        return ToolFit(Fit.CLAIMS, "a number was found") if found else self.says  # type: ignore[return-value]
 
-    calc.fit = calc_fit  # type: ignore[method-assign]
+    async def run(self, arguments: object) -> str:
+        return "102"
 
-    async def found_year(arguments: object) -> ToolOutput:
+
+class YearSearch(Opinionated):
+    async def run(self, arguments: object) -> ToolOutput:
         return ToolOutput("born in 1928", value="1928")
 
-    search.run = found_year  # type: ignore[method-assign]
+
+async def lookup_then_compute(server: ScriptedOpenAIServer, before: ToolFit) -> tuple[Trajectory, Calculator]:
+    """A search that finds a year, then the calculator (saying ``before`` until a number is found)."""
+    calc, search = Calculator("calc", before), YearSearch("search", ToolFit(Fit.CLAIMS, "names Dov"))
     server.enqueue(
         "m",
         Reply("Look up, then compute."),
@@ -183,7 +188,12 @@ async def test_the_verifier_does_not_stop_while_a_claim_is_untried(server: Scrip
     )
     config = config_for(server, tools=("search", "calc"), planner="m", executor="m", verifier="m", generator="m")
     async with Solver(config, registry=registry_with(FitPlugin([search, calc]))) as solver:
-        trajectory = await solver.asolve("How old would Dov be in 2030?")
+        return await solver.asolve("How old would Dov be in 2030?"), calc
+
+
+async def test_the_verifier_does_not_stop_while_a_claim_is_untried(server: ScriptedOpenAIServer) -> None:
+    """After a lookup the calculator claims the question: the turn goes on without asking the model."""
+    trajectory, _ = await lookup_then_compute(server, ToolFit(Fit.CANNOT, "one number"))
     first, second = trajectory.steps
     assert first.verdict is not None and first.verdict.call is None  # no model asked
     assert first.verdict.decision is Decision.CONTINUE
@@ -193,32 +203,7 @@ async def test_the_verifier_does_not_stop_while_a_claim_is_untried(server: Scrip
 
 
 async def test_each_turn_asks_the_fits_again_with_what_was_found(server: ScriptedOpenAIServer) -> None:
-    class Calculator(Opinionated):
-        async def fit(self, question: str, found: tuple[str, ...]) -> ToolFit:
-            self.asked.append((question, found))
-            return ToolFit(Fit.CLAIMS, "a number was found") if found else ToolFit()
-
-        async def run(self, arguments: object) -> str:
-            return "102"
-
-    class Search(Opinionated):
-        async def run(self, arguments: object) -> ToolOutput:
-            return ToolOutput("born in 1928", value="1928")
-
-    calc, search = Calculator("calc", None), Search("search", ToolFit(Fit.CLAIMS, "names Dov"))
-    server.enqueue(
-        "m",
-        Reply("Look up, then compute."),
-        scripted_json({"tool": "search", "question": "Dov"}),
-        scripted_json({"arguments": {"text": "Dov"}}),
-        scripted_json({"tool": "calc", "question": "2030 - 1928"}),
-        scripted_json({"arguments": {"text": "2030 - 1928"}}),
-        scripted_json({"analysis": "done", "decision": "STOP"}),
-        scripted_json({"reasoning": "Computed.", "answer": "102"}),
-    )
-    config = config_for(server, tools=("search", "calc"), planner="m", executor="m", verifier="m", generator="m")
-    async with Solver(config, registry=registry_with(FitPlugin([search, calc]))) as solver:
-        trajectory = await solver.asolve("How old would Dov be in 2030?")
+    trajectory, calc = await lookup_then_compute(server, ToolFit())
     question = "How old would Dov be in 2030?"
     assert calc.asked[0] == (question, ()) and set(calc.asked[1:]) == {(question, ("1928",))}
     first, second = (list(step.tool_fits) for step in trajectory.steps)
